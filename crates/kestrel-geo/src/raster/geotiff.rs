@@ -1,0 +1,222 @@
+//! GeoTIFF and Cloud-Optimized GeoTIFF, read by window through the pure-Rust
+//! `geotiff-reader` (strips and tiles, every common compression, BigTIFF, overviews).
+
+use super::{check_window, DataType, Level, PixelWindow, RasterBuffer, RasterInfo, RasterSource, Samples};
+use crate::crs::Crs;
+use crate::error::{GeoError, Result};
+use crate::georef::{GeoTransform, Georef};
+use geotiff_reader::GeoTiffFile;
+use tiff_reader::{Ifd, TiffFile};
+use std::path::Path;
+
+/// A GeoTIFF (or plain TIFF) opened for windowed reading. Holds the IFDs and a bounded
+/// block cache, never the pixels of the whole file.
+pub struct GeoTiffSource {
+    handle: Handle,
+    info: RasterInfo,
+}
+
+enum Handle {
+    Geo(GeoTiffFile),
+    /// A TIFF without GeoTIFF tags: `geotiff-reader` refuses those, so the plain reader is
+    /// used, with overviews found as reduced-resolution IFDs.
+    Plain {
+        tiff: TiffFile,
+        overview_ifds: Vec<usize>,
+    },
+}
+
+impl Handle {
+    fn tiff(&self) -> &TiffFile {
+        match self {
+            Handle::Geo(f) => f.tiff(),
+            Handle::Plain { tiff, .. } => tiff,
+        }
+    }
+
+    /// The IFD of resolution `level` (0 full, then overviews).
+    fn ifd(&self, level: usize) -> std::result::Result<&Ifd, String> {
+        match self {
+            Handle::Geo(f) if level == 0 => f.tiff().ifd(f.base_ifd_index()).map_err(|e| e.to_string()),
+            Handle::Geo(f) => f.overview_ifd(level - 1).map_err(|e| e.to_string()),
+            Handle::Plain { tiff, overview_ifds } => {
+                let index = if level == 0 { 0 } else { *overview_ifds.get(level - 1).ok_or("no such overview")? };
+                tiff.ifd(index).map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    fn level_count(&self) -> usize {
+        match self {
+            Handle::Geo(f) => 1 + f.overview_count(),
+            Handle::Plain { overview_ifds, .. } => 1 + overview_ifds.len(),
+        }
+    }
+}
+
+impl GeoTiffSource {
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let handle = match GeoTiffFile::open(path) {
+            Ok(f) => Handle::Geo(f),
+            Err(geotiff_reader::Error::NotGeoTiff) => {
+                let tiff = TiffFile::open(path).map_err(|e| GeoError::raster(path, e))?;
+                let base = tiff.ifd(0).map_err(|e| GeoError::raster(path, e))?;
+                let (w, h) = (base.width(), base.height());
+                let overview_ifds = (1..tiff.ifd_count())
+                    .filter(|&i| {
+                        tiff.ifd(i).is_ok_and(|ifd| {
+                            let reduced = ifd
+                                .tag(254)
+                                .and_then(|t| t.value.as_u64())
+                                .is_some_and(|v| v & 1 == 1);
+                            reduced && ifd.width() < w && ifd.height() < h
+                        })
+                    })
+                    .collect();
+                Handle::Plain { tiff, overview_ifds }
+            }
+            Err(e) => return Err(GeoError::raster(path, e)),
+        };
+        let mut info = describe(&handle, &path.display().to_string())?;
+        if info.georef.is_none() {
+            info.georef = super::image_file::sidecar_georef(path)?;
+        }
+        Ok(GeoTiffSource { handle, info })
+    }
+}
+
+fn describe(handle: &Handle, path: &str) -> Result<RasterInfo> {
+    let tiff = handle.tiff();
+    let base = handle.ifd(0).map_err(|e| GeoError::raster(path, e))?;
+    let layout = base
+        .decoded_raster_layout()
+        .map_err(|e| GeoError::raster(path, e))?;
+    let data_type = DataType::from_tiff(layout.sample_format, layout.bits_per_sample)
+        .ok_or_else(|| {
+            GeoError::raster(
+                path,
+                format!(
+                    "unsupported sample type: format {} with {} bits",
+                    layout.sample_format, layout.bits_per_sample
+                ),
+            )
+        })?;
+    let mut levels = Vec::new();
+    for level in 0..handle.level_count() {
+        let ifd = handle.ifd(level).map_err(|e| GeoError::raster(path, e))?;
+        levels.push(Level {
+            width: ifd.width(),
+            height: ifd.height(),
+        });
+    }
+    let file = match handle {
+        Handle::Geo(f) => Some(f),
+        Handle::Plain { .. } => None,
+    };
+    let georef = match file.and_then(|f| f.transform().map(|t| (f, t))) {
+        Some((file, t)) => {
+            let crs = match file.epsg() {
+                Some(code) => Some(Crs::from_epsg(code).map_err(|e| {
+                    GeoError::raster(path, format!("georeferenced in {e}"))
+                })?),
+                None => None,
+            };
+            Some(Georef {
+                transform: GeoTransform([
+                    t.origin_x,
+                    t.pixel_width,
+                    t.skew_x,
+                    t.origin_y,
+                    t.skew_y,
+                    t.pixel_height,
+                ]),
+                crs,
+            })
+        }
+        None => None,
+    };
+    let nodata = file.and_then(|f| f.nodata()).and_then(|s| s.trim().trim_end_matches('\0').parse::<f64>().ok());
+    let mut desc = Vec::new();
+    if base.is_tiled() {
+        desc.push(format!(
+            "tiled {}x{}",
+            base.tile_width().unwrap_or(0),
+            base.tile_height().unwrap_or(0)
+        ));
+    } else {
+        desc.push(format!("striped, {} rows per strip", base.rows_per_strip()));
+    }
+    desc.push(compression_name(base.compression()).to_string());
+    if base.predictor() > 1 {
+        desc.push(format!("predictor {}", base.predictor()));
+    }
+    desc.push(if base.planar_configuration() == 2 { "planar" } else { "chunky" }.to_string());
+    if tiff.is_bigtiff() {
+        desc.push("BigTIFF".into());
+    }
+    Ok(RasterInfo {
+        path: path.to_string(),
+        format: "GeoTIFF",
+        width: base.width(),
+        height: base.height(),
+        bands: layout.samples_per_pixel as u16,
+        data_type,
+        georef,
+        nodata,
+        levels,
+        layout: desc.join(", "),
+    })
+}
+
+fn compression_name(code: u16) -> &'static str {
+    match code {
+        1 => "uncompressed",
+        5 => "LZW",
+        6 | 7 => "JPEG",
+        8 | 32946 => "deflate",
+        32773 => "PackBits",
+        34887 => "LERC",
+        50000 => "ZSTD",
+        50001 => "WebP",
+        _ => "other compression",
+    }
+}
+
+impl RasterSource for GeoTiffSource {
+    fn info(&self) -> &RasterInfo {
+        &self.info
+    }
+
+    fn read_window(&self, level: usize, window: PixelWindow) -> Result<RasterBuffer> {
+        check_window(&self.info, level, window)?;
+        let tiff = self.handle.tiff();
+        let ifd = self
+            .handle
+            .ifd(level)
+            .map_err(|e| GeoError::raster(&self.info.path, e))?;
+        let bytes = tiff
+            .read_decoded_window_bytes_from_ifd(
+                ifd,
+                window.row_off as usize,
+                window.col_off as usize,
+                window.rows as usize,
+                window.cols as usize,
+            )
+            .map_err(|e| GeoError::raster(&self.info.path, format!("window {window}: {e}")))?;
+        let bands = self.info.bands as usize;
+        let expected = window.cols as usize * window.rows as usize * bands * self.info.data_type.size_bytes();
+        if bytes.len() != expected {
+            return Err(GeoError::raster(
+                &self.info.path,
+                format!("window {window} decoded to {} bytes, expected {expected}", bytes.len()),
+            ));
+        }
+        Ok(RasterBuffer {
+            width: window.cols as usize,
+            height: window.rows as usize,
+            bands,
+            samples: Samples::from_ne_bytes(self.info.data_type, &bytes),
+        })
+    }
+}
