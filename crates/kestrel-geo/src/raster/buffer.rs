@@ -40,6 +40,20 @@ impl DataType {
         }
     }
 
+    /// Rust's name of the sample type, e.g. "u16".
+    pub fn name(self) -> &'static str {
+        match self {
+            DataType::Byte => "u8",
+            DataType::Int8 => "i8",
+            DataType::UInt16 => "u16",
+            DataType::Int16 => "i16",
+            DataType::UInt32 => "u32",
+            DataType::Int32 => "i32",
+            DataType::Float32 => "f32",
+            DataType::Float64 => "f64",
+        }
+    }
+
     /// GDAL's name, e.g. "UInt16".
     pub fn gdal_name(self) -> &'static str {
         match self {

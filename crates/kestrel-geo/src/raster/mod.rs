@@ -103,6 +103,32 @@ impl RasterInfo {
             .ok()
     }
 
+    /// The summary `kestrel info --json` prints.
+    pub fn to_json(&self) -> serde_json::Value {
+        let crs = self.georef.as_ref().and_then(|g| g.crs.as_ref());
+        serde_json::json!({
+            "kind": "raster",
+            "path": self.path,
+            "format": self.format,
+            "width": self.width,
+            "height": self.height,
+            "bands": self.bands,
+            "data_type": self.data_type.name(),
+            "gdal_data_type": self.data_type.gdal_name(),
+            "nodata": self.nodata,
+            "georeferenced": self.georef.is_some(),
+            "geotransform": self.georef.as_ref().map(|g| g.transform.0),
+            "epsg": crs.and_then(|c| c.epsg),
+            "crs": crs.map(|c| c.label()),
+            "crs_name": crs.map(|c| c.name.clone()),
+            "gsd_m": self.gsd_xy_m().map(|(x, y)| (x * y).sqrt()),
+            "gsd_xy_m": self.gsd_xy_m().map(|(x, y)| [x, y]),
+            "extent_lonlat": self.extent_lonlat(),
+            "overviews": self.levels.iter().skip(1).map(|l| [l.width, l.height]).collect::<Vec<_>>(),
+            "layout": self.layout,
+        })
+    }
+
     /// Size of the given level, or an error naming the file.
     pub fn level(&self, level: usize) -> Result<Level> {
         self.levels.get(level).copied().ok_or_else(|| {

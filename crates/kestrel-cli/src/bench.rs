@@ -1,0 +1,1 @@
+pub fn run(_w: &std::path::Path, _q: bool) -> anyhow::Result<()> { anyhow::bail!("not yet") }

@@ -1,0 +1,280 @@
+//! LAS/LAZ point clouds (LAS 1.0–1.4, every point format, through `las` + `laz`): a summary
+//! for `kestrel info`, chunked streaming of points, and rasterization into height models.
+
+mod rasterize;
+
+pub use rasterize::{fill_holes, rasterize, HeightGrid, HeightKind, RasterizeOptions};
+
+use crate::crs::Crs;
+use crate::error::{GeoError, Result};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Points read per chunk: bounded memory whatever the size of the cloud.
+pub const CHUNK_POINTS: u64 = 1 << 20;
+
+/// What `kestrel info` reports for a point cloud.
+#[derive(Clone, Debug, Serialize)]
+pub struct PointCloudInfo {
+    pub path: String,
+    /// "1.4" etc.
+    pub las_version: String,
+    pub point_format: u8,
+    pub compressed: bool,
+    pub points: u64,
+    /// `[min_x, min_y, min_z, max_x, max_y, max_z]` from the header, in CRS units.
+    pub bounds: [f64; 6],
+    pub crs: Option<Crs>,
+    /// Point count per ASPRS classification code (counted by reading every point).
+    pub class_counts: BTreeMap<u8, u64>,
+    /// Names of the extra-bytes dimensions (e.g. `treeID`).
+    pub extra_dims: Vec<String>,
+    pub has_rgb: bool,
+    pub has_nir: bool,
+}
+
+impl PointCloudInfo {
+    /// The summary `kestrel info --json` prints.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "kind": "point_cloud",
+            "path": self.path,
+            "las_version": self.las_version,
+            "point_format": self.point_format,
+            "compressed": self.compressed,
+            "points": self.points,
+            "bounds": self.bounds,
+            "epsg": self.crs.as_ref().and_then(|c| c.epsg),
+            "crs": self.crs.as_ref().map(|c| c.label()),
+            "crs_name": self.crs.as_ref().map(|c| c.name.clone()),
+            "class_counts": self.class_counts.iter().map(|(k, n)| (k.to_string(), serde_json::json!(n))).collect::<serde_json::Map<_, _>>(),
+            "extra_dims": self.extra_dims,
+            "has_rgb": self.has_rgb,
+            "has_nir": self.has_nir,
+        })
+    }
+}
+
+/// A LAS/LAZ file opened for streaming.
+pub struct PointCloud {
+    path: PathBuf,
+    reader: las::Reader,
+}
+
+/// One chunk of points, column by column (coordinates already scaled and offset).
+#[derive(Default, Debug)]
+pub struct PointChunk {
+    pub x: Vec<f64>,
+    pub y: Vec<f64>,
+    pub z: Vec<f64>,
+    pub intensity: Vec<u16>,
+    pub class: Vec<u8>,
+    pub return_number: Vec<u8>,
+    pub number_of_returns: Vec<u8>,
+}
+
+impl PointChunk {
+    pub fn len(&self) -> usize {
+        self.x.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.x.is_empty()
+    }
+}
+
+impl PointCloud {
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        // `las` opens files of any extension; check the signature first for a clear message.
+        let mut magic = [0u8; 4];
+        {
+            use std::io::Read;
+            let mut f = std::fs::File::open(path).map_err(|e| GeoError::io(path, e))?;
+            f.read_exact(&mut magic)
+                .map_err(|_| GeoError::point_cloud(path, "file is too short to be LAS/LAZ"))?;
+        }
+        if &magic != b"LASF" {
+            return Err(GeoError::point_cloud(path, "missing the LASF file signature"));
+        }
+        let reader = las::Reader::from_path(path).map_err(|e| GeoError::point_cloud(path, e))?;
+        Ok(PointCloud {
+            path: path.to_path_buf(),
+            reader,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn header(&self) -> &las::Header {
+        self.reader.header()
+    }
+
+    pub fn point_count(&self) -> u64 {
+        self.reader.header().number_of_points()
+    }
+
+    /// The CRS from the WKT VLR, or from the GeoTIFF-key VLRs' EPSG codes.
+    pub fn crs(&self) -> Result<Option<Crs>> {
+        let h = self.reader.header();
+        if let Some(bytes) = h.get_wkt_crs_bytes() {
+            let wkt = String::from_utf8_lossy(bytes);
+            if !wkt.trim_matches(char::from(0)).trim().is_empty() {
+                return Crs::from_wkt(&wkt).map(Some).map_err(|e| GeoError::point_cloud(&self.path, e));
+            }
+        }
+        let keys = h
+            .get_geotiff_crs()
+            .map_err(|e| GeoError::point_cloud(&self.path, format!("GeoTIFF CRS VLR: {e}")))?;
+        let registered = |c: &u16| (1024..=32766).contains(c);
+        let code = keys.and_then(|k| {
+            k.get_projected_crs_geo_key_value()
+                .filter(registered)
+                .or_else(|| k.get_geodetic_crs_geo_key_value().filter(registered))
+        });
+        match code {
+            Some(c) => Crs::from_epsg(u32::from(c))
+                .map(Some)
+                .map_err(|e| GeoError::point_cloud(&self.path, e)),
+            None => Ok(None),
+        }
+    }
+
+    /// Reads the next chunk of at most `max_points` into `chunk` (replacing its contents);
+    /// returns the number read, 0 at the end.
+    pub fn read_chunk(&mut self, max_points: u64, data: &mut las::PointData, chunk: &mut PointChunk) -> Result<usize> {
+        let n = self
+            .reader
+            .fill_points(max_points, data)
+            .map_err(|e| GeoError::point_cloud(&self.path, e))? as usize;
+        chunk.x.clear();
+        chunk.x.extend(data.x());
+        chunk.y.clear();
+        chunk.y.extend(data.y());
+        chunk.z.clear();
+        chunk.z.extend(data.z());
+        chunk.intensity.clear();
+        chunk.intensity.extend(data.intensity());
+        chunk.class.clear();
+        chunk.class.extend(data.classification());
+        chunk.return_number.clear();
+        chunk.return_number.extend(data.return_number());
+        chunk.number_of_returns.clear();
+        chunk.number_of_returns.extend(data.number_of_returns());
+        Ok(n)
+    }
+
+    /// Streams every point through `visit`, one chunk at a time; `progress` gets the number
+    /// of points read so far.
+    pub fn for_each_chunk(
+        &mut self,
+        mut visit: impl FnMut(&PointChunk) -> Result<()>,
+        mut progress: impl FnMut(u64),
+    ) -> Result<()> {
+        let mut data = las::PointDataBuilder::new().for_header(self.reader.header()).build();
+        let mut chunk = PointChunk::default();
+        let mut done = 0u64;
+        loop {
+            let n = self.read_chunk(CHUNK_POINTS, &mut data, &mut chunk)?;
+            if n == 0 {
+                break;
+            }
+            visit(&chunk)?;
+            done += n as u64;
+            progress(done);
+        }
+        let expected = self.point_count();
+        if done != expected {
+            return Err(GeoError::point_cloud(
+                &self.path,
+                format!("header declares {expected} points but {done} could be read"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Summary for `kestrel info`: reads every point once to count classes.
+    pub fn summarize(&mut self, progress: impl FnMut(u64)) -> Result<PointCloudInfo> {
+        let h = self.reader.header();
+        let b = h.bounds();
+        let format = h.point_format();
+        let mut info = PointCloudInfo {
+            path: self.path.display().to_string(),
+            las_version: format!("{}.{}", h.version().major, h.version().minor),
+            point_format: format.to_u8().unwrap_or(255),
+            compressed: format.is_compressed,
+            points: h.number_of_points(),
+            bounds: [b.min.x, b.min.y, b.min.z, b.max.x, b.max.y, b.max.z],
+            crs: None,
+            class_counts: BTreeMap::new(),
+            extra_dims: extra_dimension_names(h),
+            has_rgb: format.has_color,
+            has_nir: format.has_nir,
+        };
+        info.crs = self.crs()?;
+        let mut counts = [0u64; 256];
+        self.for_each_chunk(
+            |c| {
+                for &k in &c.class {
+                    counts[k as usize] += 1;
+                }
+                Ok(())
+            },
+            progress,
+        )?;
+        info.class_counts = counts
+            .iter()
+            .enumerate()
+            .filter(|(_, &n)| n > 0)
+            .map(|(k, &n)| (k as u8, n))
+            .collect();
+        Ok(info)
+    }
+}
+
+/// Names from the Extra Bytes VLR (LASF_Spec, record 4): 192-byte descriptors whose
+/// bytes 4..36 hold the name.
+fn extra_dimension_names(header: &las::Header) -> Vec<String> {
+    header
+        .all_vlrs()
+        .filter(|v| v.user_id == "LASF_Spec" && v.record_id == 4)
+        .flat_map(|v| {
+            v.data
+                .chunks_exact(192)
+                .map(|d| {
+                    String::from_utf8_lossy(&d[4..36])
+                        .trim_end_matches('\0')
+                        .to_string()
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Name of an ASPRS classification code (LAS 1.4 table).
+pub fn class_name(code: u8) -> &'static str {
+    match code {
+        0 => "never classified",
+        1 => "unclassified",
+        2 => "ground",
+        3 => "low vegetation",
+        4 => "medium vegetation",
+        5 => "high vegetation",
+        6 => "building",
+        7 => "low noise",
+        8 => "model key-point",
+        9 => "water",
+        10 => "rail",
+        11 => "road surface",
+        12 => "overlap",
+        13 => "wire guard",
+        14 => "wire conductor",
+        15 => "transmission tower",
+        16 => "wire connector",
+        17 => "bridge deck",
+        18 => "high noise",
+        _ => "user defined",
+    }
+}
