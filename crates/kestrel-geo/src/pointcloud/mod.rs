@@ -2,6 +2,7 @@
 //! for `kestrel info`, chunked streaming of points, and rasterization into height models.
 
 mod rasterize;
+pub mod synthetic;
 
 pub use rasterize::{fill_holes, rasterize, HeightGrid, HeightKind, RasterizeOptions};
 

@@ -130,6 +130,9 @@ pub fn rasterize(cloud: &mut PointCloud, options: &RasterizeOptions, progress: i
     if !(options.cell_m > 0.0 && options.cell_m.is_finite()) {
         return Err(GeoError::Invalid(format!("cell size must be positive, got {}", options.cell_m)));
     }
+    if cloud.point_count() == 0 {
+        return Err(GeoError::point_cloud(cloud.path(), "holds no points"));
+    }
     let crs = cloud.crs()?;
     let unit_m = match &crs {
         Some(c) if c.is_geographic() => {
