@@ -7,7 +7,7 @@ mod common;
 
 use common::{gdal_available, gdalinfo_json, run, shared_data};
 use kestrel_geo::raster::{DataType, RasterBuffer, Samples};
-use kestrel_geo::{open_raster, PixelWindow, RasterSource};
+use kestrel_geo::{open_raster, PixelWindow};
 use std::path::Path;
 use std::process::Command;
 

@@ -105,6 +105,18 @@ impl PointCloud {
         })
     }
 
+    /// A LAS/LAZ file held in memory (fuzzing, downloaded bytes); `name` is used in errors.
+    pub fn from_bytes(name: &str, bytes: Vec<u8>) -> Result<Self> {
+        if !bytes.starts_with(b"LASF") {
+            return Err(GeoError::point_cloud(name, "missing the LASF file signature"));
+        }
+        let reader = las::Reader::new(std::io::Cursor::new(bytes)).map_err(|e| GeoError::point_cloud(name, e))?;
+        Ok(PointCloud {
+            path: PathBuf::from(name),
+            reader,
+        })
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -57,10 +57,30 @@ impl Handle {
 impl GeoTiffSource {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let handle = match GeoTiffFile::open(path) {
+        let handle = Self::handle(path, GeoTiffFile::open(path), || TiffFile::open(path))?;
+        let mut info = describe(&handle, &path.display().to_string())?;
+        if info.georef.is_none() {
+            info.georef = super::image_file::sidecar_georef(path)?;
+        }
+        Ok(GeoTiffSource { handle, info })
+    }
+
+    /// A TIFF held in memory (fuzzing, downloaded bytes); `name` is used in errors.
+    pub fn from_bytes(name: &str, bytes: Vec<u8>) -> Result<Self> {
+        let handle = Self::handle(Path::new(name), GeoTiffFile::from_bytes(bytes.clone()), || TiffFile::from_bytes(bytes))?;
+        let info = describe(&handle, name)?;
+        Ok(GeoTiffSource { handle, info })
+    }
+
+    fn handle(
+        path: &Path,
+        geo: std::result::Result<GeoTiffFile, geotiff_reader::Error>,
+        plain: impl FnOnce() -> std::result::Result<TiffFile, tiff_reader::TiffError>,
+    ) -> Result<Handle> {
+        Ok(match geo {
             Ok(f) => Handle::Geo(f),
             Err(geotiff_reader::Error::NotGeoTiff) => {
-                let tiff = TiffFile::open(path).map_err(|e| GeoError::raster(path, e))?;
+                let tiff = plain().map_err(|e| GeoError::raster(path, e))?;
                 let base = tiff.ifd(0).map_err(|e| GeoError::raster(path, e))?;
                 let (w, h) = (base.width(), base.height());
                 let overview_ifds = (1..tiff.ifd_count())
@@ -77,12 +97,7 @@ impl GeoTiffSource {
                 Handle::Plain { tiff, overview_ifds }
             }
             Err(e) => return Err(GeoError::raster(path, e)),
-        };
-        let mut info = describe(&handle, &path.display().to_string())?;
-        if info.georef.is_none() {
-            info.georef = super::image_file::sidecar_georef(path)?;
-        }
-        Ok(GeoTiffSource { handle, info })
+        })
     }
 }
 
