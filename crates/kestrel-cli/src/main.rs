@@ -88,7 +88,9 @@ fn run() -> Result<()> {
 }
 
 fn info(path: &PathBuf, json: bool, gsd: Option<f64>) -> Result<()> {
-    let value = match sniff(path)? {
+    let remote = path.to_str().is_some_and(kestrel_geo::raster::is_remote);
+    let kind = if remote { FileKind::Raster } else { sniff(path)? };
+    let value = match kind {
         FileKind::Raster => {
             let src = open_raster(path)?;
             let mut v = src.info().to_json();

@@ -18,6 +18,8 @@ pub struct GeoTiffSource {
 
 enum Handle {
     Geo(GeoTiffFile),
+    #[cfg(feature = "remote")]
+    Remote(geotiff_reader::cog::HttpGeoTiffFile),
     /// A TIFF without GeoTIFF tags: `geotiff-reader` refuses those, so the plain reader is
     /// used, with overviews found as reduced-resolution IFDs.
     Plain {
@@ -27,29 +29,43 @@ enum Handle {
 }
 
 impl Handle {
+    /// The GeoTIFF view, when the file has GeoTIFF tags.
+    fn geo(&self) -> Option<&GeoTiffFile> {
+        match self {
+            Handle::Geo(f) => Some(f),
+            #[cfg(feature = "remote")]
+            Handle::Remote(f) => Some(f.inner()),
+            Handle::Plain { .. } => None,
+        }
+    }
+
     fn tiff(&self) -> &TiffFile {
         match self {
             Handle::Geo(f) => f.tiff(),
+            #[cfg(feature = "remote")]
+            Handle::Remote(f) => f.inner().tiff(),
             Handle::Plain { tiff, .. } => tiff,
         }
     }
 
     /// The IFD of resolution `level` (0 full, then overviews).
     fn ifd(&self, level: usize) -> std::result::Result<&Ifd, String> {
-        match self {
-            Handle::Geo(f) if level == 0 => f.tiff().ifd(f.base_ifd_index()).map_err(|e| e.to_string()),
-            Handle::Geo(f) => f.overview_ifd(level - 1).map_err(|e| e.to_string()),
-            Handle::Plain { tiff, overview_ifds } => {
+        match (self, self.geo()) {
+            (_, Some(f)) if level == 0 => f.tiff().ifd(f.base_ifd_index()).map_err(|e| e.to_string()),
+            (_, Some(f)) => f.overview_ifd(level - 1).map_err(|e| e.to_string()),
+            (Handle::Plain { tiff, overview_ifds }, None) => {
                 let index = if level == 0 { 0 } else { *overview_ifds.get(level - 1).ok_or("no such overview")? };
                 tiff.ifd(index).map_err(|e| e.to_string())
             }
+            _ => unreachable!("every non-plain handle has a GeoTIFF view"),
         }
     }
 
     fn level_count(&self) -> usize {
-        match self {
-            Handle::Geo(f) => 1 + f.overview_count(),
-            Handle::Plain { overview_ifds, .. } => 1 + overview_ifds.len(),
+        match (self, self.geo()) {
+            (_, Some(f)) => 1 + f.overview_count(),
+            (Handle::Plain { overview_ifds, .. }, None) => 1 + overview_ifds.len(),
+            _ => unreachable!("every non-plain handle has a GeoTIFF view"),
         }
     }
 }
@@ -68,6 +84,19 @@ impl GeoTiffSource {
     /// A TIFF held in memory (fuzzing, downloaded bytes); `name` is used in errors.
     pub fn from_bytes(name: &str, bytes: Vec<u8>) -> Result<Self> {
         let handle = Self::handle(Path::new(name), GeoTiffFile::from_bytes(bytes.clone()), || TiffFile::from_bytes(bytes))?;
+        let info = describe(&handle, name)?;
+        Ok(GeoTiffSource { handle, info })
+    }
+
+    /// A COG read by HTTP range requests from `url` (`http(s)://`, or an S3 URL already
+    /// presigned); `name` is what errors call it.
+    #[cfg(feature = "remote")]
+    pub(crate) fn open_http(name: &str, url: &str) -> Result<Self> {
+        let f = geotiff_reader::cog::HttpGeoTiffFile::open(url).map_err(|e| match e {
+            geotiff_reader::Error::NotGeoTiff => GeoError::raster(name, "remote TIFFs must carry GeoTIFF tags (a COG)"),
+            other => GeoError::raster(name, other),
+        })?;
+        let handle = Handle::Remote(f);
         let info = describe(&handle, name)?;
         Ok(GeoTiffSource { handle, info })
     }
@@ -125,10 +154,7 @@ fn describe(handle: &Handle, path: &str) -> Result<RasterInfo> {
             height: ifd.height(),
         });
     }
-    let file = match handle {
-        Handle::Geo(f) => Some(f),
-        Handle::Plain { .. } => None,
-    };
+    let file = handle.geo();
     let georef = match file.and_then(|f| f.transform().map(|t| (f, t))) {
         Some((file, t)) => {
             let crs = match file.epsg() {

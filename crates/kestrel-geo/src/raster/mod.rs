@@ -7,12 +7,19 @@
 mod buffer;
 mod geotiff;
 mod image_file;
+#[cfg(feature = "remote")]
+mod remote;
 mod writer;
 
 pub use buffer::{DataType, RasterBuffer, Samples};
 pub use geotiff::GeoTiffSource;
 pub use image_file::ImageFileSource;
 pub use writer::{CogWriter, CogWriterOptions};
+
+/// True for URIs (`http(s)://`, `s3://`) that name a remote raster.
+pub fn is_remote(uri: &str) -> bool {
+    ["http://", "https://", "s3://"].iter().any(|p| uri.starts_with(p))
+}
 
 use crate::error::{GeoError, Result};
 use crate::georef::Georef;
@@ -166,9 +173,19 @@ pub(crate) fn check_window(info: &RasterInfo, level: usize, window: PixelWindow)
     }
 }
 
-/// Opens a raster by its content (TIFF magic, PNG, JPEG), not by its extension alone.
+/// Opens a raster by its content (TIFF magic, PNG, JPEG), not by its extension alone; or a
+/// remote COG by URI (`http(s)://…`, `s3://bucket/key`).
 pub fn open_raster(path: impl AsRef<Path>) -> Result<Box<dyn RasterSource>> {
     let path = path.as_ref();
+    if let Some(uri) = path.to_str().filter(|s| is_remote(s)) {
+        #[cfg(feature = "remote")]
+        return Ok(Box::new(remote::open_remote(uri)?));
+        #[cfg(not(feature = "remote"))]
+        return Err(GeoError::Unsupported {
+            path: uri.to_string(),
+            problem: "this build has no remote access (cargo feature `remote`)".into(),
+        });
+    }
     let mut magic = [0u8; 4];
     {
         use std::io::Read;
