@@ -176,6 +176,21 @@ fn check_against_gdal(path: &Path, exactness: Exactness, scratch: &Path, seed: u
     let gdal_epsg = g.pointer("/stac/proj:epsg").and_then(|v| v.as_u64()).map(|v| v as u32);
     let our_epsg = info.georef.as_ref().and_then(|r| r.crs.as_ref()).and_then(|c| c.epsg);
     assert_eq!(our_epsg, gdal_epsg, "{what}: EPSG");
+    // Extent in lon/lat: GDAL's from the four corners, ours also along the edges; they agree
+    // to well under a pixel for these small rasters.
+    if let (Some(ext), Some(poly)) = (info.extent_lonlat(), g.pointer("/wgs84Extent/coordinates/0").and_then(|c| c.as_array())) {
+        let lons: Vec<f64> = poly.iter().map(|p| p[0].as_f64().unwrap()).collect();
+        let lats: Vec<f64> = poly.iter().map(|p| p[1].as_f64().unwrap()).collect();
+        let gdal_ext = [
+            lons.iter().cloned().fold(f64::INFINITY, f64::min),
+            lats.iter().cloned().fold(f64::INFINITY, f64::min),
+            lons.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
+            lats.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
+        ];
+        for i in 0..4 {
+            assert!((ext[i] - gdal_ext[i]).abs() < 1e-6, "{what}: lon/lat extent ours {ext:?} GDAL {gdal_ext:?}");
+        }
+    }
     let gdal_nodata = gbands[0].get("noDataValue").and_then(|v| v.as_f64());
     assert_eq!(info.nodata, gdal_nodata, "{what}: nodata");
     let g_ovr: Vec<(u32, u32)> = gbands[0]

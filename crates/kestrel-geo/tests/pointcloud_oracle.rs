@@ -124,4 +124,14 @@ fn feet_based_cloud_is_rasterized_in_metres() {
     assert!((unit - 0.3048).abs() < 1e-4, "autzen is in feet, got {unit} m per unit ({})", crs.proj4);
     let grid = rasterize(&mut pc, &RasterizeOptions { cell_m: 3.048, kind: HeightKind::Dsm, fill_dsm_holes: false }, |_| {}).unwrap();
     assert!((grid.georef.transform.0[1] - 10.0).abs() < 1e-6, "3.048 m is 10 ft");
+    // A CRS with no EPSG code travels as WKT, which GDAL reads.
+    if gdal_available() {
+        let dir = tempfile::tempdir().unwrap();
+        let tif = dir.path().join("autzen_dsm.tif");
+        grid.write_cog(&tif).unwrap();
+        let g = gdalinfo_json(&tif);
+        let wkt = g.pointer("/coordinateSystem/wkt").and_then(|w| w.as_str()).unwrap_or("");
+        assert!(wkt.contains("Lambert Conformal Conic") || wkt.contains("Lambert_Conformal_Conic"), "{wkt}");
+        assert!(wkt.contains("foot"), "{wkt}");
+    }
 }
