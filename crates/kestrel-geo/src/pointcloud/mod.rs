@@ -98,6 +98,8 @@ impl PointCloud {
         if &magic != b"LASF" {
             return Err(GeoError::point_cloud(path, "missing the LASF file signature"));
         }
+        let mut file = std::fs::File::open(path).map_err(|e| GeoError::io(path, e))?;
+        check_laz_chunk_table(&mut file).map_err(|p| GeoError::point_cloud(path, p))?;
         let reader = las::Reader::from_path(path).map_err(|e| GeoError::point_cloud(path, e))?;
         Ok(PointCloud {
             path: path.to_path_buf(),
@@ -110,7 +112,10 @@ impl PointCloud {
         if !bytes.starts_with(b"LASF") {
             return Err(GeoError::point_cloud(name, "missing the LASF file signature"));
         }
-        let reader = las::Reader::new(std::io::Cursor::new(bytes)).map_err(|e| GeoError::point_cloud(name, e))?;
+        let mut cursor = std::io::Cursor::new(bytes);
+        check_laz_chunk_table(&mut cursor).map_err(|p| GeoError::point_cloud(name, p))?;
+        cursor.set_position(0);
+        let reader = las::Reader::new(cursor).map_err(|e| GeoError::point_cloud(name, e))?;
         Ok(PointCloud {
             path: PathBuf::from(name),
             reader,
@@ -245,6 +250,52 @@ impl PointCloud {
             .collect();
         Ok(info)
     }
+}
+
+/// Rejects a LAZ file whose chunk table declares more chunks than the file has bytes: the
+/// `laz` decoder would otherwise try to allocate a table of that size and abort the process
+/// (found by fuzzing). Plain LAS files and files without a chunk table pass unchecked.
+fn check_laz_chunk_table<R: std::io::Read + std::io::Seek>(src: &mut R) -> std::result::Result<(), String> {
+    use std::io::SeekFrom;
+    let len = src.seek(SeekFrom::End(0)).map_err(|e| e.to_string())?;
+    let mut header = [0u8; 107];
+    src.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
+    if src.read_exact(&mut header).is_err() {
+        return Err("file is too short for a LAS header".into());
+    }
+    // Point data record format, bit 7 set for LAZ (LASzip's convention).
+    let compressed = header[104] & 0x80 != 0;
+    if !compressed {
+        return Ok(());
+    }
+    let data_start = u64::from(u32::from_le_bytes(header[96..100].try_into().expect("4 bytes")));
+    let mut buf8 = [0u8; 8];
+    src.seek(SeekFrom::Start(data_start)).map_err(|e| e.to_string())?;
+    if src.read_exact(&mut buf8).is_err() {
+        return Err(format!("point data offset {data_start} lies past the end of the file ({len} bytes)"));
+    }
+    let mut table = i64::from_le_bytes(buf8);
+    if table == -1 {
+        // Written by a streaming encoder: the offset is in the file's last 8 bytes.
+        if len < 8 {
+            return Err("missing LAZ chunk table offset".into());
+        }
+        src.seek(SeekFrom::End(-8)).map_err(|e| e.to_string())?;
+        src.read_exact(&mut buf8).map_err(|e| e.to_string())?;
+        table = i64::from_le_bytes(buf8);
+    }
+    if table < 0 || table as u64 + 8 > len {
+        // No usable chunk table: `laz` reports that itself without large allocations.
+        return Ok(());
+    }
+    let mut buf = [0u8; 8];
+    src.seek(SeekFrom::Start(table as u64)).map_err(|e| e.to_string())?;
+    src.read_exact(&mut buf).map_err(|e| e.to_string())?;
+    let chunks = u64::from(u32::from_le_bytes(buf[4..8].try_into().expect("4 bytes")));
+    if chunks > len {
+        return Err(format!("corrupt LAZ chunk table: {chunks} chunks declared in a file of {len} bytes"));
+    }
+    Ok(())
 }
 
 /// Names from the Extra Bytes VLR (LASF_Spec, record 4): 192-byte descriptors whose
