@@ -100,7 +100,7 @@ impl PointCloud {
         }
         let mut file = std::fs::File::open(path).map_err(|e| GeoError::io(path, e))?;
         check_laz_chunk_table(&mut file).map_err(|p| GeoError::point_cloud(path, p))?;
-        let reader = las::Reader::from_path(path).map_err(|e| GeoError::point_cloud(path, e))?;
+        let reader = guard(path, || las::Reader::from_path(path))?;
         Ok(PointCloud {
             path: path.to_path_buf(),
             reader,
@@ -115,7 +115,7 @@ impl PointCloud {
         let mut cursor = std::io::Cursor::new(bytes);
         check_laz_chunk_table(&mut cursor).map_err(|p| GeoError::point_cloud(name, p))?;
         cursor.set_position(0);
-        let reader = las::Reader::new(cursor).map_err(|e| GeoError::point_cloud(name, e))?;
+        let reader = guard(Path::new(name), move || las::Reader::new(cursor))?;
         Ok(PointCloud {
             path: PathBuf::from(name),
             reader,
@@ -163,10 +163,8 @@ impl PointCloud {
     /// Reads the next chunk of at most `max_points` into `chunk` (replacing its contents);
     /// returns the number read, 0 at the end.
     pub fn read_chunk(&mut self, max_points: u64, data: &mut las::PointData, chunk: &mut PointChunk) -> Result<usize> {
-        let n = self
-            .reader
-            .fill_points(max_points, data)
-            .map_err(|e| GeoError::point_cloud(&self.path, e))? as usize;
+        let reader = &mut self.reader;
+        let n = guard(&self.path, || reader.fill_points(max_points, data))? as usize;
         chunk.x.clear();
         chunk.x.extend(data.x());
         chunk.y.clear();
@@ -249,6 +247,24 @@ impl PointCloud {
             .map(|(k, &n)| (k as u8, n))
             .collect();
         Ok(info)
+    }
+}
+
+/// Runs a `las`/`laz` call, turning both its errors and its panics into an error naming the
+/// file: the LAZ decoder asserts on some malformed inputs (found by fuzzing) instead of
+/// returning an error, and a corrupt file must not bring the program down.
+fn guard<T>(path: &Path, f: impl FnOnce() -> las::Result<T>) -> Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(GeoError::point_cloud(path, e)),
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown failure".into());
+            Err(GeoError::point_cloud(path, format!("the LAS/LAZ decoder failed on malformed data: {msg}")))
+        }
     }
 }
 
