@@ -4,8 +4,10 @@
 //!
 //! It reads imagery through `kestrel-geo` and knows nothing of networks or detection.
 
+pub mod normalize;
 pub mod sample;
 pub mod store;
+pub mod synthetic;
 
 pub use sample::{HeadingMode, Origin, Polarity, Sample, Shape};
 pub use store::{Project, StoreError};

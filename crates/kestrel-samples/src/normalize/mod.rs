@@ -1,0 +1,229 @@
+//! Normalization: every positive brought to one ground sample distance (scale), one
+//! radiometric range (colour) and one canonical heading (rotation). The `Contract` records
+//! the choices; training writes it into the model package and detection replays it exactly.
+
+pub mod colour;
+pub mod orientation;
+pub mod window;
+
+use crate::sample::{HeadingMode, Shape};
+use colour::ColourStats;
+use orientation::{estimate_orientation, fit_outline_in_box, AspectPrior, OrientationEstimate};
+use serde::{Deserialize, Serialize};
+use window::NormalizedWindow;
+
+/// Version of the contract's meaning; bump when any step changes.
+pub const CONTRACT_VERSION: u32 = 1;
+
+/// How colour is normalized.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "method", rename_all = "snake_case")]
+pub enum ColourMethod {
+    /// Per-image, per-band quantile mapping to [0, 1] (see `colour`).
+    Quantile { quantiles: usize },
+}
+
+/// The normalization contract of a class.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Contract {
+    pub version: u32,
+    /// Chips are resampled to this ground sample distance.
+    pub target_gsd_m: f64,
+    /// Chip edge in pixels at `target_gsd_m`.
+    pub chip_size_px: u32,
+    /// Source bands (0-based) in the order the network sees them.
+    pub bands: Vec<usize>,
+    pub colour: ColourMethod,
+    pub heading_mode: HeadingMode,
+    /// Every positive is turned so that its heading points here (0 = up).
+    pub canonical_heading_deg: f64,
+    /// Median object size of the class's positives.
+    pub object_length_m: f64,
+    pub object_width_m: f64,
+}
+
+/// Context around the object in a chip: the chip's edge is this many object lengths.
+pub const CHIP_CONTEXT: f64 = 1.5;
+
+impl Contract {
+    /// Derives the contract from the positives' sizes (metres) and GSDs: the median GSD
+    /// (unless `target_gsd_m` is given) and a chip that holds the median object with context.
+    pub fn derive(lengths_m: &[f64], widths_m: &[f64], gsds_m: &[f64], bands: Vec<usize>, heading_mode: HeadingMode, target_gsd_m: Option<f64>) -> Option<Contract> {
+        let median = |v: &[f64]| {
+            let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite() && *x > 0.0).collect();
+            v.sort_by(f64::total_cmp);
+            (!v.is_empty()).then(|| v[v.len() / 2])
+        };
+        let gsd = target_gsd_m.or_else(|| median(gsds_m))?;
+        let length = median(lengths_m)?;
+        let width = median(widths_m).unwrap_or(length);
+        let chip = ((CHIP_CONTEXT * length / gsd / 4.0).ceil() as u32 * 4).max(16);
+        Some(Contract {
+            version: CONTRACT_VERSION,
+            target_gsd_m: gsd,
+            chip_size_px: chip,
+            bands,
+            colour: ColourMethod::Quantile { quantiles: colour::QUANTILES },
+            heading_mode,
+            canonical_heading_deg: 0.0,
+            object_length_m: length,
+            object_width_m: width,
+        })
+    }
+}
+
+/// A normalized chip: `bands` planes of `size`×`size` values in [0, 1] (planar, row-major).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Chip {
+    pub size: usize,
+    pub bands: usize,
+    pub data: Vec<f32>,
+}
+
+/// Where the heading used to rotate a sample came from.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "source", rename_all = "snake_case")]
+pub enum HeadingSource {
+    /// Drawn or imported with the sample.
+    Given,
+    /// Estimated from the pixels (axis only, mod 180°).
+    Estimated { confidence: f64 },
+    /// Nothing to go on (a point without heading on a featureless background).
+    None,
+}
+
+/// Geometry of one sample after the pixel analysis: what the chip is cut from.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SampleGeometry {
+    pub cx: f64,
+    pub cy: f64,
+    pub heading_deg: f64,
+    pub heading: HeadingSource,
+    /// Object size in image pixels along and across the heading (estimated for axis boxes).
+    pub length_px: f64,
+    pub width_px: f64,
+}
+
+/// Reads the neighbourhood of a sample and resolves its heading and size: given ones are
+/// kept; axis boxes and bare points get the estimated axis. For axis boxes, `aspect` (the
+/// class's elongation range) keeps the estimate consistent with the box's own shape.
+pub fn analyse_sample(src: &dyn kestrel_geo::RasterSource, stats: &ColourStats, bands: &[usize], shape: &Shape, default_size_px: f64, aspect: Option<AspectPrior>) -> kestrel_geo::Result<SampleGeometry> {
+    let (cx, cy) = shape.centre();
+    let info = src.info();
+    match *shape {
+        Shape::OrientedBox { length, width, heading_deg, .. } => {
+            Ok(SampleGeometry { cx, cy, heading_deg, heading: HeadingSource::Given, length_px: length, width_px: width })
+        }
+        Shape::Point { heading_deg: Some(hd), .. } => {
+            Ok(SampleGeometry { cx, cy, heading_deg: hd, heading: HeadingSource::Given, length_px: default_size_px, width_px: default_size_px / 2.0 })
+        }
+        Shape::AxisBox { w, h, .. } => {
+            let bbox = shape.bounds();
+            let radius = 0.5 * w.max(h) * 1.5 + 2.0;
+            let nw = NormalizedWindow::around(info.width, info.height, cx, cy, radius)
+                .map(|win| NormalizedWindow::read_stretched(src, win, bands, stats))
+                .transpose()?;
+            let est = nw.as_ref().and_then(|nw| axis_in_box(nw, bbox, aspect));
+            Ok(match est {
+                Some(e) => {
+                    let (length_px, width_px) = size_from_box(w, h, e);
+                    SampleGeometry { cx, cy, heading_deg: e.axis_deg, heading: HeadingSource::Estimated { confidence: e.confidence }, length_px, width_px }
+                }
+                None => SampleGeometry { cx, cy, heading_deg: 0.0, heading: HeadingSource::None, length_px: w.max(h), width_px: w.min(h) },
+            })
+        }
+        Shape::Point { heading_deg: None, .. } => {
+            let half = default_size_px / 2.0;
+            let bbox = [cx - half, cy - half, cx + half, cy + half];
+            let est = NormalizedWindow::around(info.width, info.height, cx, cy, half * 1.5 + 2.0)
+                .map(|win| NormalizedWindow::read_stretched(src, win, bands, stats))
+                .transpose()?
+                .and_then(|nw| estimate_orientation(&nw, bbox));
+            Ok(match est {
+                Some(e) => SampleGeometry { cx, cy, heading_deg: e.axis_deg, heading: HeadingSource::Estimated { confidence: e.confidence }, length_px: e.length_px, width_px: e.width_px },
+                None => SampleGeometry { cx, cy, heading_deg: 0.0, heading: HeadingSource::None, length_px: default_size_px, width_px: default_size_px / 2.0 },
+            })
+        }
+    }
+}
+
+/// The axis of the object in a tight axis-aligned box: the mean of two independent estimates,
+/// the region's weighted moments and the outline fitted to the edges near that axis (within
+/// 12°). Each fails in its own way (moments on low contrast and shadows, outlines on
+/// interior edges); measured on synthetic scenes their mean halves the 95th-percentile error
+/// of either. Without an aspect prior, the moments alone.
+pub fn axis_in_box(nw: &NormalizedWindow, bbox: [f64; 4], aspect: Option<AspectPrior>) -> Option<OrientationEstimate> {
+    let moments = estimate_orientation(nw, bbox);
+    let Some(prior) = aspect else { return moments };
+    let outline = fit_outline_in_box(nw, bbox, prior, moments.map(|m| (m.axis_deg, 12.0))).map(|o| o.0);
+    let (w, h) = (bbox[2] - bbox[0], bbox[3] - bbox[1]);
+    match (moments, outline) {
+        (Some(m), Some(o)) => {
+            let diff = (o - m.axis_deg + 90.0).rem_euclid(180.0) - 90.0;
+            Some(OrientationEstimate { axis_deg: (m.axis_deg + diff / 2.0).rem_euclid(180.0), ..m })
+        }
+        (Some(m), None) => Some(m),
+        (None, Some(o)) => Some(OrientationEstimate { axis_deg: o, confidence: 0.0, length_px: w.max(h), width_px: w.min(h) }),
+        (None, None) => None,
+    }
+}
+
+/// Object length and width from an axis-aligned box `w`×`h` around an object whose axis is
+/// known: x-extent = L|sin θ| + W|cos θ|, y-extent = L|cos θ| + W|sin θ|. Near 45° the system
+/// is singular; there the moments' own estimate, scaled to the box, is used.
+fn size_from_box(w: f64, h: f64, e: OrientationEstimate) -> (f64, f64) {
+    let t = e.axis_deg.to_radians();
+    let (s, c) = (t.sin().abs(), t.cos().abs());
+    let det = s * s - c * c; // [[s, c], [c, s]] · [L, W] = [w, h]
+    if det.abs() > 0.3 {
+        let l = (s * w - c * h) / det;
+        let wd = (s * h - c * w) / det;
+        if l > 0.0 && wd > 0.0 && l >= wd {
+            return (l, wd);
+        }
+    }
+    let diag = w.hypot(h);
+    let est = e.length_px.hypot(e.width_px).max(1e-9);
+    (e.length_px * diag / est, e.width_px * diag / est)
+}
+
+/// Resamples a chip centred on (cx, cy) (image pixels), turned so that `heading_deg` points
+/// up, at the contract's GSD. When the chip is coarser than the image, each chip pixel
+/// averages a grid of bilinear samples over its footprint (anti-aliasing).
+pub fn resample_chip(win: &NormalizedWindow, cx: f64, cy: f64, heading_deg: f64, image_gsd_m: f64, contract: &Contract) -> Chip {
+    let size = contract.chip_size_px as usize;
+    let bands = win.planes.len();
+    let scale = contract.target_gsd_m / image_gsd_m; // image pixels per chip pixel
+    let t = heading_deg.to_radians();
+    let (fx, fy) = (t.sin(), -t.cos()); // front, in image pixel axes
+    let (rx, ry) = (t.cos(), t.sin()); // object's right
+    let taps = scale.ceil().clamp(1.0, 4.0) as usize;
+    let mut data = vec![0f32; bands * size * size];
+    for v in 0..size {
+        for u in 0..size {
+            let mut acc = vec![0f32; bands];
+            for sv in 0..taps {
+                for su in 0..taps {
+                    // Offset from the chip centre in chip pixels, then in image pixels.
+                    let du = (u as f64 + (su as f64 + 0.5) / taps as f64 - size as f64 / 2.0) * scale;
+                    let dv = (v as f64 + (sv as f64 + 0.5) / taps as f64 - size as f64 / 2.0) * scale;
+                    // Chip right = object's right; chip down = object's back.
+                    let x = cx + du * rx - dv * fx;
+                    let y = cy + du * ry - dv * fy;
+                    for (b, a) in acc.iter_mut().enumerate() {
+                        *a += win.sample(b, x, y);
+                    }
+                }
+            }
+            for b in 0..bands {
+                data[(b * size + v) * size + u] = acc[b] / (taps * taps) as f32;
+            }
+        }
+    }
+    Chip { size, bands, data }
+}
+
+/// Radius (image pixels) of the window a chip needs.
+pub fn chip_radius_px(contract: &Contract, image_gsd_m: f64) -> f64 {
+    contract.chip_size_px as f64 * contract.target_gsd_m / image_gsd_m * std::f64::consts::FRAC_1_SQRT_2 + 2.0
+}
