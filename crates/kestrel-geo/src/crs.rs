@@ -198,9 +198,13 @@ fn wkt_top_level_epsg(wkt: &str) -> Option<u32> {
             b'[' | b'(' if !in_quotes => {
                 if depth == 1 {
                     let head = wkt[..i].trim_end();
+                    // Byte position after the last non-keyword character (which may be
+                    // multi-byte in malformed WKT).
                     let kw_start = head
-                        .rfind(|c: char| !c.is_ascii_alphanumeric() && c != '_')
-                        .map(|p| p + 1)
+                        .char_indices()
+                        .rev()
+                        .find(|&(_, c)| !c.is_ascii_alphanumeric() && c != '_')
+                        .map(|(p, c)| p + c.len_utf8())
                         .unwrap_or(0);
                     let kw = &head[kw_start..];
                     if kw.eq_ignore_ascii_case("AUTHORITY") || kw.eq_ignore_ascii_case("ID") {
@@ -271,6 +275,12 @@ mod tests {
         let (lon_b, lat_b) = b.apply(637_000.0, 850_000.0).unwrap();
         assert!((lon_a - lon_b).abs() < 1e-6 && (lat_a - lat_b).abs() < 1e-6);
         assert!((lon_a + 123.07).abs() < 0.1 && (lat_a - 44.06).abs() < 0.1, "{lon_a} {lat_a}");
+    }
+
+    #[test]
+    fn wkt_with_multibyte_characters_does_not_panic() {
+        assert_eq!(wkt_top_level_epsg("PROJCS[\"é\",é[1],AUTHORITY[\"EPSG\",\"2154\"]]"), Some(2154));
+        assert!(Crs::from_wkt("PROJCS[\"x\",\u{00e9}\u{00e9}[\"EPSG\",\"1\"]]").is_err());
     }
 
     #[test]
