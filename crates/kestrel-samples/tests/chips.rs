@@ -1,0 +1,64 @@
+//! `build_chips` on a project made from a synthetic scene: positives are turned to the
+//! canonical heading, automatic negatives keep away from objects, and the files are written.
+
+use kestrel_samples::chips::{build_chips, write_chip_set, ChipOptions};
+use kestrel_samples::normalize::HeadingSource;
+use kestrel_samples::store::NewSample;
+use kestrel_samples::synthetic::{Scene, SceneSpec};
+use kestrel_samples::{HeadingMode, Origin, Polarity, Project, Shape};
+
+#[test]
+fn synthetic_vehicles_become_upright_chips() {
+    let dir = tempfile::tempdir().unwrap();
+    let scene = Scene::generate(&SceneSpec { seed: 11, vehicles: 25, ..Default::default() });
+    let tif = dir.path().join("scene.tif");
+    scene.write_geotiff(&tif).unwrap();
+    let mut project = Project::create(dir.path().join("project")).unwrap();
+    let src = kestrel_geo::open_raster(&tif).unwrap();
+    let image = project.add_image(tif.to_str().unwrap(), src.info(), None).unwrap();
+    let class = project.add_class("vehicle", HeadingMode::Axis).unwrap();
+    let truth: Vec<_> = scene.truth.iter().filter(|t| t.class == "vehicle").collect();
+    let samples: Vec<NewSample> = truth
+        .iter()
+        .map(|t| {
+            let b = t.shape.bounds();
+            NewSample {
+                image_id: image.id,
+                class_id: class.id,
+                polarity: Polarity::Positive,
+                shape: Shape::AxisBox { cx: (b[0] + b[2]) / 2.0, cy: (b[1] + b[3]) / 2.0, w: b[2] - b[0], h: b[3] - b[1] },
+                heading_mode: None,
+                origin: Origin::Imported,
+            }
+        })
+        .collect();
+    project.add_samples(&samples).unwrap();
+    let set = build_chips(&project, "vehicle", &ChipOptions { auto_negative_ratio: 1.0, ..Default::default() }, |_, _| {}).unwrap();
+    assert!((set.contract.target_gsd_m - 0.15).abs() < 1e-9);
+    assert!((set.contract.object_length_m - 4.5).abs() < 0.4, "median vehicle length {}", set.contract.object_length_m);
+    let positives: Vec<_> = set.chips.iter().filter(|c| c.polarity == Polarity::Positive).collect();
+    assert_eq!(positives.len(), truth.len());
+    let mut within = 0;
+    for (c, t) in positives.iter().zip(&truth) {
+        assert!(matches!(c.heading, HeadingSource::Estimated { .. }));
+        if HeadingMode::Axis.difference_deg(c.heading_deg, t.shape.heading_deg().unwrap()) < 10.0 {
+            within += 1;
+        }
+    }
+    assert!(within * 10 >= positives.len() * 9, "{within} of {} turned within 10°", positives.len());
+    let negatives: Vec<_> = set.chips.iter().filter(|c| c.polarity == Polarity::Negative).collect();
+    assert!(negatives.len() >= truth.len() * 8 / 10, "{} automatic negatives", negatives.len());
+    for n in &negatives {
+        let nearest = truth.iter().map(|t| {
+            let (x, y) = t.shape.centre();
+            (x - n.centre_px[0]).hypot(y - n.centre_px[1])
+        });
+        assert!(nearest.fold(f64::INFINITY, f64::min) * 0.15 >= set.contract.object_length_m * 0.99);
+    }
+    let out = std::env::var("KESTREL_KEEP_CHIPS").map(std::path::PathBuf::from).unwrap_or_else(|_| dir.path().join("chips"));
+    write_chip_set(&set, &out).unwrap();
+    let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["chips"].as_array().unwrap().len(), set.chips.len());
+    let sheet = image::open(out.join("contact_sheet.png")).unwrap();
+    assert!(sheet.width() > 100 && sheet.height() > 100);
+}
