@@ -5,6 +5,7 @@
 //! It reads imagery through `kestrel-geo` and knows nothing of networks or detection.
 
 pub mod chips;
+pub mod dataset;
 pub mod normalize;
 pub mod sample;
 pub mod store;

@@ -62,3 +62,56 @@ fn synthetic_vehicles_become_upright_chips() {
     let sheet = image::open(out.join("contact_sheet.png")).unwrap();
     assert!(sheet.width() > 100 && sheet.height() > 100);
 }
+
+#[test]
+fn training_examples_are_deterministic_and_their_heading_labels_follow_the_rotation() {
+    use kestrel_geo::PixelWindow;
+    use kestrel_samples::dataset::{Augment, TrainingSet};
+    use kestrel_samples::normalize::orientation::estimate_orientation;
+    use kestrel_samples::normalize::window::NormalizedWindow;
+    let dir = tempfile::tempdir().unwrap();
+    let scene = Scene::generate(&SceneSpec { seed: 12, vehicles: 16, ..Default::default() });
+    let tif = dir.path().join("scene.tif");
+    scene.write_geotiff(&tif).unwrap();
+    let mut project = Project::create(dir.path().join("project")).unwrap();
+    let src = kestrel_geo::open_raster(&tif).unwrap();
+    let image = project.add_image(tif.to_str().unwrap(), src.info(), None).unwrap();
+    let class = project.add_class("vehicle", HeadingMode::Directed).unwrap();
+    // Oriented boxes with their true heading: chips are exactly canonical.
+    let samples: Vec<NewSample> = scene
+        .truth
+        .iter()
+        .filter(|t| t.class == "vehicle")
+        .map(|t| NewSample { image_id: image.id, class_id: class.id, polarity: Polarity::Positive, shape: t.shape, heading_mode: None, origin: Origin::Imported })
+        .collect();
+    project.add_samples(&samples).unwrap();
+    let set = build_chips(&project, "vehicle", &ChipOptions::default(), |_, _| {}).unwrap();
+    let gsd = image.gsd_m;
+    let ts = TrainingSet::new(set, |_| gsd).unwrap();
+    let order = ts.epoch_order(5, 0);
+    assert_eq!(order, ts.epoch_order(5, 0));
+    assert_ne!(order, ts.epoch_order(5, 1));
+    let aug = Augment::default();
+    let one = ts.batch(&order, &aug, 5, 0, 1).unwrap();
+    let two = ts.batch(&order, &aug, 5, 0, 2).unwrap();
+    for (a, b) in one.iter().zip(&two) {
+        assert_eq!(a.chip, b.chip);
+        assert_eq!(a.heading_deg, b.heading_deg);
+    }
+    // The heading label says where the vehicle now points: measure its axis in the chip.
+    let mut checked = 0;
+    for ex in one.iter().filter(|e| e.positive) {
+        let s = ex.chip.size;
+        let nw = NormalizedWindow { window: PixelWindow::new(0, 0, s as u32, s as u32), planes: (0..3).map(|b| ex.chip.data[b * s * s..(b + 1) * s * s].to_vec()).collect() };
+        let c = s as f64 / 2.0;
+        let half = 0.4 * s as f64;
+        if let Some(e) = estimate_orientation(&nw, [c - half, c - half, c + half, c + half]) {
+            if e.confidence > 0.5 {
+                let err = HeadingMode::Axis.difference_deg(e.axis_deg, ex.heading_deg);
+                assert!(err < 15.0, "label {} but the vehicle's axis is {}", ex.heading_deg, e.axis_deg);
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 5, "only {checked} chips checked");
+}

@@ -1,0 +1,174 @@
+//! The training-data API: normalized chips with labels, cut on the fly from the imagery so
+//! that large sets are never held in memory, with augmentation (rotation with the heading
+//! label turned alike, mirror flips, scale and colour jitter). Deterministic for a seed:
+//! every item draws from its own generator seeded by (seed, epoch, index), so the result does
+//! not depend on the number of threads.
+
+use crate::chips::{ChipError, ChipRecord, ChipSet};
+use crate::normalize::colour::ColourStats;
+use crate::normalize::window::NormalizedWindow;
+use crate::normalize::{chip_radius_px, resample_chip, Chip, Contract};
+use crate::sample::{HeadingMode, Polarity};
+use crate::synthetic::Rng;
+use kestrel_geo::RasterSource;
+use std::collections::HashMap;
+
+/// How to augment.
+#[derive(Clone, Debug)]
+pub struct Augment {
+    /// Rotate every chip by a uniform random angle in ±`rotate_deg` (360 = any heading).
+    pub rotate_deg: f64,
+    /// Mirror left–right with probability 0.5.
+    pub flip: bool,
+    /// Scale by a factor in [1 − s, 1 + s].
+    pub scale: f64,
+    /// Per-band gain in [1 − c, 1 + c] and offset in ±c/2 on normalized values.
+    pub colour: f32,
+}
+
+impl Augment {
+    pub fn none() -> Self {
+        Augment { rotate_deg: 0.0, flip: false, scale: 0.0, colour: 0.0 }
+    }
+}
+
+impl Default for Augment {
+    fn default() -> Self {
+        Augment { rotate_deg: 180.0, flip: true, scale: 0.1, colour: 0.1 }
+    }
+}
+
+/// One training example.
+#[derive(Clone, Debug)]
+pub struct Example {
+    pub chip: Chip,
+    pub positive: bool,
+    /// Heading of the object in the chip, degrees clockwise from up (positives; 0 without
+    /// augmentation because chips are canonical).
+    pub heading_deg: f64,
+    /// Index of the chip in the set it came from.
+    pub source: usize,
+}
+
+struct Image {
+    source: Box<dyn RasterSource>,
+    stats: ColourStats,
+    gsd_m: f64,
+}
+
+/// A set of chip descriptions that cuts augmented examples on demand.
+pub struct TrainingSet {
+    pub contract: Contract,
+    items: Vec<ChipRecord>,
+    images: HashMap<String, Image>,
+}
+
+impl TrainingSet {
+    /// From a chip set (its records say where each chip lies); the chips' pixels are dropped
+    /// and cut again, augmented, when asked for.
+    pub fn new(set: ChipSet, gsd_of: impl Fn(&str) -> Option<f64>) -> Result<Self, ChipError> {
+        let mut images = HashMap::new();
+        for c in &set.chips {
+            if !images.contains_key(&c.image_uri) {
+                let source = kestrel_geo::open_raster(&c.image_uri)?;
+                let stats = ColourStats::from_raster(source.as_ref())?;
+                let gsd_m = gsd_of(&c.image_uri).ok_or_else(|| ChipError::NoGsd { uri: c.image_uri.clone() })?;
+                images.insert(c.image_uri.clone(), Image { source, stats, gsd_m });
+            }
+        }
+        let items = set
+            .chips
+            .into_iter()
+            .map(|mut c| {
+                c.chip = Chip { size: 0, bands: 0, data: Vec::new() };
+                c
+            })
+            .collect();
+        Ok(TrainingSet { contract: set.contract, items, images })
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    pub fn is_positive(&self, index: usize) -> bool {
+        self.items[index].polarity == Polarity::Positive
+    }
+
+    /// Example `index`, augmented with the generator of (seed, epoch, index).
+    pub fn example(&self, index: usize, augment: &Augment, seed: u64, epoch: u64) -> Result<Example, ChipError> {
+        let rec = &self.items[index];
+        let img = &self.images[&rec.image_uri];
+        let mut rng = Rng::new(seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (index as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F));
+        let rot = if augment.rotate_deg > 0.0 { rng.range(-augment.rotate_deg, augment.rotate_deg) } else { 0.0 };
+        let scale = if augment.scale > 0.0 { rng.range(1.0 - augment.scale, 1.0 + augment.scale) } else { 1.0 };
+        let flip = augment.flip && rng.unit() < 0.5;
+        // Cutting at heading h − rot shows the object turned by +rot.
+        let mut contract = self.contract.clone();
+        contract.target_gsd_m *= scale;
+        let info = img.source.info();
+        let r = chip_radius_px(&contract, img.gsd_m);
+        let (cx, cy) = (rec.centre_px[0], rec.centre_px[1]);
+        let win = NormalizedWindow::around(info.width, info.height, cx, cy, r)
+            .ok_or_else(|| ChipError::Geo(kestrel_geo::GeoError::Invalid(format!("chip centre outside {}", rec.image_uri))))?;
+        let nw = NormalizedWindow::read(img.source.as_ref(), win, &self.contract.bands, &img.stats)?;
+        let base = rec.heading_deg - self.contract.canonical_heading_deg;
+        let mut chip = resample_chip(&nw, cx, cy, base - rot, img.gsd_m, &contract);
+        let mut heading = rot;
+        if flip {
+            let s = chip.size;
+            for b in 0..chip.bands {
+                for y in 0..s {
+                    chip.data[(b * s + y) * s..(b * s + y + 1) * s].reverse();
+                }
+            }
+            heading = -heading;
+        }
+        if augment.colour > 0.0 {
+            let s2 = chip.size * chip.size;
+            for b in 0..chip.bands {
+                let gain = 1.0 + rng.range(-f64::from(augment.colour), f64::from(augment.colour)) as f32;
+                let offset = rng.range(-f64::from(augment.colour) / 2.0, f64::from(augment.colour) / 2.0) as f32;
+                for v in &mut chip.data[b * s2..(b + 1) * s2] {
+                    *v = (*v * gain + offset).clamp(0.0, 1.0);
+                }
+            }
+        }
+        let mode: HeadingMode = self.contract.heading_mode;
+        Ok(Example { chip, positive: rec.polarity == Polarity::Positive, heading_deg: mode.wrap(heading), source: index })
+    }
+
+    /// The order of an epoch: a seeded shuffle of all indices.
+    pub fn epoch_order(&self, seed: u64, epoch: u64) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.items.len()).collect();
+        let mut rng = Rng::new(seed ^ 0xE90C ^ epoch.wrapping_mul(0x2545_F491_4F6C_DD1D));
+        for i in (1..order.len()).rev() {
+            let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+            order.swap(i, j);
+        }
+        order
+    }
+
+    /// Cuts the examples `indices` on `threads` threads; the result is in the order given and
+    /// identical for any thread count.
+    pub fn batch(&self, indices: &[usize], augment: &Augment, seed: u64, epoch: u64, threads: usize) -> Result<Vec<Example>, ChipError> {
+        let threads = threads.max(1).min(indices.len().max(1));
+        let per = indices.len().div_ceil(threads);
+        let parts: Vec<Result<Vec<Example>, ChipError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = indices
+                .chunks(per.max(1))
+                .map(|part| scope.spawn(move || part.iter().map(|&i| self.example(i, augment, seed, epoch)).collect::<Result<Vec<_>, _>>()))
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("chip worker panicked")).collect()
+        });
+        let mut out = Vec::with_capacity(indices.len());
+        for p in parts {
+            out.extend(p?);
+        }
+        Ok(out)
+    }
+}
