@@ -3,6 +3,7 @@
 
 mod bench;
 mod progress;
+mod samples_cmd;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -44,8 +45,70 @@ enum Command {
         #[arg(long)]
         fill: bool,
     },
+    /// Import labels (YOLO, VOC, CSV, DOTA, GeoJSON, COCO) of an image into a project.
+    Import {
+        #[arg(long)]
+        project: PathBuf,
+        #[arg(long)]
+        image: PathBuf,
+        /// Label files.
+        #[arg(required = true)]
+        labels: Vec<PathBuf>,
+        /// yolo, voc, csv, dota, geojson or coco (default: detected).
+        #[arg(long)]
+        format: Option<String>,
+        /// Store every label under this class.
+        #[arg(long)]
+        class: Option<String>,
+        /// Names of YOLO class ids 0, 1, …, comma-separated.
+        #[arg(long)]
+        class_names: Option<String>,
+        /// Keep only labels of this class.
+        #[arg(long)]
+        only: Option<String>,
+        /// Ground sample distance in metres (required for images without georeferencing).
+        #[arg(long)]
+        gsd: Option<f64>,
+        /// Import the labels as negative samples.
+        #[arg(long)]
+        negative: bool,
+        /// For new classes: 'axis' (0–180°) or 'directed' (front known, 0–360°).
+        #[arg(long, default_value = "axis")]
+        heading_mode: String,
+        /// Import the valid labels even when others are broken.
+        #[arg(long)]
+        skip_invalid: bool,
+    },
+    /// Export a project's samples as GeoJSON or GeoPackage.
+    Export {
+        #[arg(long)]
+        project: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+        #[arg(long)]
+        class: Option<String>,
+    },
+    /// Write normalized chips of a class (PNG), a manifest and a contact sheet.
+    Chips {
+        #[arg(long)]
+        project: PathBuf,
+        #[arg(long)]
+        class: String,
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Target ground sample distance in metres (default: the positives' median).
+        #[arg(long)]
+        gsd: Option<f64>,
+        /// Automatic negatives per positive.
+        #[arg(long, default_value_t = 1.0)]
+        negatives: f64,
+    },
     /// Measure I/O throughput against GDAL and laspy on this machine.
     Bench {
+        /// What to measure: 'io' (rasters and point clouds against GDAL and laspy) or
+        /// 'chips' (sample normalization throughput).
+        #[arg(default_value = "io")]
+        what: String,
         /// Folder for the generated test files.
         #[arg(long, default_value = "target/bench-data")]
         work: PathBuf,
@@ -83,7 +146,16 @@ fn run() -> Result<()> {
             );
             Ok(())
         }
-        Command::Bench { work, quick } => bench::run(&work, quick),
+        Command::Bench { what, work, quick } => match what.as_str() {
+            "io" => bench::run(&work, quick),
+            "chips" => bench::chips(&work),
+            other => anyhow::bail!("unknown benchmark '{other}': expected io or chips"),
+        },
+        Command::Import { project, image, labels, format, class, class_names, only, gsd, negative, heading_mode, skip_invalid } => {
+            samples_cmd::import(samples_cmd::ImportArgs { project, image, labels, format, class, class_names, only, gsd, negative, heading_mode, skip_invalid })
+        }
+        Command::Export { project, output, class } => samples_cmd::export(&project, &output, class.as_deref()),
+        Command::Chips { project, class, output, gsd, negatives } => samples_cmd::chips(&project, &class, &output, gsd, negatives),
     }
 }
 

@@ -14,6 +14,18 @@ pub fn points_bar(total: u64, what: &str) -> ProgressBar {
     bar
 }
 
+/// A bar over a count of items, with rate and ETA.
+pub fn count_bar(what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({per_sec}, ETA {eta})")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_string());
+    bar
+}
+
 /// Peak resident memory of this process (VmHWM), in MiB, where /proc tells it.
 pub fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;

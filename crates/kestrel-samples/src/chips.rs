@@ -89,6 +89,23 @@ fn open_image(record: &ImageRecord) -> Result<OpenImage, ChipError> {
     Ok(OpenImage { record: record.clone(), source, stats, gsd_m })
 }
 
+/// Samples analysed between two progress reports.
+const PROGRESS_BATCH: usize = 64;
+
+/// `f` over `items` on all cores (scoped threads over contiguous parts), results in order.
+pub(crate) fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(items.len()).max(1);
+    if threads == 1 {
+        return items.iter().map(f).collect();
+    }
+    let per = items.len().div_ceil(threads);
+    let f = &f;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items.chunks(per).map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<R>>())).collect();
+        handles.into_iter().flat_map(|h| h.join().expect("chip worker panicked")).collect()
+    })
+}
+
 /// Analyses the class's samples and cuts normalized chips. `progress(done, total)` is
 /// called as samples are processed.
 pub fn build_chips(project: &Project, class_name: &str, options: &ChipOptions, mut progress: impl FnMut(usize, usize)) -> Result<ChipSet, ChipError> {
@@ -117,13 +134,17 @@ pub fn build_chips(project: &Project, class_name: &str, options: &ChipOptions, m
     let mut done = 0;
     // 1. Analyse positives: heading and size.
     let mut geometry: Vec<(&Sample, SampleGeometry)> = Vec::with_capacity(positives.len());
-    for s in &positives {
-        let img = &images[&s.image_id];
-        // A point without a heading is taken to be about a typical object (5 m) in size.
-        let default_size_px = 5.0 / img.gsd_m;
-        let g = analyse_sample(img.source.as_ref(), &img.stats, &bands, &s.shape, default_size_px, prior)?;
-        geometry.push((s, g));
-        done += 1;
+    for batch in positives.chunks(PROGRESS_BATCH) {
+        let analysed = par_map(batch, |s| {
+            let img = &images[&s.image_id];
+            // A point without a heading is taken to be about a typical object (5 m) in size.
+            let default_size_px = 5.0 / img.gsd_m;
+            analyse_sample(img.source.as_ref(), &img.stats, &bands, &s.shape, default_size_px, prior)
+        });
+        for (s, g) in batch.iter().zip(analysed) {
+            geometry.push((s, g?));
+        }
+        done += batch.len();
         progress(done, total);
     }
     let lengths: Vec<f64> = geometry.iter().map(|(s, g)| g.length_px * images[&s.image_id].gsd_m).collect();
@@ -142,7 +163,8 @@ pub fn build_chips(project: &Project, class_name: &str, options: &ChipOptions, m
     };
     let mut chips = Vec::new();
     // 2. Positive chips, turned to the canonical heading.
-    for ((s, g), (length_m, width_m)) in geometry.iter().zip(lengths.iter().zip(&widths)) {
+    let cut_positives = par_map(&geometry, |(s, g)| cut(&images[&s.image_id], g.cx, g.cy, g.heading_deg - contract.canonical_heading_deg));
+    for (((s, g), (length_m, width_m)), chip) in geometry.iter().zip(lengths.iter().zip(&widths)).zip(cut_positives) {
         let img = &images[&s.image_id];
         chips.push(ChipRecord {
             sample_id: Some(s.id),
@@ -154,7 +176,7 @@ pub fn build_chips(project: &Project, class_name: &str, options: &ChipOptions, m
             scale: contract.target_gsd_m / img.gsd_m,
             length_m: Some(*length_m),
             width_m: Some(*width_m),
-            chip: cut(img, g.cx, g.cy, g.heading_deg - contract.canonical_heading_deg)?,
+            chip: chip?,
         });
     }
     // 3. Explicit negatives, at their own heading when they have one, else a random one
