@@ -102,6 +102,9 @@ enum Command {
         /// Automatic negatives per positive.
         #[arg(long, default_value_t = 1.0)]
         negatives: f64,
+        /// Bands to use, 1-based, in order (default: the first three), e.g. 4,3,2.
+        #[arg(long)]
+        bands: Option<String>,
     },
     /// Measure I/O throughput against GDAL and laspy on this machine.
     Bench {
@@ -155,7 +158,7 @@ fn run() -> Result<()> {
             samples_cmd::import(samples_cmd::ImportArgs { project, image, labels, format, class, class_names, only, gsd, negative, heading_mode, skip_invalid })
         }
         Command::Export { project, output, class } => samples_cmd::export(&project, &output, class.as_deref()),
-        Command::Chips { project, class, output, gsd, negatives } => samples_cmd::chips(&project, &class, &output, gsd, negatives),
+        Command::Chips { project, class, output, gsd, negatives, bands } => samples_cmd::chips(&project, &class, &output, gsd, negatives, bands.as_deref()),
     }
 }
 

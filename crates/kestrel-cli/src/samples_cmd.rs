@@ -62,29 +62,35 @@ pub fn import(a: ImportArgs) -> Result<()> {
     }
     let mut project = Project::create(&a.project)?;
     let image = project.add_image(&image_uri, &info, a.gsd)?;
+    if project.image_band_stats(image.id)?.is_none() {
+        let stats = kestrel_samples::normalize::colour::ColourStats::from_raster(src.as_ref())?;
+        project.set_image_band_stats(image.id, &serde_json::to_value(&stats)?)?;
+    }
+    // Importing the same file twice must not double the samples: skip exact repeats.
+    let existing = project.samples(&SampleFilter { image_id: Some(image.id), ..Default::default() })?;
     let mut new = Vec::with_capacity(records.len());
+    let mut repeated = 0;
     for r in &records {
         let name = a.class.clone().unwrap_or_else(|| r.class_name.clone());
         let class = project.add_class(&name, heading_mode)?;
-        new.push(NewSample {
-            image_id: image.id,
-            class_id: class.id,
-            polarity: if a.negative { Polarity::Negative } else { r.polarity },
-            shape: r.shape,
-            heading_mode: r.heading_mode,
-            origin: Origin::Imported,
-        });
+        let polarity = if a.negative { Polarity::Negative } else { r.polarity };
+        if existing.iter().any(|s| s.class_id == class.id && s.polarity == polarity && s.shape == r.shape) {
+            repeated += 1;
+            continue;
+        }
+        new.push(NewSample { image_id: image.id, class_id: class.id, polarity, shape: r.shape, heading_mode: r.heading_mode, origin: Origin::Imported });
     }
     let ids = project.add_samples(&new)?;
     println!(
-        "{}: {} samples from {} file(s) into {} (image {}, {:.3} m GSD{})",
+        "{}: {} samples from {} file(s) into {} (image {}, {:.3} m GSD{}{})",
         a.project.display(),
         ids.len(),
         a.labels.len(),
         image_uri,
         image.id,
         image.gsd_m.unwrap_or(f64::NAN),
-        if problems > 0 { format!(", {problems} skipped") } else { String::new() }
+        if problems > 0 { format!(", {problems} invalid skipped") } else { String::new() },
+        if repeated > 0 { format!(", {repeated} already present") } else { String::new() }
     );
     Ok(())
 }
@@ -149,10 +155,20 @@ pub fn export(project: &Path, output: &Path, class: Option<&str>) -> Result<()> 
     Ok(())
 }
 
-pub fn chips(project: &Path, class: &str, output: &Path, gsd: Option<f64>, negatives: f64) -> Result<()> {
+pub fn chips(project: &Path, class: &str, output: &Path, gsd: Option<f64>, negatives: f64, bands: Option<&str>) -> Result<()> {
     let project = Project::open(project)?;
+    // Bands are numbered from 1 on the command line, as GDAL numbers them.
+    let bands = match bands {
+        Some(text) => Some(
+            text.split(',')
+                .map(|b| b.trim().parse::<usize>().ok().filter(|&n| n >= 1).map(|n| n - 1))
+                .collect::<Option<Vec<usize>>>()
+                .with_context(|| format!("--bands '{text}': expected 1-based band numbers such as 3,2,1"))?,
+        ),
+        None => None,
+    };
     let bar = crate::progress::count_bar("normalizing samples");
-    let set = build_chips(&project, class, &ChipOptions { target_gsd_m: gsd, auto_negative_ratio: negatives, ..Default::default() }, |done, total| {
+    let set = build_chips(&project, class, &ChipOptions { target_gsd_m: gsd, auto_negative_ratio: negatives, bands, ..Default::default() }, |done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
     })?;

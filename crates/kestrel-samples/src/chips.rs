@@ -23,12 +23,14 @@ pub struct ChipOptions {
     pub target_gsd_m: Option<f64>,
     /// Automatic negatives per positive, sampled in the same images.
     pub auto_negative_ratio: f64,
+    /// Source bands (0-based) in the order the network sees them; default: the first three.
+    pub bands: Option<Vec<usize>>,
     pub seed: u64,
 }
 
 impl Default for ChipOptions {
     fn default() -> Self {
-        ChipOptions { target_gsd_m: None, auto_negative_ratio: 1.0, seed: 7 }
+        ChipOptions { target_gsd_m: None, auto_negative_ratio: 1.0, bands: None, seed: 7 }
     }
 }
 
@@ -82,9 +84,14 @@ struct OpenImage {
     gsd_m: f64,
 }
 
-fn open_image(record: &ImageRecord) -> Result<OpenImage, ChipError> {
+fn open_image(project: &Project, record: &ImageRecord) -> Result<OpenImage, ChipError> {
     let source = kestrel_geo::open_raster(&record.uri)?;
-    let stats = ColourStats::from_raster(source.as_ref())?;
+    // The statistics stored at import, else computed now (they are deterministic).
+    let stored = project.image_band_stats(record.id)?.and_then(|v| serde_json::from_value::<ColourStats>(v).ok());
+    let stats = match stored {
+        Some(s) if s.bands.len() == source.info().bands as usize => s,
+        _ => ColourStats::from_raster(source.as_ref())?,
+    };
     let gsd_m = record.gsd_m.ok_or_else(|| ChipError::NoGsd { uri: record.uri.clone() })?;
     Ok(OpenImage { record: record.clone(), source, stats, gsd_m })
 }
@@ -119,12 +126,18 @@ pub fn build_chips(project: &Project, class_name: &str, options: &ChipOptions, m
     let mut images: HashMap<i64, OpenImage> = HashMap::new();
     for s in &samples {
         if let std::collections::hash_map::Entry::Vacant(e) = images.entry(s.image_id) {
-            e.insert(open_image(&project.image(s.image_id)?)?);
+            e.insert(open_image(project, &project.image(s.image_id)?)?);
         }
     }
-    let bands: Vec<usize> = {
-        let b = images.values().map(|i| i.source.info().bands as usize).min().unwrap_or(1);
-        (0..b.min(3)).collect()
+    let available = images.values().map(|i| i.source.info().bands as usize).min().unwrap_or(1);
+    let bands: Vec<usize> = match &options.bands {
+        Some(b) => {
+            if let Some(&bad) = b.iter().find(|&&i| i >= available) {
+                return Err(ChipError::Geo(kestrel_geo::GeoError::Invalid(format!("band {} requested, but the images have {available}", bad + 1))));
+            }
+            b.clone()
+        }
+        None => (0..available.min(3)).collect(),
     };
     let prior = AspectPrior::from_boxes(positives.iter().filter_map(|s| match s.shape {
         Shape::AxisBox { w, h, .. } => Some((w, h)),

@@ -288,6 +288,29 @@ impl Project {
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| self.err(e))
     }
 
+    /// Stores an image's band statistics (JSON, e.g. the colour normalization's quantiles).
+    pub fn set_image_band_stats(&mut self, image_id: i64, stats: &serde_json::Value) -> Result<()> {
+        let n = self
+            .db
+            .execute("UPDATE images SET band_stats = ?2 WHERE id = ?1", params![image_id, stats.to_string()])
+            .map_err(|e| self.err(e))?;
+        if n == 0 {
+            return Err(StoreError::NotFound { what: "image", id: image_id.to_string() });
+        }
+        Ok(())
+    }
+
+    /// An image's stored band statistics, if any.
+    pub fn image_band_stats(&self, image_id: i64) -> Result<Option<serde_json::Value>> {
+        let text: Option<String> = self
+            .db
+            .query_row("SELECT band_stats FROM images WHERE id = ?1", [image_id], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))?
+            .ok_or(StoreError::NotFound { what: "image", id: image_id.to_string() })?;
+        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+    }
+
     /// Creates a class, or returns the existing one of that name.
     pub fn add_class(&mut self, name: &str, heading_mode: HeadingMode) -> Result<ClassRecord> {
         let name = name.trim();
