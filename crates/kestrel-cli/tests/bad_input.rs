@@ -1,6 +1,9 @@
 //! Bad input gets a clear error naming the file and the problem, a non-zero exit status,
 //! and never a panic.
 
+mod common;
+use common::shared;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -141,18 +144,6 @@ fn dsm_with_a_bad_cell_size() {
     assert!(stderr.contains("cell size must be positive"), "{stderr}");
 }
 
-fn shared() -> Option<std::path::PathBuf> {
-    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
-    if d.is_dir() {
-        Some(d)
-    } else {
-        if std::env::var_os("KESTREL_REQUIRE_ORACLES").is_some() {
-            panic!("../shared/data is required");
-        }
-        eprintln!("SKIPPED: ../shared/data is absent");
-        None
-    }
-}
 
 /// A valid 1×1 8-bit greyscale PNG.
 fn image_bytes() -> Vec<u8> {

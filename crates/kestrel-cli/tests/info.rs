@@ -1,18 +1,11 @@
 //! `kestrel info --json` on the shared real data reports what the acceptance names.
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::shared;
+
+use std::path::Path;
 use std::process::Command;
 
-fn shared() -> Option<PathBuf> {
-    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
-    if d.is_dir() {
-        Some(d)
-    } else {
-        assert!(std::env::var_os("KESTREL_REQUIRE_ORACLES").is_none(), "../shared/data is required");
-        eprintln!("SKIPPED: ../shared/data is absent");
-        None
-    }
-}
 
 fn info(path: &Path) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_kestrel")).args(["info", "--json"]).arg(path).output().unwrap();

@@ -2,21 +2,14 @@
 //! data holds, idempotent re-import, lossless export → import, broken labels refused with
 //! their lines and nothing stored lost, and chips written.
 
+mod common;
+use common::shared;
+
 use kestrel_samples::store::SampleFilter;
 use kestrel_samples::Project;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-fn shared() -> Option<PathBuf> {
-    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
-    if d.is_dir() {
-        Some(d)
-    } else {
-        assert!(std::env::var_os("KESTREL_REQUIRE_ORACLES").is_none(), "../shared/data is required");
-        eprintln!("SKIPPED: ../shared/data is absent");
-        None
-    }
-}
 
 fn kestrel(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_kestrel")).args(args).output().unwrap();

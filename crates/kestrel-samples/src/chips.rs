@@ -192,15 +192,9 @@ pub fn build_chips(project: &Project, class_name: &str, options: &ChipOptions, m
             chip: chip?,
         });
     }
-    // 3. Explicit negatives, at their own heading when they have one, else a random one
-    //    (the network must not learn that negatives come upright).
-    let mut rng = Rng::new(options.seed);
-    for s in samples.iter().filter(|s| s.polarity == Polarity::Negative) {
-        let img = &images[&s.image_id];
-        let (cx, cy) = s.shape.centre();
-        let heading = s.shape.heading_deg().unwrap_or_else(|| rng.range(0.0, 360.0));
-        chips.push(ChipRecord {
-            sample_id: Some(s.id),
+    let negative = |img: &OpenImage, sample_id: Option<i64>, cx: f64, cy: f64, heading: f64| -> Result<ChipRecord, ChipError> {
+        Ok(ChipRecord {
+            sample_id,
             image_uri: img.record.uri.clone(),
             polarity: Polarity::Negative,
             centre_px: [cx, cy],
@@ -210,7 +204,16 @@ pub fn build_chips(project: &Project, class_name: &str, options: &ChipOptions, m
             length_m: None,
             width_m: None,
             chip: cut(img, cx, cy, heading)?,
-        });
+        })
+    };
+    // 3. Explicit negatives, at their own heading when they have one, else a random one
+    //    (the network must not learn that negatives come upright).
+    let mut rng = Rng::new(options.seed);
+    for s in samples.iter().filter(|s| s.polarity == Polarity::Negative) {
+        let img = &images[&s.image_id];
+        let (cx, cy) = s.shape.centre();
+        let heading = s.shape.heading_deg().unwrap_or_else(|| rng.range(0.0, 360.0));
+        chips.push(negative(img, Some(s.id), cx, cy, heading)?);
         done += 1;
         progress(done, total);
     }
@@ -237,18 +240,7 @@ pub fn build_chips(project: &Project, class_name: &str, options: &ChipOptions, m
                 continue;
             }
             let heading = rng.range(0.0, 360.0);
-            chips.push(ChipRecord {
-                sample_id: None,
-                image_uri: img.record.uri.clone(),
-                polarity: Polarity::Negative,
-                centre_px: [cx, cy],
-                heading_deg: heading,
-                heading: HeadingSource::Given,
-                scale: contract.target_gsd_m / img.gsd_m,
-                length_m: None,
-                width_m: None,
-                chip: cut(img, cx, cy, heading)?,
-            });
+            chips.push(negative(img, None, cx, cy, heading)?);
             made += 1;
         }
     }

@@ -1,0 +1,17 @@
+//! Shared by the CLI tests: where the real data is.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+/// `../shared/data` beside the repository; skipped with a message when absent, a failure
+/// when `KESTREL_REQUIRE_ORACLES` is set (as CI sets it).
+pub fn shared() -> Option<PathBuf> {
+    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
+    if d.is_dir() {
+        Some(d)
+    } else {
+        assert!(std::env::var_os("KESTREL_REQUIRE_ORACLES").is_none(), "../shared/data is required");
+        eprintln!("SKIPPED: ../shared/data is absent");
+        None
+    }
+}
