@@ -8,26 +8,32 @@ use crate::Polarity;
 const COLUMNS: [&str; 6] = ["image_path", "xmin", "ymin", "xmax", "ymax", "label"];
 
 pub(crate) fn read(text: &str, r: &mut Reader) -> Result<(), LabelIssue> {
-    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
-    let (header_index, header) = lines.next().ok_or_else(|| r.error(0, "no header line"))?;
-    let header = split_row(header).map_err(|p| r.error(header_index + 1, p))?;
+    let mut csv = ::csv::ReaderBuilder::new().flexible(true).trim(::csv::Trim::All).from_reader(text.as_bytes());
+    let header = csv.headers().map_err(|e| r.error(1, e.to_string()))?.clone();
+    if header.iter().all(str::is_empty) {
+        return Err(r.error(0, "no header line"));
+    }
     // Column positions by name.
     let mut col = [0usize; 6];
     for (k, name) in COLUMNS.iter().enumerate() {
         col[k] = header
             .iter()
-            .position(|h| h.trim().eq_ignore_ascii_case(name))
-            .ok_or_else(|| r.error(header_index + 1, format!("header has no \"{name}\" column (expected {})", COLUMNS.join(","))))?;
+            .position(|h| h.eq_ignore_ascii_case(name))
+            .ok_or_else(|| r.error(1, format!("header has no \"{name}\" column (expected {})", COLUMNS.join(","))))?;
     }
-    for (i, line) in lines {
-        let line_no = i + 1;
-        let row = match split_row(line) {
+    for record in csv.records() {
+        let row = match record {
             Ok(row) => row,
-            Err(problem) => {
-                r.issue(line_no, problem);
+            Err(e) => {
+                let line = e.position().map_or(0, |p| p.line() as usize);
+                r.issue(line, e.to_string());
                 continue;
             }
         };
+        let line_no = row.position().map_or(0, |p| p.line() as usize);
+        if row.iter().all(str::is_empty) {
+            continue;
+        }
         if row.len() != header.len() {
             r.issue(line_no, format!("expected {} fields, found {}", header.len(), row.len()));
             continue;
@@ -43,7 +49,7 @@ pub(crate) fn read(text: &str, r: &mut Reader) -> Result<(), LabelIssue> {
                 continue;
             }
         };
-        let label = row[col[5]].trim();
+        let label = &row[col[5]];
         if label.is_empty() {
             r.issue(line_no, "empty label");
             continue;
@@ -52,44 +58,4 @@ pub(crate) fn read(text: &str, r: &mut Reader) -> Result<(), LabelIssue> {
         r.push(line_no, label, shape, Polarity::Positive, None);
     }
     Ok(())
-}
-
-/// Splits one CSV row on commas, honouring double-quoted fields (`""` is a quote inside
-/// one). Rows spanning several lines are not supported: no box file has them.
-fn split_row(line: &str) -> Result<Vec<String>, String> {
-    let mut fields = Vec::new();
-    let mut field = String::new();
-    let mut chars = line.trim_end_matches('\r').chars().peekable();
-    let mut quoted = false;
-    while let Some(c) = chars.next() {
-        match c {
-            '"' if quoted && chars.peek() == Some(&'"') => {
-                field.push('"');
-                chars.next();
-            }
-            '"' if quoted => quoted = false,
-            '"' if field.trim().is_empty() => {
-                field.clear();
-                quoted = true;
-            }
-            ',' if !quoted => fields.push(std::mem::take(&mut field)),
-            _ => field.push(c),
-        }
-    }
-    if quoted {
-        return Err("unterminated quoted field".into());
-    }
-    fields.push(field);
-    Ok(fields)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::split_row;
-
-    #[test]
-    fn splits_quoted_fields() {
-        assert_eq!(split_row("a,\"b,c\",\"d\"\"e\",").unwrap(), vec!["a", "b,c", "d\"e", ""]);
-        assert!(split_row("a,\"b").is_err());
-    }
 }

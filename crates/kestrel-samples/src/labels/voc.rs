@@ -85,142 +85,20 @@ impl Element {
     }
 }
 
-/// Parses an XML document into its root element, or says where and why it is malformed.
+/// Parses an XML document (with `roxmltree`) into its root element, or says on which line
+/// and why it is malformed.
 pub(crate) fn parse_xml(text: &str) -> Result<Element, (usize, String)> {
-    let mut stack: Vec<Element> = Vec::new();
-    let mut root: Option<Element> = None;
-    let mut pos = 0;
-    let mut line = 1;
-    let newlines = |s: &str| s.bytes().filter(|&b| b == b'\n').count();
-    // Hands a finished element to its parent, or makes it the root.
-    fn attach(stack: &mut [Element], root: &mut Option<Element>, element: Element) -> Result<(), (usize, String)> {
-        match stack.last_mut() {
-            Some(parent) => parent.children.push(element),
-            None if root.is_some() => return Err((element.line, format!("second root element <{}>", element.name))),
-            None => *root = Some(element),
-        }
-        Ok(())
-    }
-    while pos < text.len() {
-        // Text up to the next tag.
-        let next = text[pos..].find('<').map_or(text.len(), |o| pos + o);
-        let chunk = &text[pos..next];
-        if !chunk.trim().is_empty() {
-            match stack.last_mut() {
-                Some(top) => top.text.push_str(&decode_entities(chunk)),
-                None => return Err((line, "text outside the root element".into())),
-            }
-        }
-        line += newlines(chunk);
-        pos = next;
-        if pos >= text.len() {
-            break;
-        }
-        let rest = &text[pos..];
-        let find = |pat: &str, what: &str| rest.find(pat).map(|o| o + pat.len()).ok_or_else(|| (line, format!("unterminated {what}")));
-        let consumed = if rest.starts_with("<?") {
-            find("?>", "processing instruction")?
-        } else if rest.starts_with("<!--") {
-            find("-->", "comment")?
-        } else if rest.starts_with("<![CDATA[") {
-            let end = find("]]>", "CDATA section")?;
-            match stack.last_mut() {
-                Some(top) => top.text.push_str(&rest[9..end - 3]),
-                None => return Err((line, "CDATA outside the root element".into())),
-            }
-            end
-        } else if rest.starts_with("<!") {
-            // DOCTYPE (internal subsets are not supported).
-            find(">", "declaration")?
-        } else if let Some(close) = rest.strip_prefix("</") {
-            let end = close.find('>').ok_or_else(|| (line, "unterminated end tag".into()))?;
-            let name = close[..end].trim();
-            let open = stack.pop().ok_or_else(|| (line, format!("</{name}> closes no element")))?;
-            if open.name != name {
-                return Err((line, format!("</{name}> closes <{}> opened at line {}", open.name, open.line)));
-            }
-            attach(&mut stack, &mut root, open)?;
-            2 + end + 1
-        } else {
-            let end = tag_end(rest).ok_or_else(|| (line, "unterminated start tag".into()))?;
-            let body = &rest[1..end];
-            let self_closing = body.ends_with('/');
-            let name = body.trim_end_matches('/').split_whitespace().next().unwrap_or("");
-            if name.is_empty() || body.starts_with(char::is_whitespace) {
-                return Err((line, "tag without a name".into()));
-            }
-            let element = Element { name: name.to_string(), line, children: Vec::new(), text: String::new() };
-            if self_closing {
-                attach(&mut stack, &mut root, element)?;
-            } else {
-                stack.push(element);
-            }
-            end + 1
-        };
-        line += newlines(&rest[..consumed]);
-        pos += consumed;
-    }
-    if let Some(open) = stack.last() {
-        return Err((open.line, format!("<{}> is never closed", open.name)));
-    }
-    root.ok_or((1, "no root element".into()))
-}
-
-/// Byte index of the `>` that ends a start tag, skipping quoted attribute values.
-fn tag_end(tag: &str) -> Option<usize> {
-    let mut quote = None;
-    for (i, c) in tag.char_indices() {
-        match (quote, c) {
-            (None, '"' | '\'') => quote = Some(c),
-            (Some(q), _) if c == q => quote = None,
-            (None, '>') => return Some(i),
-            (None, '<') if i > 0 => return None,
-            _ => {}
+    let doc = roxmltree::Document::parse(text).map_err(|e| (e.pos().row as usize, e.to_string()))?;
+    fn convert(doc: &roxmltree::Document, node: roxmltree::Node) -> Element {
+        let own_text: String = node.children().filter(|c| c.is_text()).filter_map(|c| c.text()).collect();
+        Element {
+            name: node.tag_name().name().to_string(),
+            line: doc.text_pos_at(node.range().start).row as usize,
+            children: node.children().filter(|c| c.is_element()).map(|c| convert(doc, c)).collect(),
+            text: own_text,
         }
     }
-    None
-}
-
-/// Replaces the predefined entities and character references; unknown ones stay as written.
-fn decode_entities(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(amp) = rest.find('&') {
-        out.push_str(&rest[..amp]);
-        rest = &rest[amp..];
-        let Some(semi) = rest.find(';').filter(|&i| i <= 10) else {
-            out.push('&');
-            rest = &rest[1..];
-            continue;
-        };
-        let entity = &rest[1..semi];
-        let decoded = match entity {
-            "lt" => Some('<'),
-            "gt" => Some('>'),
-            "amp" => Some('&'),
-            "quot" => Some('"'),
-            "apos" => Some('\''),
-            _ => entity
-                .strip_prefix("#x")
-                .or_else(|| entity.strip_prefix("#X"))
-                .map(|h| u32::from_str_radix(h, 16))
-                .or_else(|| entity.strip_prefix('#').map(|d| d.parse::<u32>()))
-                .and_then(|v| v.ok())
-                .and_then(char::from_u32),
-        };
-        match decoded {
-            Some(c) => {
-                out.push(c);
-                rest = &rest[semi + 1..];
-            }
-            None => {
-                out.push('&');
-                rest = &rest[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
+    Ok(convert(&doc, doc.root_element()))
 }
 
 #[cfg(test)]
