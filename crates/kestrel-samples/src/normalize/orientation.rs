@@ -31,34 +31,33 @@ pub fn estimate_orientation(win: &NormalizedWindow, bbox: [f64; 4]) -> Option<Or
     let bands = win.planes.len();
     let (wx, wy) = (win.window.col_off as f64, win.window.row_off as f64);
     let (w, h) = (win.width(), win.height());
-    let pixel = |x: usize, y: usize| -> Vec<f32> { (0..bands).map(|b| win.planes[b][y * w + x]).collect() };
     let inside = |x: f64, y: f64, grow: f64| x >= bbox[0] - grow && x < bbox[2] + grow && y >= bbox[1] - grow && y < bbox[3] + grow;
 
     // Background: per-band median over the ring between the box and box + margin.
-    let mut ring: Vec<Vec<f32>> = vec![Vec::new(); bands];
-    for y in 0..h {
-        for x in 0..w {
+    let ring: Vec<usize> = (0..h)
+        .flat_map(|y| (0..w).map(move |x| (x, y)))
+        .filter(|&(x, y)| {
             let (px, py) = (wx + x as f64 + 0.5, wy + y as f64 + 0.5);
-            if inside(px, py, margin) && !inside(px, py, 0.0) {
-                for (b, v) in pixel(x, y).into_iter().enumerate() {
-                    ring[b].push(v);
-                }
-            }
-        }
-    }
-    if ring[0].len() < 8 {
+            inside(px, py, margin) && !inside(px, py, 0.0)
+        })
+        .map(|(x, y)| y * w + x)
+        .collect();
+    if ring.len() < 8 {
         return None;
     }
-    let bg: Vec<f32> = ring
-        .iter_mut()
-        .map(|v| {
+    let bg: Vec<f32> = win
+        .planes
+        .iter()
+        .map(|plane| {
+            let mut v: Vec<f32> = ring.iter().map(|&i| plane[i]).collect();
             v.sort_by(f32::total_cmp);
             v[v.len() / 2]
         })
         .collect();
+    // Colour distance of pixel `i` from the background.
+    let dist = |i: usize| (0..bands).map(|b| (win.planes[b][i] - bg[b]).powi(2)).sum::<f32>().sqrt();
     // Noise level of the background: median colour distance of ring pixels from it.
-    let dist = |p: &[f32]| p.iter().zip(&bg).map(|(a, b)| (a - b) * (a - b)).sum::<f32>().sqrt();
-    let mut ring_d: Vec<f32> = (0..ring[0].len()).map(|i| dist(&(0..bands).map(|b| ring[b][i]).collect::<Vec<_>>())).collect();
+    let mut ring_d: Vec<f32> = ring.iter().map(|&i| dist(i)).collect();
     ring_d.sort_by(f32::total_cmp);
     let noise = ring_d[ring_d.len() / 2];
 
@@ -70,7 +69,7 @@ pub fn estimate_orientation(win: &NormalizedWindow, bbox: [f64; 4]) -> Option<Or
             if !inside(px, py, 0.0) {
                 continue;
             }
-            let wgt = f64::from((dist(&pixel(x, y)) - 1.5 * noise).max(0.0));
+            let wgt = f64::from((dist(y * w + x) - 1.5 * noise).max(0.0));
             if wgt > 0.0 {
                 sw += wgt;
                 sx += wgt * px;
