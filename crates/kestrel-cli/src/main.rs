@@ -4,6 +4,7 @@
 mod bench;
 mod progress;
 mod samples_cmd;
+mod train_cmd;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -106,6 +107,33 @@ enum Command {
         #[arg(long)]
         bands: Option<String>,
     },
+    /// Train a detector for a class from the project's positives and negatives.
+    Train {
+        #[arg(long)]
+        project: PathBuf,
+        #[arg(long)]
+        class: String,
+        /// The model package to write (e.g. car.kestrel).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Validate on the images whose path contains this text (a separate area).
+        #[arg(long)]
+        validate_on: Option<String>,
+        #[arg(long, default_value_t = 12)]
+        epochs: usize,
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        #[arg(long, default_value_t = 2e-3)]
+        learning_rate: f64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Automatic negatives per positive.
+        #[arg(long, default_value_t = 2.0)]
+        negatives: f64,
+        /// Print progress events as JSON lines on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// Measure I/O throughput against GDAL and laspy on this machine.
     Bench {
         /// What to measure: 'io' (rasters and point clouds against GDAL and laspy) or
@@ -157,12 +185,28 @@ fn run() -> Result<()> {
         Command::Import { project, image, labels, format, class, class_names, only, gsd, negative, heading_mode, skip_invalid } => {
             samples_cmd::import(samples_cmd::ImportArgs { project, image, labels, format, class, class_names, only, gsd, negative, heading_mode, skip_invalid })
         }
+        Command::Train { project, class, output, validate_on, epochs, batch, learning_rate, seed, negatives, json } => train_cmd::run(train_cmd::TrainArgs {
+            project: &project,
+            class: &class,
+            output: &output,
+            validate_on: validate_on.as_deref(),
+            options: kestrel_model::train::TrainOptions { epochs, batch_size: batch, learning_rate, seed, ..Default::default() },
+            negatives,
+            json,
+        }),
         Command::Export { project, output, class } => samples_cmd::export(&project, &output, class.as_deref()),
         Command::Chips { project, class, output, gsd, negatives, bands } => samples_cmd::chips(&project, &class, &output, gsd, negatives, bands.as_deref()),
     }
 }
 
 fn info(path: &PathBuf, json: bool, gsd: Option<f64>) -> Result<()> {
+    if kestrel_model::package::is_package(path) {
+        let meta = kestrel_model::package::read_meta(path)?;
+        let mut v = serde_json::to_value(&meta)?;
+        v["kind"] = serde_json::json!("model");
+        println!("{}", if json { serde_json::to_string_pretty(&v)? } else { progress::as_text(&v) });
+        return Ok(());
+    }
     let remote = path.to_str().is_some_and(kestrel_geo::raster::is_remote);
     let kind = if remote { FileKind::Raster } else { sniff(path)? };
     let value = match kind {

@@ -4,4 +4,5 @@
 //! It knows chips and tensors, not files of imagery (those come through `kestrel-samples`).
 
 pub mod network;
+pub mod package;
 pub mod train;

@@ -50,3 +50,41 @@ fn vehicles_are_learned_and_recognized_on_an_unseen_scene() {
     let best = history.iter().map(|m| m.f1).fold(0.0, f64::max);
     assert!(best >= 0.9, "best validation F1 {best:.3}");
 }
+
+#[test]
+fn a_package_round_trips_and_bad_packages_are_clear_errors() {
+    use kestrel_model::network::NetworkConfig;
+    use kestrel_model::package::{load_package, read_meta, save_package, PackageMeta, TrainingSummary, PACKAGE_VERSION};
+    use kestrel_samples::normalize::Contract;
+    let dir = tempfile::tempdir().unwrap();
+    let device = burn::tensor::Device::default();
+    let config = NetworkConfig::new(3, 1);
+    let network = config.init(&device);
+    let meta = PackageMeta {
+        package_version: PACKAGE_VERSION,
+        kestrel_version: "test".into(),
+        classes: vec!["vehicle".into()],
+        contract: Contract::derive(&[4.5], &[1.8], &[0.15], vec![0, 1, 2], HeadingMode::Axis, None).unwrap(),
+        network: config,
+        training: TrainingSummary { positives: 1, negatives: 1, train_images: vec![], validation_images: vec![], options: Default::default() },
+        metrics: vec![],
+        created_unix_s: 0,
+    };
+    let path = dir.path().join("m.kestrel");
+    save_package(&path, &meta, &network).unwrap();
+    let (back, _) = load_package(&path, &device).unwrap();
+    assert_eq!(back.contract, meta.contract);
+    assert_eq!(read_meta(&path).unwrap().classes, vec!["vehicle".to_string()]);
+    // Wrong version, truncated weights, not a package at all.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let good = bytes.clone();
+    bytes[8..12].copy_from_slice(&99u32.to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    let e = load_package(&path, &device).err().unwrap().to_string();
+    assert!(e.contains("m.kestrel") && e.contains("99"), "{e}");
+    std::fs::write(&path, &good[..good.len() - 100]).unwrap();
+    let e = load_package(&path, &device).err().unwrap().to_string();
+    assert!(e.contains("corrupt"), "{e}");
+    std::fs::write(&path, b"not a model at all, definitely").unwrap();
+    assert!(load_package(&path, &device).err().unwrap().to_string().contains("not a Kestrel model package"));
+}

@@ -25,12 +25,16 @@ pub struct ChipOptions {
     pub auto_negative_ratio: f64,
     /// Source bands (0-based) in the order the network sees them; default: the first three.
     pub bands: Option<Vec<usize>>,
+    /// Only samples on these images (e.g. a training or validation split); default: all.
+    pub images: Option<Vec<i64>>,
+    /// Cut with this contract instead of deriving one (validation uses the training set's).
+    pub contract: Option<Contract>,
     pub seed: u64,
 }
 
 impl Default for ChipOptions {
     fn default() -> Self {
-        ChipOptions { target_gsd_m: None, auto_negative_ratio: 1.0, bands: None, seed: 7 }
+        ChipOptions { target_gsd_m: None, auto_negative_ratio: 1.0, bands: None, images: None, contract: None, seed: 7 }
     }
 }
 
@@ -117,7 +121,10 @@ pub(crate) fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync)
 /// called as samples are processed.
 pub fn build_chips(project: &Project, class_name: &str, options: &ChipOptions, mut progress: impl FnMut(usize, usize)) -> Result<ChipSet, ChipError> {
     let class = project.class_by_name(class_name)?.ok_or_else(|| ChipError::NoClass(class_name.to_string()))?;
-    let samples = project.samples(&SampleFilter { class_id: Some(class.id), ..Default::default() })?;
+    let mut samples = project.samples(&SampleFilter { class_id: Some(class.id), ..Default::default() })?;
+    if let Some(ids) = &options.images {
+        samples.retain(|s| ids.contains(&s.image_id));
+    }
     let positives: Vec<&Sample> = samples.iter().filter(|s| s.polarity == Polarity::Positive).collect();
     if positives.is_empty() {
         return Err(ChipError::NoPositives(class.name.clone()));
@@ -130,7 +137,8 @@ pub fn build_chips(project: &Project, class_name: &str, options: &ChipOptions, m
         }
     }
     let available = images.values().map(|i| i.source.info().bands as usize).min().unwrap_or(1);
-    let bands: Vec<usize> = match &options.bands {
+    let requested = options.contract.as_ref().map(|c| c.bands.clone()).or_else(|| options.bands.clone());
+    let bands: Vec<usize> = match &requested {
         Some(b) => {
             if let Some(&bad) = b.iter().find(|&&i| i >= available) {
                 return Err(ChipError::Geo(kestrel_geo::GeoError::Invalid(format!("band {} requested, but the images have {available}", bad + 1))));
@@ -163,8 +171,10 @@ pub fn build_chips(project: &Project, class_name: &str, options: &ChipOptions, m
     let lengths: Vec<f64> = geometry.iter().map(|(s, g)| g.length_px * images[&s.image_id].gsd_m).collect();
     let widths: Vec<f64> = geometry.iter().map(|(s, g)| g.width_px * images[&s.image_id].gsd_m).collect();
     let gsds: Vec<f64> = geometry.iter().map(|(s, _)| images[&s.image_id].gsd_m).collect();
-    let contract = Contract::derive(&lengths, &widths, &gsds, bands.clone(), class.heading_mode, options.target_gsd_m)
-        .ok_or_else(|| ChipError::NoPositives(class.name.clone()))?;
+    let contract = match &options.contract {
+        Some(c) => c.clone(),
+        None => Contract::derive(&lengths, &widths, &gsds, bands.clone(), class.heading_mode, options.target_gsd_m).ok_or_else(|| ChipError::NoPositives(class.name.clone()))?,
+    };
 
     let cut = |img: &OpenImage, cx: f64, cy: f64, heading: f64| -> Result<Chip, ChipError> {
         let info = img.source.info();

@@ -1,0 +1,114 @@
+//! The model package: one file holding the weights and everything detection needs to
+//! replay the training — classes, normalization contract (bands, colour method, GSD, chip
+//! size, heading mode), network architecture, training summary, validation metrics and a
+//! timestamp. Layout: `KESTREL\0`, format version (u32 LE), metadata length (u64 LE),
+//! metadata (JSON), then the weights (burnpack).
+
+use crate::network::{Network, NetworkConfig};
+use crate::train::{EpochMetrics, TrainOptions};
+use burn::module::Module;
+use burn::tensor::Device;
+use kestrel_samples::normalize::Contract;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+const MAGIC: &[u8; 8] = b"KESTREL\0";
+/// Version of the package layout and of the network semantics it stores.
+pub const PACKAGE_VERSION: u32 = 1;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TrainingSummary {
+    pub positives: usize,
+    pub negatives: usize,
+    pub train_images: Vec<String>,
+    pub validation_images: Vec<String>,
+    pub options: TrainOptions,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PackageMeta {
+    pub package_version: u32,
+    pub kestrel_version: String,
+    pub classes: Vec<String>,
+    pub contract: Contract,
+    pub network: NetworkConfig,
+    pub training: TrainingSummary,
+    pub metrics: Vec<EpochMetrics>,
+    /// Seconds since the Unix epoch when the package was written.
+    pub created_unix_s: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PackageError {
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("{0}: not a Kestrel model package")]
+    NotAPackage(String),
+    #[error("{path}: package format {found} was written by another Kestrel; this one reads format {PACKAGE_VERSION} — retrain or use the matching Kestrel")]
+    Version { path: String, found: u32 },
+    #[error("{path}: corrupt model package: {problem}")]
+    Corrupt { path: String, problem: String },
+}
+
+/// Writes the package atomically (a temporary file renamed into place).
+pub fn save_package(path: &Path, meta: &PackageMeta, network: &Network) -> Result<(), PackageError> {
+    let p = path.display().to_string();
+    let json = serde_json::to_vec(meta).map_err(|e| PackageError::Corrupt { path: p.clone(), problem: e.to_string() })?;
+    let weights = network
+        .clone()
+        .into_record()
+        .into_bytes()
+        .map_err(|e| PackageError::Corrupt { path: p.clone(), problem: format!("cannot serialize weights: {e}") })?;
+    let mut bytes = Vec::with_capacity(20 + json.len() + weights.len());
+    bytes.extend_from_slice(MAGIC);
+    bytes.extend_from_slice(&PACKAGE_VERSION.to_le_bytes());
+    bytes.extend_from_slice(&(json.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(&json);
+    bytes.extend_from_slice(&weights);
+    let tmp = path.with_extension("kestrel.partial");
+    std::fs::write(&tmp, &bytes).map_err(|source| PackageError::Io { path: tmp.display().to_string(), source })?;
+    std::fs::rename(&tmp, path).map_err(|source| PackageError::Io { path: p, source })
+}
+
+/// Reads only the metadata (for `kestrel info`).
+pub fn read_meta(path: &Path) -> Result<PackageMeta, PackageError> {
+    let bytes = std::fs::read(path).map_err(|source| PackageError::Io { path: path.display().to_string(), source })?;
+    Ok(split(path, &bytes)?.0)
+}
+
+/// Loads a package: its metadata and the network with its weights, on `device`.
+pub fn load_package(path: &Path, device: &Device) -> Result<(PackageMeta, Network), PackageError> {
+    let p = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|source| PackageError::Io { path: p.clone(), source })?;
+    let (meta, weights) = split(path, &bytes)?;
+    let record = burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(weights.to_vec()))
+        .map_err(|e| PackageError::Corrupt { path: p.clone(), problem: format!("weights: {e}") })?;
+    let network = meta
+        .network
+        .init(device)
+        .try_load_record(record)
+        .map_err(|e| PackageError::Corrupt { path: p, problem: format!("weights do not fit the network: {e}") })?;
+    Ok((meta, network))
+}
+
+fn split<'a>(path: &Path, bytes: &'a [u8]) -> Result<(PackageMeta, &'a [u8]), PackageError> {
+    let p = path.display().to_string();
+    if bytes.len() < 20 || &bytes[..8] != MAGIC {
+        return Err(PackageError::NotAPackage(p));
+    }
+    let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+    if version != PACKAGE_VERSION {
+        return Err(PackageError::Version { path: p, found: version });
+    }
+    let len = u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes")) as usize;
+    let end = 20usize.checked_add(len).filter(|&e| e <= bytes.len()).ok_or_else(|| PackageError::Corrupt { path: p.clone(), problem: "metadata runs past the end of the file".into() })?;
+    let meta: PackageMeta = serde_json::from_slice(&bytes[20..end]).map_err(|e| PackageError::Corrupt { path: p, problem: format!("metadata: {e}") })?;
+    Ok((meta, &bytes[end..]))
+}
+
+/// True when the file starts like a model package.
+pub fn is_package(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 8];
+    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head)).is_ok() && &head == MAGIC
+}
