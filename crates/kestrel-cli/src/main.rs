@@ -91,12 +91,8 @@ enum Command {
     },
     /// Write normalized chips of a class (PNG), a manifest and a contact sheet.
     Chips {
-        #[arg(long)]
-        project: PathBuf,
-        #[arg(long)]
-        class: String,
-        #[arg(short, long)]
-        output: PathBuf,
+        #[command(flatten)]
+        target: ClassTarget,
         /// Target ground sample distance in metres (default: the positives' median).
         #[arg(long)]
         gsd: Option<f64>,
@@ -109,13 +105,8 @@ enum Command {
     },
     /// Train a detector for a class from the project's positives and negatives.
     Train {
-        #[arg(long)]
-        project: PathBuf,
-        #[arg(long)]
-        class: String,
-        /// The model package to write (e.g. car.kestrel).
-        #[arg(short, long)]
-        output: PathBuf,
+        #[command(flatten)]
+        target: ClassTarget,
         /// Validate on the images whose path contains this text (a separate area).
         #[arg(long)]
         validate_on: Option<String>,
@@ -147,6 +138,20 @@ enum Command {
         #[arg(long)]
         quick: bool,
     },
+}
+
+/// A project, one of its classes, and where to write the result.
+#[derive(clap::Args)]
+struct ClassTarget {
+    /// The project folder.
+    #[arg(long)]
+    project: PathBuf,
+    /// The class's name.
+    #[arg(long)]
+    class: String,
+    /// Where to write: the chips folder, or the model package (e.g. car.kestrel).
+    #[arg(short, long)]
+    output: PathBuf,
 }
 
 fn main() {
@@ -185,17 +190,17 @@ fn run() -> Result<()> {
         Command::Import { project, image, labels, format, class, class_names, only, gsd, negative, heading_mode, skip_invalid } => {
             samples_cmd::import(samples_cmd::ImportArgs { project, image, labels, format, class, class_names, only, gsd, negative, heading_mode, skip_invalid })
         }
-        Command::Train { project, class, output, validate_on, epochs, batch, learning_rate, seed, negatives, json } => train_cmd::run(train_cmd::TrainArgs {
-            project: &project,
-            class: &class,
-            output: &output,
+        Command::Train { target, validate_on, epochs, batch, learning_rate, seed, negatives, json } => train_cmd::run(train_cmd::TrainArgs {
+            project: &target.project,
+            class: &target.class,
+            output: &target.output,
             validate_on: validate_on.as_deref(),
             options: kestrel_model::train::TrainOptions { epochs, batch_size: batch, learning_rate, seed, ..Default::default() },
             negatives,
             json,
         }),
         Command::Export { project, output, class } => samples_cmd::export(&project, &output, class.as_deref()),
-        Command::Chips { project, class, output, gsd, negatives, bands } => samples_cmd::chips(&project, &class, &output, gsd, negatives, bands.as_deref()),
+        Command::Chips { target, gsd, negatives, bands } => samples_cmd::chips(&target.project, &target.class, &target.output, gsd, negatives, bands.as_deref()),
     }
 }
 
