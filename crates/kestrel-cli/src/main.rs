@@ -124,6 +124,9 @@ enum Command {
         /// Print progress events as JSON lines on stdout.
         #[arg(long)]
         json: bool,
+        /// Continue an interrupted run from its last checkpoint (`OUTPUT.checkpoints/`).
+        #[arg(long)]
+        resume: bool,
     },
     /// Measure I/O throughput against GDAL and laspy on this machine.
     Bench {
@@ -190,7 +193,7 @@ fn run() -> Result<()> {
         Command::Import { project, image, labels, format, class, class_names, only, gsd, negative, heading_mode, skip_invalid } => {
             samples_cmd::import(samples_cmd::ImportArgs { project, image, labels, format, class, class_names, only, gsd, negative, heading_mode, skip_invalid })
         }
-        Command::Train { target, validate_on, epochs, batch, learning_rate, seed, negatives, json } => train_cmd::run(train_cmd::TrainArgs {
+        Command::Train { target, validate_on, epochs, batch, learning_rate, seed, negatives, json, resume } => train_cmd::run(train_cmd::TrainArgs {
             project: &target.project,
             class: &target.class,
             output: &target.output,
@@ -198,6 +201,7 @@ fn run() -> Result<()> {
             options: kestrel_model::train::TrainOptions { epochs, batch_size: batch, learning_rate, seed, ..Default::default() },
             negatives,
             json,
+            resume,
         }),
         Command::Export { project, output, class } => samples_cmd::export(&project, &output, class.as_deref()),
         Command::Chips { target, gsd, negatives, bands } => samples_cmd::chips(&target.project, &target.class, &target.output, gsd, negatives, bands.as_deref()),

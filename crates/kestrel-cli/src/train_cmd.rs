@@ -17,6 +17,7 @@ pub struct TrainArgs<'a> {
     pub options: TrainOptions,
     pub negatives: f64,
     pub json: bool,
+    pub resume: bool,
 }
 
 pub fn run(a: TrainArgs) -> Result<()> {
@@ -70,7 +71,12 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let bar = crate::progress::count_bar("training");
     bar.set_length((batches * a.options.epochs) as u64);
     let json = a.json;
-    let (network, config, history) = train(&train_set, &val_set, &a.options, |e| {
+    // Checkpoints beside the package: `car.kestrel` → `car.kestrel.checkpoints/`.
+    let checkpoints = kestrel_model::train::Checkpoints { dir: std::path::PathBuf::from(format!("{}.checkpoints", a.output.display())), resume: a.resume };
+    if a.resume {
+        eprintln!("resuming from {}", checkpoints.dir.display());
+    }
+    let (network, config, history) = train(&train_set, &val_set, &a.options, Some(&checkpoints), |e| {
         if json {
             println!("{}", serde_json::to_string(e).unwrap_or_default());
         }

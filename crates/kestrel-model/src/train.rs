@@ -55,6 +55,8 @@ pub enum TrainEvent {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
+    #[error("checkpoint {path}: {problem}")]
+    Checkpoint { path: String, problem: String },
     #[error(transparent)]
     Chips(#[from] kestrel_samples::chips::ChipError),
     #[error("the training set has no {0}: a detector needs both positives and negatives")]
@@ -100,9 +102,56 @@ fn loss(model: &Network, x: Tensor<4>, y: Tensor<1, Int>, h: Tensor<2>, m: Tenso
     (ce + heading_loss * 0.5, logits, heading)
 }
 
+/// What a checkpoint folder records besides the weights and the optimizer state.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct CheckpointState {
+    epochs_done: usize,
+    history: Vec<EpochMetrics>,
+    best_f1: Option<f64>,
+    since_best: usize,
+    options: TrainOptions,
+}
+
+/// Where checkpoints go and whether to continue from them.
+#[derive(Clone, Debug)]
+pub struct Checkpoints {
+    pub dir: std::path::PathBuf,
+    /// Continue from the last completed epoch found in `dir`.
+    pub resume: bool,
+}
+
+fn ckpt_err(path: &std::path::Path, problem: impl ToString) -> TrainError {
+    TrainError::Checkpoint { path: path.display().to_string(), problem: problem.to_string() }
+}
+
+/// Writes the state after an epoch: weights, best weights, optimizer, then the state file
+/// last (renamed into place), so that a kill at any moment leaves the previous epoch's
+/// checkpoint whole.
+fn save_checkpoint(dir: &std::path::Path, model: &Network, best: Option<&Network>, optim: &burn::optim::ModuleOptimizer, state: &CheckpointState) -> Result<(), TrainError> {
+    std::fs::create_dir_all(dir).map_err(|e| ckpt_err(dir, e))?;
+    let epoch = state.epochs_done;
+    model.clone().save_file(dir.join(format!("model-{epoch}.bpk"))).map_err(|e| ckpt_err(dir, e))?;
+    if let Some(b) = best {
+        b.clone().save_file(dir.join(format!("best-{epoch}.bpk"))).map_err(|e| ckpt_err(dir, e))?;
+    }
+    optim.save(dir.join(format!("optimizer-{epoch}.bpk"))).map_err(|e| ckpt_err(dir, e))?;
+    let tmp = dir.join("state.json.partial");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(state).map_err(|e| ckpt_err(dir, e))?).map_err(|e| ckpt_err(&tmp, e))?;
+    std::fs::rename(&tmp, dir.join("state.json")).map_err(|e| ckpt_err(dir, e))?;
+    // The previous epoch's files are no longer referenced.
+    if epoch > 0 {
+        for name in ["model", "best", "optimizer"] {
+            let _ = std::fs::remove_file(dir.join(format!("{name}-{}.bpk", epoch - 1)));
+        }
+    }
+    Ok(())
+}
+
 /// Trains a network on `train`, validating on `val`; returns the best network (by validation
-/// F1) and every epoch's metrics. `events` gets progress as it happens.
-pub fn train(train: &TrainingSet, val: &TrainingSet, options: &TrainOptions, mut events: impl FnMut(&TrainEvent)) -> Result<(Network, NetworkConfig, Vec<EpochMetrics>), TrainError> {
+/// F1) and every epoch's metrics. `events` gets progress as it happens. With `checkpoints`,
+/// the state is saved after every epoch and, when resuming, training continues after the
+/// last completed epoch.
+pub fn train(train: &TrainingSet, val: &TrainingSet, options: &TrainOptions, checkpoints: Option<&Checkpoints>, mut events: impl FnMut(&TrainEvent)) -> Result<(Network, NetworkConfig, Vec<EpochMetrics>), TrainError> {
     for (set, _name) in [(train, "train"), (val, "validation")] {
         if !(0..set.len()).any(|i| set.is_positive(i)) {
             return Err(TrainError::Missing("positives"));
@@ -121,7 +170,26 @@ pub fn train(train: &TrainingSet, val: &TrainingSet, options: &TrainOptions, mut
     let mut history = Vec::new();
     let mut best: Option<(f64, Network)> = None;
     let mut since_best = 0;
-    for epoch in 0..options.epochs {
+    let mut first_epoch = 0;
+    if let Some(c) = checkpoints.filter(|c| c.resume) {
+        let state_path = c.dir.join("state.json");
+        let text = std::fs::read(&state_path).map_err(|e| ckpt_err(&state_path, format!("cannot resume: {e}")))?;
+        let state: CheckpointState = serde_json::from_slice(&text).map_err(|e| ckpt_err(&state_path, format!("corrupt: {e}")))?;
+        let e = state.epochs_done;
+        model = config.init(&device).try_load_file(c.dir.join(format!("model-{e}.bpk"))).map_err(|err| ckpt_err(&c.dir, format!("model weights: {err}")))?;
+        optim = optim.load(c.dir.join(format!("optimizer-{e}.bpk"))).map_err(|err| ckpt_err(&c.dir, format!("optimizer state: {err}")))?;
+        if let Some(f1) = state.best_f1 {
+            let b = config.init(&Device::default()).try_load_file(c.dir.join(format!("best-{e}.bpk"))).map_err(|err| ckpt_err(&c.dir, format!("best weights: {err}")))?;
+            best = Some((f1, b));
+        }
+        history = state.history;
+        since_best = state.since_best;
+        first_epoch = e;
+    }
+    for epoch in first_epoch..options.epochs {
+        if since_best >= options.patience {
+            break;
+        }
         let start = std::time::Instant::now();
         let order = train.epoch_order(options.seed, epoch as u64);
         let batches = order.len().div_ceil(options.batch_size);
@@ -152,9 +220,10 @@ pub fn train(train: &TrainingSet, val: &TrainingSet, options: &TrainOptions, mut
             since_best = 0;
         } else {
             since_best += 1;
-            if since_best >= options.patience {
-                break;
-            }
+        }
+        if let Some(c) = checkpoints {
+            let state = CheckpointState { epochs_done: epoch + 1, history: history.clone(), best_f1: best.as_ref().map(|b| b.0), since_best, options: options.clone() };
+            save_checkpoint(&c.dir, &model, best.as_ref().map(|b| &b.1), &optim, &state)?;
         }
     }
     let (_, model) = best.ok_or(TrainError::Missing("epochs"))?;

@@ -43,7 +43,7 @@ fn vehicles_are_learned_and_recognized_on_an_unseen_scene() {
     let train_set = TrainingSet::new(train_chips, |_| Some(gsd)).unwrap();
     let val_set = TrainingSet::new(val_chips, |_| Some(gsd)).unwrap();
     let options = TrainOptions { epochs: 10, batch_size: 32, ..Default::default() };
-    let (_, _, history) = train(&train_set, &val_set, &options, |_| {}).unwrap();
+    let (_, _, history) = train(&train_set, &val_set, &options, None, |_| {}).unwrap();
     for m in &history {
         eprintln!("epoch {}: loss {:.3} / {:.3}, P {:.3} R {:.3} F1 {:.3}, heading {:.1}°, {:.0} img/s", m.epoch, m.train_loss, m.val_loss, m.precision, m.recall, m.f1, m.heading_error_deg, m.train_images_per_s);
     }
@@ -87,4 +87,44 @@ fn a_package_round_trips_and_bad_packages_are_clear_errors() {
     assert!(e.contains("corrupt"), "{e}");
     std::fs::write(&path, b"not a model at all, definitely").unwrap();
     assert!(load_package(&path, &device).err().unwrap().to_string().contains("not a Kestrel model package"));
+}
+
+#[test]
+fn an_interrupted_run_resumes_from_its_checkpoint() {
+    use kestrel_model::train::Checkpoints;
+    let dir = tempfile::tempdir().unwrap();
+    let train_project = project_of(dir.path(), "train", &[41, 42]);
+    let val_project = project_of(dir.path(), "val", &[43]);
+    let opts = ChipOptions { auto_negative_ratio: 2.0, ..Default::default() };
+    let train_chips = build_chips(&train_project, "vehicle", &opts, |_, _| {}).unwrap();
+    let mut val_chips = build_chips(&val_project, "vehicle", &opts, |_, _| {}).unwrap();
+    val_chips.contract = train_chips.contract.clone();
+    let train_set = TrainingSet::new(train_chips, |_| Some(0.15)).unwrap();
+    let val_set = TrainingSet::new(val_chips, |_| Some(0.15)).unwrap();
+    let full = TrainOptions { epochs: 6, batch_size: 32, patience: 10, ..Default::default() };
+    let (_, _, straight) = train(&train_set, &val_set, &full, None, |_| {}).unwrap();
+
+    // The same run, stopped after 3 epochs (as a kill after the third checkpoint would), then resumed.
+    let ck = Checkpoints { dir: dir.path().join("ckpt"), resume: false };
+    let (_, _, first) = train(&train_set, &val_set, &TrainOptions { epochs: 3, ..full.clone() }, Some(&ck), |_| {}).unwrap();
+    assert_eq!(first.len(), 3);
+    let resumed_ck = Checkpoints { resume: true, ..ck.clone() };
+    let mut seen = Vec::new();
+    let (_, _, resumed) = train(&train_set, &val_set, &full, Some(&resumed_ck), |e| {
+        if let kestrel_model::train::TrainEvent::Epoch(m) = e {
+            seen.push(m.epoch);
+        }
+    })
+    .unwrap();
+    assert_eq!(seen, vec![4, 5, 6], "only the remaining epochs run");
+    assert_eq!(resumed.len(), 6);
+    assert_eq!(resumed[..3].iter().map(|m| m.f1).collect::<Vec<_>>(), first.iter().map(|m| m.f1).collect::<Vec<_>>());
+    let (a, b) = (straight.last().unwrap().f1, resumed.last().unwrap().f1);
+    eprintln!("F1 after 6 epochs: uninterrupted {a:.3}, resumed {b:.3}");
+    assert!((a - b).abs() < 0.1, "uninterrupted {a:.3} vs resumed {b:.3}");
+
+    // A corrupt checkpoint is a clear error.
+    std::fs::write(ck.dir.join("state.json"), b"{ not json").unwrap();
+    let err = train(&train_set, &val_set, &full, Some(&resumed_ck), |_| {}).err().unwrap().to_string();
+    assert!(err.contains("checkpoint") && err.contains("state.json"), "{err}");
 }
