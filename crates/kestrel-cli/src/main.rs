@@ -102,6 +102,9 @@ enum Command {
         /// Bands to use, 1-based, in order (default: the first three), e.g. 4,3,2.
         #[arg(long)]
         bands: Option<String>,
+        /// Colour normalization: 'quantile' (invariant to gamma too) or 'stretch'.
+        #[arg(long, default_value = "quantile")]
+        colour: String,
     },
     /// Train a detector for a class from the project's positives and negatives.
     Train {
@@ -127,6 +130,9 @@ enum Command {
         /// Continue an interrupted run from its last checkpoint (`OUTPUT.checkpoints/`).
         #[arg(long)]
         resume: bool,
+        /// Colour normalization: 'quantile' (invariant to gamma too) or 'stretch'.
+        #[arg(long, default_value = "quantile")]
+        colour: String,
     },
     /// Measure I/O throughput against GDAL and laspy on this machine.
     Bench {
@@ -193,7 +199,8 @@ fn run() -> Result<()> {
         Command::Import { project, image, labels, format, class, class_names, only, gsd, negative, heading_mode, skip_invalid } => {
             samples_cmd::import(samples_cmd::ImportArgs { project, image, labels, format, class, class_names, only, gsd, negative, heading_mode, skip_invalid })
         }
-        Command::Train { target, validate_on, epochs, batch, learning_rate, seed, negatives, json, resume } => train_cmd::run(train_cmd::TrainArgs {
+        Command::Train { target, validate_on, epochs, batch, learning_rate, seed, negatives, json, resume, colour } => train_cmd::run(train_cmd::TrainArgs {
+            colour: colour.parse().map_err(anyhow::Error::msg)?,
             project: &target.project,
             class: &target.class,
             output: &target.output,
@@ -204,7 +211,7 @@ fn run() -> Result<()> {
             resume,
         }),
         Command::Export { project, output, class } => samples_cmd::export(&project, &output, class.as_deref()),
-        Command::Chips { target, gsd, negatives, bands } => samples_cmd::chips(&target.project, &target.class, &target.output, gsd, negatives, bands.as_deref()),
+        Command::Chips { target, gsd, negatives, bands, colour } => samples_cmd::chips(&target.project, &target.class, &target.output, gsd, negatives, bands.as_deref(), colour.parse().map_err(anyhow::Error::msg)?),
     }
 }
 

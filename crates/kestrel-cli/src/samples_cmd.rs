@@ -155,7 +155,7 @@ pub fn export(project: &Path, output: &Path, class: Option<&str>) -> Result<()> 
     Ok(())
 }
 
-pub fn chips(project: &Path, class: &str, output: &Path, gsd: Option<f64>, negatives: f64, bands: Option<&str>) -> Result<()> {
+pub fn chips(project: &Path, class: &str, output: &Path, gsd: Option<f64>, negatives: f64, bands: Option<&str>, colour: kestrel_samples::normalize::ColourMethod) -> Result<()> {
     let project = Project::open(project)?;
     // Bands are numbered from 1 on the command line, as GDAL numbers them.
     let bands = match bands {
@@ -168,7 +168,7 @@ pub fn chips(project: &Path, class: &str, output: &Path, gsd: Option<f64>, negat
         None => None,
     };
     let bar = crate::progress::count_bar("normalizing samples");
-    let set = build_chips(&project, class, &ChipOptions { target_gsd_m: gsd, auto_negative_ratio: negatives, bands, ..Default::default() }, |done, total| {
+    let set = build_chips(&project, class, &ChipOptions { target_gsd_m: gsd, auto_negative_ratio: negatives, bands, colour, ..Default::default() }, |done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
     })?;

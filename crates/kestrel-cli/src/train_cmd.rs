@@ -18,6 +18,7 @@ pub struct TrainArgs<'a> {
     pub negatives: f64,
     pub json: bool,
     pub resume: bool,
+    pub colour: kestrel_samples::normalize::ColourMethod,
 }
 
 pub fn run(a: TrainArgs) -> Result<()> {
@@ -43,7 +44,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let train_ids: Vec<i64> = train_imgs.iter().map(|i| i.id).collect();
     let val_ids: Vec<i64> = val.iter().map(|i| i.id).collect();
     let bar = crate::progress::count_bar("normalizing samples");
-    let chips = ChipOptions { auto_negative_ratio: a.negatives, images: Some(train_ids), ..Default::default() };
+    let chips = ChipOptions { auto_negative_ratio: a.negatives, images: Some(train_ids), colour: a.colour.clone(), ..Default::default() };
     let train_chips = build_chips(&project, a.class, &chips, |d, t| {
         bar.set_length(t as u64);
         bar.set_position(d as u64);

@@ -64,7 +64,7 @@ fn a_package_round_trips_and_bad_packages_are_clear_errors() {
         package_version: PACKAGE_VERSION,
         kestrel_version: "test".into(),
         classes: vec!["vehicle".into()],
-        contract: Contract::derive(&[4.5], &[1.8], &[0.15], vec![0, 1, 2], HeadingMode::Axis, None).unwrap(),
+        contract: Contract::derive(&[4.5], &[1.8], &[0.15], vec![0, 1, 2], HeadingMode::Axis, None, "quantile".parse().unwrap()).unwrap(),
         network: config,
         training: TrainingSummary { positives: 1, negatives: 1, train_images: vec![], validation_images: vec![], options: Default::default() },
         metrics: vec![],

@@ -7,7 +7,7 @@
 use crate::normalize::colour::ColourStats;
 use crate::normalize::orientation::AspectPrior;
 use crate::normalize::window::NormalizedWindow;
-use crate::normalize::{analyse_sample, chip_radius_px, resample_chip, Chip, Contract, HeadingSource, SampleGeometry};
+use crate::normalize::{analyse_sample, chip_radius_px, resample_chip, Chip, ColourMethod, Contract, HeadingSource, SampleGeometry};
 use crate::sample::{Polarity, Sample, Shape};
 use crate::store::{ClassRecord, ImageRecord, Project, SampleFilter, StoreError};
 use crate::synthetic::Rng;
@@ -29,12 +29,14 @@ pub struct ChipOptions {
     pub images: Option<Vec<i64>>,
     /// Cut with this contract instead of deriving one (validation uses the training set's).
     pub contract: Option<Contract>,
+    /// Colour method of a derived contract.
+    pub colour: ColourMethod,
     pub seed: u64,
 }
 
 impl Default for ChipOptions {
     fn default() -> Self {
-        ChipOptions { target_gsd_m: None, auto_negative_ratio: 1.0, bands: None, images: None, contract: None, seed: 7 }
+        ChipOptions { target_gsd_m: None, auto_negative_ratio: 1.0, bands: None, images: None, contract: None, colour: ColourMethod::Quantile { quantiles: crate::normalize::colour::QUANTILES }, seed: 7 }
     }
 }
 
@@ -173,7 +175,7 @@ pub fn build_chips(project: &Project, class_name: &str, options: &ChipOptions, m
     let gsds: Vec<f64> = geometry.iter().map(|(s, _)| images[&s.image_id].gsd_m).collect();
     let contract = match &options.contract {
         Some(c) => c.clone(),
-        None => Contract::derive(&lengths, &widths, &gsds, bands.clone(), class.heading_mode, options.target_gsd_m).ok_or_else(|| ChipError::NoPositives(class.name.clone()))?,
+        None => Contract::derive(&lengths, &widths, &gsds, bands.clone(), class.heading_mode, options.target_gsd_m, options.colour.clone()).ok_or_else(|| ChipError::NoPositives(class.name.clone()))?,
     };
 
     let cut = |img: &OpenImage, cx: f64, cy: f64, heading: f64| -> Result<Chip, ChipError> {
@@ -181,7 +183,7 @@ pub fn build_chips(project: &Project, class_name: &str, options: &ChipOptions, m
         let r = chip_radius_px(&contract, img.gsd_m);
         let win = NormalizedWindow::around(info.width, info.height, cx, cy, r)
             .ok_or_else(|| ChipError::Geo(kestrel_geo::GeoError::Invalid(format!("sample centre ({cx}, {cy}) lies outside {}", img.record.uri))))?;
-        let nw = NormalizedWindow::read(img.source.as_ref(), win, &bands, &img.stats)?;
+        let nw = NormalizedWindow::read_for(img.source.as_ref(), win, &bands, &img.stats, &contract.colour)?;
         Ok(resample_chip(&nw, cx, cy, heading, img.gsd_m, &contract))
     };
     let mut chips = Vec::new();

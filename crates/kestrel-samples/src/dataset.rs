@@ -115,7 +115,7 @@ impl TrainingSet {
         let (cx, cy) = (rec.centre_px[0], rec.centre_px[1]);
         let win = NormalizedWindow::around(info.width, info.height, cx, cy, r)
             .ok_or_else(|| ChipError::Geo(kestrel_geo::GeoError::Invalid(format!("chip centre outside {}", rec.image_uri))))?;
-        let nw = NormalizedWindow::read(img.source.as_ref(), win, &self.contract.bands, &img.stats)?;
+        let nw = NormalizedWindow::read_for(img.source.as_ref(), win, &self.contract.bands, &img.stats, &self.contract.colour)?;
         let base = rec.heading_deg - self.contract.canonical_heading_deg;
         let mut chip = resample_chip(&nw, cx, cy, base - rot, img.gsd_m, &contract);
         let mut heading = rot;

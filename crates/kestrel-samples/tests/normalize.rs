@@ -74,14 +74,14 @@ fn vehicle_chips(scene: &Scene, path: &std::path::Path, contract: &Contract) -> 
             let (cx, cy) = t.shape.centre();
             let r = chip_radius_px(contract, gsd);
             let win = NormalizedWindow::around(scene.spec.width_px, scene.spec.height_px, cx, cy, r).unwrap();
-            let nw = NormalizedWindow::read(src.as_ref(), win, &[0, 1, 2], &stats).unwrap();
+            let nw = NormalizedWindow::read_for(src.as_ref(), win, &[0, 1, 2], &stats, &contract.colour).unwrap();
             resample_chip(&nw, cx, cy, t.shape.heading_deg().unwrap(), gsd, contract)
         })
         .collect()
 }
 
 fn contract() -> Contract {
-    Contract::derive(&[4.5], &[1.85], &[0.15], vec![0, 1, 2], HeadingMode::Directed, None).unwrap()
+    Contract::derive(&[4.5], &[1.85], &[0.15], vec![0, 1, 2], HeadingMode::Directed, None, "quantile".parse().unwrap()).unwrap()
 }
 
 /// Object length (metres) measured by moments in a canonical chip.
@@ -148,5 +148,30 @@ fn chips_are_alike_under_gamma_white_balance_and_bit_depth() {
         let mad = sum / n as f64;
         eprintln!("{name}: mean |difference| of normalized chips {mad:.4} (values in [0, 1])");
         assert!(mad < 0.03, "{name}: chips differ by {mad:.4}");
+    }
+}
+
+#[test]
+fn stretched_chips_are_alike_under_white_balance_and_bit_depth() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut contract = contract();
+    contract.colour = "stretch".parse().unwrap();
+    let base = SceneSpec { seed: 5, vehicles: 20, ..Default::default() };
+    let reference = vehicle_chips(&Scene::generate(&base), &dir.path().join("ref.tif"), &contract);
+    for (name, spec) in [
+        ("white balance", SceneSpec { white_balance: [1.25, 1.0, 0.75], ..base.clone() }),
+        ("u16", SceneSpec { sixteen_bit: true, ..base.clone() }),
+    ] {
+        let chips = vehicle_chips(&Scene::generate(&spec), &dir.path().join(format!("{name}.tif")), &contract);
+        let (mut sum, mut n) = (0f64, 0usize);
+        for (a, b) in chips.iter().zip(&reference) {
+            for (x, y) in a.data.iter().zip(&b.data) {
+                sum += f64::from((x - y).abs());
+                n += 1;
+            }
+        }
+        let mad = sum / n as f64;
+        eprintln!("stretch, {name}: mean |difference| {mad:.4}");
+        assert!(mad < 0.03, "{name}: {mad:.4}");
     }
 }

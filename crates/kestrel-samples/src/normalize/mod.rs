@@ -19,8 +19,24 @@ pub const CONTRACT_VERSION: u32 = 1;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "method", rename_all = "snake_case")]
 pub enum ColourMethod {
-    /// Per-image, per-band quantile mapping to [0, 1] (see `colour`).
+    /// Per-image, per-band quantile mapping to [0, 1] (see `colour`): invariant to any
+    /// monotonic change of a band (bit depth, gain, white balance, gamma).
     Quantile { quantiles: usize },
+    /// Per-image, per-band linear stretch of the 2nd–98th percentiles to [0, 1]: invariant to
+    /// bit depth, gain and white balance but not gamma; keeps the histogram's shape, which
+    /// transferred better between the two streets of the cars data (see the training notes).
+    Stretch,
+}
+
+impl std::str::FromStr for ColourMethod {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "quantile" => Ok(ColourMethod::Quantile { quantiles: colour::QUANTILES }),
+            "stretch" => Ok(ColourMethod::Stretch),
+            other => Err(format!("unknown colour method '{other}': expected quantile or stretch")),
+        }
+    }
 }
 
 /// The normalization contract of a class.
@@ -48,7 +64,7 @@ pub const CHIP_CONTEXT: f64 = 1.5;
 impl Contract {
     /// Derives the contract from the positives' sizes (metres) and GSDs: the median GSD
     /// (unless `target_gsd_m` is given) and a chip that holds the median object with context.
-    pub fn derive(lengths_m: &[f64], widths_m: &[f64], gsds_m: &[f64], bands: Vec<usize>, heading_mode: HeadingMode, target_gsd_m: Option<f64>) -> Option<Contract> {
+    pub fn derive(lengths_m: &[f64], widths_m: &[f64], gsds_m: &[f64], bands: Vec<usize>, heading_mode: HeadingMode, target_gsd_m: Option<f64>, colour: ColourMethod) -> Option<Contract> {
         let median = |v: &[f64]| {
             let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite() && *x > 0.0).collect();
             v.sort_by(f64::total_cmp);
@@ -63,7 +79,7 @@ impl Contract {
             target_gsd_m: gsd,
             chip_size_px: chip,
             bands,
-            colour: ColourMethod::Quantile { quantiles: colour::QUANTILES },
+            colour,
             heading_mode,
             canonical_heading_deg: 0.0,
             object_length_m: length,

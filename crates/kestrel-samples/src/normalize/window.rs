@@ -18,6 +18,14 @@ impl NormalizedWindow {
         Self::read_with(src, window, bands, |b, v| stats.normalize(b, v))
     }
 
+    /// Reads `window` with the contract's colour method: the radiometry of chips.
+    pub fn read_for(src: &dyn RasterSource, window: PixelWindow, bands: &[usize], stats: &ColourStats, method: &super::ColourMethod) -> kestrel_geo::Result<Self> {
+        match method {
+            super::ColourMethod::Quantile { .. } => Self::read(src, window, bands, stats),
+            super::ColourMethod::Stretch => Self::read_with(src, window, bands, |b, v| stats.stretch(b, v).clamp(-0.5, 1.5)),
+        }
+    }
+
     /// Reads `window` with a linear 2–98 % stretch: the radiometry of geometric analysis.
     pub fn read_stretched(src: &dyn RasterSource, window: PixelWindow, bands: &[usize], stats: &ColourStats) -> kestrel_geo::Result<Self> {
         Self::read_with(src, window, bands, |b, v| stats.stretch(b, v))
