@@ -38,7 +38,7 @@ pub fn run(work: &Path, quick: bool) -> Result<()> {
     let mpx = (WINDOWS as f64 * f64::from(WINDOW * WINDOW)) / 1e6;
     println!("COG windowed read ({WINDOWS} windows of {WINDOW}², deflate+predictor, RGB u8):");
     println!("  kestrel:            {:7.1} Mpx/s ({ours_s:.3} s, checksum {checksum})", mpx / ours_s);
-    match gdal_windows(&python, &cog, &windows) {
+    match gdal_windows(&cog, &windows) {
         Ok(gdal_s) => println!(
             "  GDAL (osgeo ReadRaster, one process): {:7.1} Mpx/s ({gdal_s:.3} s) → kestrel/GDAL = {:.2}",
             mpx / gdal_s,
@@ -158,7 +158,7 @@ fn random_windows(side: u32, size: u32, n: usize) -> Vec<PixelWindow> {
 
 /// Seconds GDAL (through Debian's python3-gdal, one process, 2 threads) takes to read the
 /// same windows.
-fn gdal_windows(_python: &str, cog: &Path, windows: &[PixelWindow]) -> Result<f64> {
+fn gdal_windows(cog: &Path, windows: &[PixelWindow]) -> Result<f64> {
     let list: Vec<String> = windows.iter().map(|w| format!("({},{},{},{})", w.col_off, w.row_off, w.cols, w.rows)).collect();
     let script = format!(
         "import time\nfrom osgeo import gdal\ngdal.SetConfigOption('GDAL_NUM_THREADS','2')\nds=gdal.Open({:?})\nws=[{}]\nt=time.perf_counter()\nfor (c,r,w,h) in ws:\n    ds.ReadRaster(c,r,w,h)\nprint(time.perf_counter()-t)",
@@ -188,40 +188,28 @@ fn python_seconds(python: &str, script: &str) -> Result<f64> {
 /// axis-aligned boxes, rotated resampling) on a synthetic 2048² scene, all cores.
 pub fn chips(work: &Path) -> Result<()> {
     use kestrel_samples::chips::{build_chips, ChipOptions};
-    use kestrel_samples::store::NewSample;
-    use kestrel_samples::synthetic::{Scene, SceneSpec};
-    use kestrel_samples::{HeadingMode, Origin, Polarity, Project, Shape};
+    use kestrel_samples::synthetic::{Scene, SceneSpec, TruthBoxes};
+    use kestrel_samples::{HeadingMode, Project};
     std::fs::create_dir_all(work).with_context(|| format!("creating {}", work.display()))?;
     let scene = Scene::generate(&SceneSpec { width_px: 2048, height_px: 2048, vehicles: 600, seed: 21, ..Default::default() });
     let tif = work.join("bench_scene.tif");
-    scene.write_geotiff(&tif)?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("kestrel bench chips — {threads} threads, synthetic 2048² scene at 0.15 m");
     for (name, axis_boxes) in [("oriented boxes (heading given)", false), ("axis-aligned boxes (heading estimated)", true)] {
         let dir = work.join(if axis_boxes { "bench_project_axis" } else { "bench_project_oriented" });
         let _ = std::fs::remove_dir_all(&dir);
         let mut project = Project::create(&dir)?;
-        let src = open_raster(&tif)?;
-        let image = project.add_image(tif.to_str().context("UTF-8 path")?, src.info(), None)?;
         let class = project.add_class("vehicle", HeadingMode::Axis)?;
-        let samples: Vec<NewSample> = scene
-            .truth
-            .iter()
-            .filter(|t| t.class == "vehicle")
-            .map(|t| {
-                let b = t.shape.bounds();
-                let shape = if axis_boxes { Shape::AxisBox { cx: (b[0] + b[2]) / 2.0, cy: (b[1] + b[3]) / 2.0, w: b[2] - b[0], h: b[3] - b[1] } } else { t.shape };
-                NewSample { image_id: image.id, class_id: class.id, polarity: Polarity::Positive, shape, heading_mode: None, origin: Origin::Imported }
-            })
-            .collect();
-        project.add_samples(&samples)?;
+        let boxes = if axis_boxes { TruthBoxes::AxisAligned } else { TruthBoxes::Oriented };
+        scene.add_to_project(&mut project, &tif, class.id, boxes)?;
+        let positives = scene.truth.iter().filter(|t| t.class == "vehicle").count();
         let t = Instant::now();
         let set = build_chips(&project, "vehicle", &ChipOptions { auto_negative_ratio: 1.0, ..Default::default() }, |_, _| {})?;
         let s = t.elapsed().as_secs_f64();
         println!(
             "  {name}: {} chips ({} positives, {}² px) in {s:.2} s → {:.0} chips/s",
             set.chips.len(),
-            samples.len(),
+            positives,
             set.contract.chip_size_px,
             set.chips.len() as f64 / s
         );

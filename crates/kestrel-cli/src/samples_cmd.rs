@@ -96,62 +96,8 @@ pub fn import(a: ImportArgs) -> Result<()> {
 }
 
 pub fn export(project: &Path, output: &Path, class: Option<&str>) -> Result<()> {
-    let project = Project::open(project)?;
-    let class_id = match class {
-        Some(name) => Some(project.class_by_name(name)?.with_context(|| format!("no class '{name}' in this project"))?.id),
-        None => None,
-    };
-    let samples = project.samples(&SampleFilter { class_id, ..Default::default() })?;
-    let images = project.images()?;
-    let classes = project.classes()?;
-    // One CRS for the file: the images' common one, or pixels when none is georeferenced.
-    let crs_texts: std::collections::BTreeSet<Option<String>> = images.iter().filter(|i| samples.iter().any(|s| s.image_id == i.id)).map(|i| i.crs.clone()).collect();
-    if crs_texts.len() > 1 {
-        bail!("the samples lie on images in different CRSs ({crs_texts:?}); export them one class or project at a time");
-    }
-    let crs = match crs_texts.into_iter().next().flatten() {
-        Some(c) => Some(kestrel_geo::Crs::parse(&c)?),
-        None => None,
-    };
-    let mut features = Vec::with_capacity(samples.len());
-    for s in &samples {
-        let image = images.iter().find(|i| i.id == s.image_id).context("sample without image")?;
-        let georef = image.georef()?;
-        let ring: Vec<(f64, f64)> = s
-            .shape
-            .polygon()
-            .into_iter()
-            .map(|(x, y)| georef.as_ref().map_or((x, y), |g| g.transform.pixel_to_map(x, y)))
-            .collect();
-        let ring = if ring.len() < 3 {
-            // Points: a one-pixel square, the exact geometry travels in `shape`.
-            let (x, y) = s.shape.centre();
-            [(x - 0.5, y - 0.5), (x + 0.5, y - 0.5), (x + 0.5, y + 0.5), (x - 0.5, y + 0.5)]
-                .into_iter()
-                .map(|(x, y)| georef.as_ref().map_or((x, y), |g| g.transform.pixel_to_map(x, y)))
-                .collect()
-        } else {
-            ring
-        };
-        let class = classes.iter().find(|c| c.id == s.class_id).map(|c| c.name.clone()).unwrap_or_default();
-        let mut properties = serde_json::Map::new();
-        properties.insert("sample_id".into(), s.id.into());
-        properties.insert("class".into(), class.into());
-        properties.insert("polarity".into(), serde_json::to_value(s.polarity)?);
-        properties.insert("heading_mode".into(), serde_json::to_value(s.heading_mode)?);
-        properties.insert("heading_deg".into(), s.shape.heading_deg().map_or(serde_json::Value::Null, Into::into));
-        properties.insert("origin".into(), serde_json::to_value(s.origin)?);
-        properties.insert("image".into(), image.uri.clone().into());
-        properties.insert("shape".into(), serde_json::to_value(s.shape)?.to_string().into());
-        features.push(kestrel_geo::vector::Feature { ring, properties });
-    }
-    let ext = output.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-    match ext.as_str() {
-        "gpkg" => kestrel_geo::vector::write_geopackage(output, "samples", &features, crs.as_ref())?,
-        "geojson" | "json" => kestrel_geo::vector::write_geojson(output, &features, crs.as_ref(), &Default::default())?,
-        _ => bail!("{}: the output must end in .geojson or .gpkg", output.display()),
-    }
-    println!("{}: {} samples", output.display(), features.len());
+    let n = kestrel_samples::export::export_samples(&Project::open(project)?, output, class)?;
+    println!("{}: {n} samples", output.display());
     Ok(())
 }
 

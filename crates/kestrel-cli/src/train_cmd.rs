@@ -54,9 +54,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let positives = train_chips.chips.iter().filter(|c| c.polarity == Polarity::Positive).count();
     let negatives = train_chips.chips.len() - positives;
     let contract = train_chips.contract.clone();
-    let gsd_of = |uri: &str| images.iter().find(|i| i.uri == uri).and_then(|i| i.gsd_m);
-    let train_set = TrainingSet::new(train_chips, gsd_of)?;
-    let val_set = TrainingSet::new(val_chips, gsd_of)?;
+    let train_set = TrainingSet::new(train_chips);
+    let val_set = TrainingSet::new(val_chips);
     eprintln!(
         "training '{}' on {} chips ({positives} positive) from {} image(s), validating on {} chips from {} image(s); {}×{} px at {:.3} m",
         a.class,

@@ -4,9 +4,8 @@
 use kestrel_model::train::{train, TrainOptions};
 use kestrel_samples::chips::{build_chips, ChipOptions};
 use kestrel_samples::dataset::TrainingSet;
-use kestrel_samples::store::NewSample;
-use kestrel_samples::synthetic::{Scene, SceneSpec};
-use kestrel_samples::{HeadingMode, Origin, Polarity, Project};
+use kestrel_samples::synthetic::{Scene, SceneSpec, TruthBoxes};
+use kestrel_samples::{HeadingMode, Project};
 use std::path::Path;
 
 fn project_of(dir: &Path, name: &str, seeds: &[u64]) -> Project {
@@ -14,17 +13,7 @@ fn project_of(dir: &Path, name: &str, seeds: &[u64]) -> Project {
     let class = project.add_class("vehicle", HeadingMode::Directed).unwrap();
     for &seed in seeds {
         let scene = Scene::generate(&SceneSpec { seed, vehicles: 45, width_px: 640, height_px: 640, ..Default::default() });
-        let tif = dir.join(format!("{name}_{seed}.tif"));
-        scene.write_geotiff(&tif).unwrap();
-        let src = kestrel_geo::open_raster(&tif).unwrap();
-        let image = project.add_image(tif.to_str().unwrap(), src.info(), None).unwrap();
-        let samples: Vec<NewSample> = scene
-            .truth
-            .iter()
-            .filter(|t| t.class == "vehicle")
-            .map(|t| NewSample { image_id: image.id, class_id: class.id, polarity: Polarity::Positive, shape: t.shape, heading_mode: None, origin: Origin::Imported })
-            .collect();
-        project.add_samples(&samples).unwrap();
+        scene.add_to_project(&mut project, &dir.join(format!("{name}_{seed}.tif")), class.id, TruthBoxes::Oriented).unwrap();
     }
     project
 }
@@ -39,9 +28,8 @@ fn vehicles_are_learned_and_recognized_on_an_unseen_scene() {
     let mut val_chips = build_chips(&val_project, "vehicle", &opts, |_, _| {}).unwrap();
     // Validation is cut with the training contract, as detection would.
     val_chips.contract = train_chips.contract.clone();
-    let gsd = 0.15;
-    let train_set = TrainingSet::new(train_chips, |_| Some(gsd)).unwrap();
-    let val_set = TrainingSet::new(val_chips, |_| Some(gsd)).unwrap();
+    let train_set = TrainingSet::new(train_chips);
+    let val_set = TrainingSet::new(val_chips);
     let options = TrainOptions { epochs: 10, batch_size: 32, ..Default::default() };
     let (_, _, history) = train(&train_set, &val_set, &options, None, |_| {}).unwrap();
     for m in &history {
@@ -99,8 +87,8 @@ fn an_interrupted_run_resumes_from_its_checkpoint() {
     let train_chips = build_chips(&train_project, "vehicle", &opts, |_, _| {}).unwrap();
     let mut val_chips = build_chips(&val_project, "vehicle", &opts, |_, _| {}).unwrap();
     val_chips.contract = train_chips.contract.clone();
-    let train_set = TrainingSet::new(train_chips, |_| Some(0.15)).unwrap();
-    let val_set = TrainingSet::new(val_chips, |_| Some(0.15)).unwrap();
+    let train_set = TrainingSet::new(train_chips);
+    let val_set = TrainingSet::new(val_chips);
     let full = TrainOptions { epochs: 6, batch_size: 32, patience: 10, ..Default::default() };
     let (_, _, straight) = train(&train_set, &val_set, &full, None, |_| {}).unwrap();
 

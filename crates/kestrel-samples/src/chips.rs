@@ -81,13 +81,16 @@ pub struct ChipSet {
     pub class: ClassRecord,
     pub contract: Contract,
     pub chips: Vec<ChipRecord>,
+    /// The images the chips come from, still open, with their colour statistics: the
+    /// training set cuts its augmented chips from them without opening them again.
+    pub(crate) images: HashMap<String, OpenImage>,
 }
 
-struct OpenImage {
-    record: ImageRecord,
-    source: Box<dyn RasterSource>,
-    stats: ColourStats,
-    gsd_m: f64,
+pub(crate) struct OpenImage {
+    pub(crate) record: ImageRecord,
+    pub(crate) source: Box<dyn RasterSource>,
+    pub(crate) stats: ColourStats,
+    pub(crate) gsd_m: f64,
 }
 
 fn open_image(project: &Project, record: &ImageRecord) -> Result<OpenImage, ChipError> {
@@ -256,7 +259,8 @@ pub fn build_chips(project: &Project, class_name: &str, options: &ChipOptions, m
             made += 1;
         }
     }
-    Ok(ChipSet { class, contract, chips })
+    let images = images.into_values().map(|i| (i.record.uri.clone(), i)).collect();
+    Ok(ChipSet { class, contract, chips, images })
 }
 
 /// A chip as an 8-bit image: its first three bands as RGB (one band as grey).

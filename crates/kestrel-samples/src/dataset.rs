@@ -4,13 +4,11 @@
 //! every item draws from its own generator seeded by (seed, epoch, index), so the result does
 //! not depend on the number of threads.
 
-use crate::chips::{ChipError, ChipRecord, ChipSet};
-use crate::normalize::colour::ColourStats;
+use crate::chips::{ChipError, ChipRecord, ChipSet, OpenImage};
 use crate::normalize::window::NormalizedWindow;
 use crate::normalize::{chip_radius_px, resample_chip, Chip, Contract};
 use crate::sample::{HeadingMode, Polarity};
 use crate::synthetic::Rng;
-use kestrel_geo::RasterSource;
 use std::collections::HashMap;
 
 /// How to augment.
@@ -50,32 +48,17 @@ pub struct Example {
     pub source: usize,
 }
 
-struct Image {
-    source: Box<dyn RasterSource>,
-    stats: ColourStats,
-    gsd_m: f64,
-}
-
 /// A set of chip descriptions that cuts augmented examples on demand.
 pub struct TrainingSet {
     pub contract: Contract,
     items: Vec<ChipRecord>,
-    images: HashMap<String, Image>,
+    images: HashMap<String, OpenImage>,
 }
 
 impl TrainingSet {
-    /// From a chip set (its records say where each chip lies); the chips' pixels are dropped
-    /// and cut again, augmented, when asked for.
-    pub fn new(set: ChipSet, gsd_of: impl Fn(&str) -> Option<f64>) -> Result<Self, ChipError> {
-        let mut images = HashMap::new();
-        for c in &set.chips {
-            if !images.contains_key(&c.image_uri) {
-                let source = kestrel_geo::open_raster(&c.image_uri)?;
-                let stats = ColourStats::from_raster(source.as_ref())?;
-                let gsd_m = gsd_of(&c.image_uri).ok_or_else(|| ChipError::NoGsd { uri: c.image_uri.clone() })?;
-                images.insert(c.image_uri.clone(), Image { source, stats, gsd_m });
-            }
-        }
+    /// From a chip set (its records say where each chip lies, its images stay open); the
+    /// chips' pixels are dropped and cut again, augmented, when asked for.
+    pub fn new(set: ChipSet) -> Self {
         let items = set
             .chips
             .into_iter()
@@ -84,7 +67,7 @@ impl TrainingSet {
                 c
             })
             .collect();
-        Ok(TrainingSet { contract: set.contract, items, images })
+        TrainingSet { contract: set.contract, items, images: set.images }
     }
 
     pub fn len(&self) -> usize {

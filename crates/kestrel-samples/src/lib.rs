@@ -6,6 +6,7 @@
 
 pub mod chips;
 pub mod dataset;
+pub mod export;
 pub mod labels;
 pub mod normalize;
 pub mod sample;

@@ -281,6 +281,44 @@ impl Scene {
     }
 }
 
+/// How a scene's vehicles become samples.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TruthBoxes {
+    /// Oriented boxes with their true heading.
+    Oriented,
+    /// The tight axis-aligned box around each vehicle, heading unknown (as YOLO labels are).
+    AxisAligned,
+}
+
+impl Scene {
+    /// Writes the scene to `tif`, registers it in `project`, and stores its vehicles as
+    /// positives of class `class_id`. Tests, benchmarks and the demo project build their
+    /// projects this way.
+    pub fn add_to_project(&self, project: &mut crate::Project, tif: &Path, class_id: i64, boxes: TruthBoxes) -> Result<crate::store::ImageRecord, crate::StoreError> {
+        self.write_geotiff(tif)?;
+        let src = kestrel_geo::open_raster(tif)?;
+        let uri = tif.to_str().ok_or_else(|| crate::StoreError::Invalid { what: "path", problem: format!("{} is not UTF-8", tif.display()) })?;
+        let image = project.add_image(uri, src.info(), None)?;
+        let samples: Vec<crate::store::NewSample> = self
+            .truth
+            .iter()
+            .filter(|t| t.class == "vehicle")
+            .map(|t| {
+                let shape = match boxes {
+                    TruthBoxes::Oriented => t.shape,
+                    TruthBoxes::AxisAligned => {
+                        let b = t.shape.bounds();
+                        Shape::AxisBox { cx: (b[0] + b[2]) / 2.0, cy: (b[1] + b[3]) / 2.0, w: b[2] - b[0], h: b[3] - b[1] }
+                    }
+                };
+                crate::store::NewSample { image_id: image.id, class_id, polarity: crate::Polarity::Positive, shape, heading_mode: None, origin: crate::Origin::Imported }
+            })
+            .collect();
+        project.add_samples(&samples)?;
+        Ok(image)
+    }
+}
+
 /// Paints an oriented box with 2×2 supersampling; `colour(u, v)` gets the position inside
 /// the box, u along the heading and v to the right, both in [-1, 1].
 fn paint_box(rgb: &mut [f32], w: usize, h: usize, shape: &Shape, colour: impl Fn(f64, f64) -> [f64; 3]) {

@@ -3,36 +3,17 @@
 
 use kestrel_samples::chips::{build_chips, write_chip_set, ChipOptions};
 use kestrel_samples::normalize::HeadingSource;
-use kestrel_samples::store::NewSample;
-use kestrel_samples::synthetic::{Scene, SceneSpec};
-use kestrel_samples::{HeadingMode, Origin, Polarity, Project, Shape};
+use kestrel_samples::synthetic::{Scene, SceneSpec, TruthBoxes};
+use kestrel_samples::{HeadingMode, Polarity, Project};
 
 #[test]
 fn synthetic_vehicles_become_upright_chips() {
     let dir = tempfile::tempdir().unwrap();
     let scene = Scene::generate(&SceneSpec { seed: 11, vehicles: 25, ..Default::default() });
-    let tif = dir.path().join("scene.tif");
-    scene.write_geotiff(&tif).unwrap();
     let mut project = Project::create(dir.path().join("project")).unwrap();
-    let src = kestrel_geo::open_raster(&tif).unwrap();
-    let image = project.add_image(tif.to_str().unwrap(), src.info(), None).unwrap();
     let class = project.add_class("vehicle", HeadingMode::Axis).unwrap();
+    scene.add_to_project(&mut project, &dir.path().join("scene.tif"), class.id, TruthBoxes::AxisAligned).unwrap();
     let truth: Vec<_> = scene.truth.iter().filter(|t| t.class == "vehicle").collect();
-    let samples: Vec<NewSample> = truth
-        .iter()
-        .map(|t| {
-            let b = t.shape.bounds();
-            NewSample {
-                image_id: image.id,
-                class_id: class.id,
-                polarity: Polarity::Positive,
-                shape: Shape::AxisBox { cx: (b[0] + b[2]) / 2.0, cy: (b[1] + b[3]) / 2.0, w: b[2] - b[0], h: b[3] - b[1] },
-                heading_mode: None,
-                origin: Origin::Imported,
-            }
-        })
-        .collect();
-    project.add_samples(&samples).unwrap();
     let set = build_chips(&project, "vehicle", &ChipOptions { auto_negative_ratio: 1.0, ..Default::default() }, |_, _| {}).unwrap();
     assert!((set.contract.target_gsd_m - 0.15).abs() < 1e-9);
     assert!((set.contract.object_length_m - 4.5).abs() < 0.4, "median vehicle length {}", set.contract.object_length_m);
@@ -71,23 +52,12 @@ fn training_examples_are_deterministic_and_their_heading_labels_follow_the_rotat
     use kestrel_samples::normalize::window::NormalizedWindow;
     let dir = tempfile::tempdir().unwrap();
     let scene = Scene::generate(&SceneSpec { seed: 12, vehicles: 16, ..Default::default() });
-    let tif = dir.path().join("scene.tif");
-    scene.write_geotiff(&tif).unwrap();
     let mut project = Project::create(dir.path().join("project")).unwrap();
-    let src = kestrel_geo::open_raster(&tif).unwrap();
-    let image = project.add_image(tif.to_str().unwrap(), src.info(), None).unwrap();
     let class = project.add_class("vehicle", HeadingMode::Directed).unwrap();
     // Oriented boxes with their true heading: chips are exactly canonical.
-    let samples: Vec<NewSample> = scene
-        .truth
-        .iter()
-        .filter(|t| t.class == "vehicle")
-        .map(|t| NewSample { image_id: image.id, class_id: class.id, polarity: Polarity::Positive, shape: t.shape, heading_mode: None, origin: Origin::Imported })
-        .collect();
-    project.add_samples(&samples).unwrap();
+    scene.add_to_project(&mut project, &dir.path().join("scene.tif"), class.id, TruthBoxes::Oriented).unwrap();
     let set = build_chips(&project, "vehicle", &ChipOptions::default(), |_, _| {}).unwrap();
-    let gsd = image.gsd_m;
-    let ts = TrainingSet::new(set, |_| gsd).unwrap();
+    let ts = TrainingSet::new(set);
     let order = ts.epoch_order(5, 0);
     assert_eq!(order, ts.epoch_order(5, 0));
     assert_ne!(order, ts.epoch_order(5, 1));

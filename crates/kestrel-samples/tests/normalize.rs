@@ -80,6 +80,18 @@ fn vehicle_chips(scene: &Scene, path: &std::path::Path, contract: &Contract) -> 
         .collect()
 }
 
+/// Mean absolute difference of two sets of chips, sample by sample.
+fn mean_abs_difference(a: &[Chip], b: &[Chip]) -> f64 {
+    let (mut sum, mut n) = (0f64, 0usize);
+    for (ca, cb) in a.iter().zip(b) {
+        for (x, y) in ca.data.iter().zip(&cb.data) {
+            sum += f64::from((x - y).abs());
+            n += 1;
+        }
+    }
+    sum / n as f64
+}
+
 fn contract() -> Contract {
     Contract::derive(&[4.5], &[1.85], &[0.15], vec![0, 1, 2], HeadingMode::Directed, None, "quantile".parse().unwrap()).unwrap()
 }
@@ -138,14 +150,7 @@ fn chips_are_alike_under_gamma_white_balance_and_bit_depth() {
     ];
     for (name, spec) in variants {
         let chips = vehicle_chips(&Scene::generate(&spec), &dir.path().join(format!("{name}.tif")), &contract);
-        let (mut sum, mut n) = (0f64, 0usize);
-        for (a, b) in chips.iter().zip(&reference) {
-            for (x, y) in a.data.iter().zip(&b.data) {
-                sum += f64::from((x - y).abs());
-                n += 1;
-            }
-        }
-        let mad = sum / n as f64;
+        let mad = mean_abs_difference(&chips, &reference);
         eprintln!("{name}: mean |difference| of normalized chips {mad:.4} (values in [0, 1])");
         assert!(mad < 0.03, "{name}: chips differ by {mad:.4}");
     }
@@ -163,14 +168,7 @@ fn stretched_chips_are_alike_under_white_balance_and_bit_depth() {
         ("u16", SceneSpec { sixteen_bit: true, ..base.clone() }),
     ] {
         let chips = vehicle_chips(&Scene::generate(&spec), &dir.path().join(format!("{name}.tif")), &contract);
-        let (mut sum, mut n) = (0f64, 0usize);
-        for (a, b) in chips.iter().zip(&reference) {
-            for (x, y) in a.data.iter().zip(&b.data) {
-                sum += f64::from((x - y).abs());
-                n += 1;
-            }
-        }
-        let mad = sum / n as f64;
+        let mad = mean_abs_difference(&chips, &reference);
         eprintln!("stretch, {name}: mean |difference| {mad:.4}");
         assert!(mad < 0.03, "{name}: {mad:.4}");
     }

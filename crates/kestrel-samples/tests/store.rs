@@ -101,11 +101,12 @@ fn invalid_geometry_is_refused_and_nothing_of_the_batch_is_stored() {
     assert_eq!(p.samples(&SampleFilter::default()).unwrap().len(), 0);
 }
 
-/// Child side of the SIGKILL test: inserts samples one transaction at a time and reports
-/// each committed count on stdout, until killed.
+/// Child side of the SIGKILL test (not a test of its own): inserts samples one transaction
+/// at a time and reports each committed count on stdout, until killed.
 #[test]
+#[ignore = "the writer process of kill_9_loses_no_committed_sample"]
 fn child_writer() {
-    let Ok(dir) = std::env::var("KESTREL_CHILD_PROJECT") else { return };
+    let dir = std::env::var("KESTREL_CHILD_PROJECT").expect("run by kill_9_loses_no_committed_sample");
     let mut p = Project::open(&dir).unwrap();
     let img = p.images().unwrap()[0].id;
     let class = p.classes().unwrap()[0].id;
@@ -124,7 +125,7 @@ fn kill_9_loses_no_committed_sample() {
         p.add_class("car", HeadingMode::Directed).unwrap();
     }
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_writer", "--nocapture", "--test-threads=1"])
+        .args(["--exact", "child_writer", "--ignored", "--nocapture", "--test-threads=1"])
         .env("KESTREL_CHILD_PROJECT", dir.path())
         .stdout(Stdio::piped())
         .spawn()

@@ -28,44 +28,53 @@ enum Handle {
     },
 }
 
+/// The two ways a handle is read: through its GeoTIFF view, or as a plain TIFF.
+enum View<'a> {
+    Geo(&'a GeoTiffFile),
+    Plain(&'a TiffFile, &'a [usize]),
+}
+
 impl Handle {
+    fn view(&self) -> View<'_> {
+        match self {
+            Handle::Geo(f) => View::Geo(f),
+            #[cfg(feature = "remote")]
+            Handle::Remote(f) => View::Geo(f.inner()),
+            Handle::Plain { tiff, overview_ifds } => View::Plain(tiff, overview_ifds),
+        }
+    }
+
     /// The GeoTIFF view, when the file has GeoTIFF tags.
     fn geo(&self) -> Option<&GeoTiffFile> {
-        match self {
-            Handle::Geo(f) => Some(f),
-            #[cfg(feature = "remote")]
-            Handle::Remote(f) => Some(f.inner()),
-            Handle::Plain { .. } => None,
+        match self.view() {
+            View::Geo(f) => Some(f),
+            View::Plain(..) => None,
         }
     }
 
     fn tiff(&self) -> &TiffFile {
-        match self {
-            Handle::Geo(f) => f.tiff(),
-            #[cfg(feature = "remote")]
-            Handle::Remote(f) => f.inner().tiff(),
-            Handle::Plain { tiff, .. } => tiff,
+        match self.view() {
+            View::Geo(f) => f.tiff(),
+            View::Plain(tiff, _) => tiff,
         }
     }
 
     /// The IFD of resolution `level` (0 full, then overviews).
     fn ifd(&self, level: usize) -> std::result::Result<&Ifd, String> {
-        match (self, self.geo()) {
-            (_, Some(f)) if level == 0 => f.tiff().ifd(f.base_ifd_index()).map_err(|e| e.to_string()),
-            (_, Some(f)) => f.overview_ifd(level - 1).map_err(|e| e.to_string()),
-            (Handle::Plain { tiff, overview_ifds }, None) => {
-                let index = if level == 0 { 0 } else { *overview_ifds.get(level - 1).ok_or("no such overview")? };
+        match self.view() {
+            View::Geo(f) if level == 0 => f.tiff().ifd(f.base_ifd_index()).map_err(|e| e.to_string()),
+            View::Geo(f) => f.overview_ifd(level - 1).map_err(|e| e.to_string()),
+            View::Plain(tiff, overviews) => {
+                let index = if level == 0 { 0 } else { *overviews.get(level - 1).ok_or("no such overview")? };
                 tiff.ifd(index).map_err(|e| e.to_string())
             }
-            _ => unreachable!("every non-plain handle has a GeoTIFF view"),
         }
     }
 
     fn level_count(&self) -> usize {
-        match (self, self.geo()) {
-            (_, Some(f)) => 1 + f.overview_count(),
-            (Handle::Plain { overview_ifds, .. }, None) => 1 + overview_ifds.len(),
-            _ => unreachable!("every non-plain handle has a GeoTIFF view"),
+        match self.view() {
+            View::Geo(f) => 1 + f.overview_count(),
+            View::Plain(_, overviews) => 1 + overviews.len(),
         }
     }
 }

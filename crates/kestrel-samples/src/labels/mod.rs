@@ -223,35 +223,39 @@ pub fn read_labels(path: &Path, format: LabelFormat, frame: &ImageFrame, class_n
 /// `heading_mode` (when known), `heading_deg` (when the shape has one) and `shape`: the exact
 /// pixel geometry, which [`read_labels`] uses in place of the polygon on re-import.
 pub fn write_geojson_labels(path: &Path, records: &[LabelRecord], frame: &ImageFrame) -> Result<(), kestrel_geo::GeoError> {
-    use kestrel_geo::vector::{write_geojson, Feature, GeoJsonOptions};
+    use kestrel_geo::vector::{write_geojson, GeoJsonOptions};
     // Map coordinates only when they can be declared: a transform without a CRS would be
     // read back as pixels.
     let georef = frame.georef.filter(|g| g.crs.is_some());
-    let mut features = Vec::with_capacity(records.len());
-    for r in records {
-        let mut ring = match r.shape {
-            // A ring needs an area: a 1-pixel square centred on the point.
-            Shape::Point { x, y, .. } => vec![(x - 0.5, y - 0.5), (x + 0.5, y - 0.5), (x + 0.5, y + 0.5), (x - 0.5, y + 0.5)],
-            _ => r.shape.polygon(),
-        };
-        if let Some(g) = georef {
-            for p in &mut ring {
-                *p = g.transform.pixel_to_map(p.0, p.1);
-            }
-        }
-        let mut properties = serde_json::Map::new();
-        properties.insert("class".into(), r.class_name.clone().into());
-        properties.insert("polarity".into(), serde_json::to_value(r.polarity).map_err(|e| kestrel_geo::GeoError::write(path, e))?);
-        if let Some(mode) = r.heading_mode {
-            properties.insert("heading_mode".into(), serde_json::to_value(mode).map_err(|e| kestrel_geo::GeoError::write(path, e))?);
-        }
-        if let Some(h) = r.shape.heading_deg() {
-            properties.insert("heading_deg".into(), h.into());
-        }
-        properties.insert("shape".into(), serde_json::to_value(r.shape).map_err(|e| kestrel_geo::GeoError::write(path, e))?);
-        features.push(Feature { ring, properties });
-    }
+    let features: Vec<_> = records.iter().map(|r| shape_feature(&r.shape, &r.class_name, r.polarity, r.heading_mode, georef)).collect();
     write_geojson(path, &features, georef.and_then(|g| g.crs.as_ref()), &GeoJsonOptions { keep_source_crs: true })
+}
+
+/// The vector feature of a sample: its outline (in map coordinates through `georef`, else
+/// pixels) with class, polarity, heading mode and heading, and Kestrel's exact pixel
+/// geometry in `shape`, from which a re-import restores the sample without loss. Points get
+/// a one-pixel square, since a ring needs an area.
+pub fn shape_feature(shape: &Shape, class: &str, polarity: Polarity, heading_mode: Option<HeadingMode>, georef: Option<&Georef>) -> kestrel_geo::vector::Feature {
+    let mut ring = match *shape {
+        Shape::Point { x, y, .. } => vec![(x - 0.5, y - 0.5), (x + 0.5, y - 0.5), (x + 0.5, y + 0.5), (x - 0.5, y + 0.5)],
+        _ => shape.polygon(),
+    };
+    if let Some(g) = georef {
+        for p in &mut ring {
+            *p = g.transform.pixel_to_map(p.0, p.1);
+        }
+    }
+    let mut properties = serde_json::Map::new();
+    properties.insert("class".into(), class.into());
+    properties.insert("polarity".into(), serde_json::to_value(polarity).unwrap_or_default());
+    if let Some(mode) = heading_mode {
+        properties.insert("heading_mode".into(), serde_json::to_value(mode).unwrap_or_default());
+    }
+    if let Some(h) = shape.heading_deg() {
+        properties.insert("heading_deg".into(), h.into());
+    }
+    properties.insert("shape".into(), serde_json::to_value(shape).unwrap_or_default());
+    kestrel_geo::vector::Feature { ring, properties }
 }
 
 /// How far (pixels) a box may reach past the image edge before it is reported: labelling

@@ -215,9 +215,10 @@ pub fn resample_chip(win: &NormalizedWindow, cx: f64, cy: f64, heading_deg: f64,
     let (rx, ry) = (t.cos(), t.sin()); // object's right
     let taps = scale.ceil().clamp(1.0, 4.0) as usize;
     let mut data = vec![0f32; bands * size * size];
+    let mut acc = vec![0f32; bands];
     for v in 0..size {
         for u in 0..size {
-            let mut acc = vec![0f32; bands];
+            acc.fill(0.0);
             for sv in 0..taps {
                 for su in 0..taps {
                     // Offset from the chip centre in chip pixels, then in image pixels.
