@@ -37,7 +37,10 @@ pub fn run(work: &Path, quick: bool) -> Result<()> {
     let ours_s = t.elapsed().as_secs_f64();
     let mpx = (WINDOWS as f64 * f64::from(WINDOW * WINDOW)) / 1e6;
     println!("COG windowed read ({WINDOWS} windows of {WINDOW}², deflate+predictor, RGB u8):");
-    println!("  kestrel:            {:7.1} Mpx/s ({ours_s:.3} s, checksum {checksum})", mpx / ours_s);
+    println!(
+        "  kestrel:            {:7.1} Mpx/s ({ours_s:.3} s, checksum {checksum})",
+        mpx / ours_s
+    );
     match gdal_windows(&cog, &windows) {
         Ok(gdal_s) => println!(
             "  GDAL (osgeo ReadRaster, one process): {:7.1} Mpx/s ({gdal_s:.3} s) → kestrel/GDAL = {:.2}",
@@ -67,7 +70,11 @@ pub fn run(work: &Path, quick: bool) -> Result<()> {
     );
 
     // 2. LAZ decoding.
-    let sizes: &[u64] = if quick { &[1_000_000] } else { &[1_000_000, 10_000_000] };
+    let sizes: &[u64] = if quick {
+        &[1_000_000]
+    } else {
+        &[1_000_000, 10_000_000]
+    };
     let mut peaks = Vec::new();
     for &n in sizes {
         let laz = work.join(format!("bench_{}M.laz", n / 1_000_000));
@@ -80,12 +87,25 @@ pub fn run(work: &Path, quick: bool) -> Result<()> {
         let t = Instant::now();
         let mut pc = PointCloud::open(&laz)?;
         let mut zsum = 0f64;
-        pc.for_each_chunk(|c| { zsum += c.z.iter().sum::<f64>(); Ok(()) }, |_| {})?;
+        pc.for_each_chunk(
+            |c| {
+                zsum += c.z.iter().sum::<f64>();
+                Ok(())
+            },
+            |_| {},
+        )?;
         let ours_s = t.elapsed().as_secs_f64();
         println!("LAZ decode, {n} points:");
-        println!("  kestrel (las + laz): {:6.2} M points/s ({ours_s:.2} s)", n as f64 / 1e6 / ours_s);
+        println!(
+            "  kestrel (las + laz): {:6.2} M points/s ({ours_s:.2} s)",
+            n as f64 / 1e6 / ours_s
+        );
         match laspy_read(&python, &laz) {
-            Ok(s) => println!("  laspy + lazrs:       {:6.2} M points/s ({s:.2} s) → kestrel/laspy = {:.2}", n as f64 / 1e6 / s, s / ours_s),
+            Ok(s) => println!(
+                "  laspy + lazrs:       {:6.2} M points/s ({s:.2} s) → kestrel/laspy = {:.2}",
+                n as f64 / 1e6 / s,
+                s / ours_s
+            ),
             Err(e) => println!("  laspy: not measured ({e})"),
         }
         // 3. Peak memory of the DSM, in a fresh process each time.
@@ -107,11 +127,17 @@ pub fn run(work: &Path, quick: bool) -> Result<()> {
                 println!("  nDSM at 0.5 m (800×800 cells): peak RSS {p:.0} MiB");
                 peaks.push(p);
             }
-            None => bail!("kestrel dsm failed: {}", String::from_utf8_lossy(&out.stderr)),
+            None => bail!(
+                "kestrel dsm failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ),
         }
     }
     if peaks.len() == 2 {
-        println!("Peak RSS 10 M / 1 M points = {:.2} (flat means ≈ 1)", peaks[1] / peaks[0]);
+        println!(
+            "Peak RSS 10 M / 1 M points = {:.2} (flat means ≈ 1)",
+            peaks[1] / peaks[0]
+        );
     }
     Ok(())
 }
@@ -121,7 +147,10 @@ fn write_bench_cog(path: &Path) -> Result<()> {
         transform: GeoTransform::north_up(500_000.0, 4_000_000.0, 0.1, 0.1),
         crs: Some(Crs::from_epsg(32633)?),
     };
-    let opts = CogWriterOptions { tile_size: 512, ..Default::default() };
+    let opts = CogWriterOptions {
+        tile_size: 512,
+        ..Default::default()
+    };
     let mut w = CogWriter::<u8>::create(path, COG_SIDE, COG_SIDE, 3, Some(&georef), &opts)?;
     let ts = opts.tile_size as usize;
     let mut tile = vec![0u8; ts * ts * 3];
@@ -147,9 +176,13 @@ fn random_windows(side: u32, size: u32, n: usize) -> Vec<PixelWindow> {
     let mut s = 99u64;
     (0..n)
         .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let c = ((s >> 33) % u64::from(side - size)) as u32;
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let r = ((s >> 33) % u64::from(side - size)) as u32;
             PixelWindow::new(c, r, size, size)
         })
@@ -159,7 +192,10 @@ fn random_windows(side: u32, size: u32, n: usize) -> Vec<PixelWindow> {
 /// Seconds GDAL (through Debian's python3-gdal, one process, 2 threads) takes to read the
 /// same windows.
 fn gdal_windows(cog: &Path, windows: &[PixelWindow]) -> Result<f64> {
-    let list: Vec<String> = windows.iter().map(|w| format!("({},{},{},{})", w.col_off, w.row_off, w.cols, w.rows)).collect();
+    let list: Vec<String> = windows
+        .iter()
+        .map(|w| format!("({},{},{},{})", w.col_off, w.row_off, w.cols, w.rows))
+        .collect();
     let script = format!(
         "import time\nfrom osgeo import gdal\ngdal.SetConfigOption('GDAL_NUM_THREADS','2')\nds=gdal.Open({:?})\nws=[{}]\nt=time.perf_counter()\nfor (c,r,w,h) in ws:\n    ds.ReadRaster(c,r,w,h)\nprint(time.perf_counter()-t)",
         cog.display().to_string(),
@@ -177,9 +213,18 @@ fn laspy_read(python: &str, laz: &Path) -> Result<f64> {
 }
 
 fn python_seconds(python: &str, script: &str) -> Result<f64> {
-    let out = Command::new(python).args(["-c", script]).output().with_context(|| format!("running {python}"))?;
+    let out = Command::new(python)
+        .args(["-c", script])
+        .output()
+        .with_context(|| format!("running {python}"))?;
     if !out.status.success() {
-        bail!("{}", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("failed"));
+        bail!(
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("failed")
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
 }
@@ -191,20 +236,45 @@ pub fn chips(work: &Path) -> Result<()> {
     use kestrel_samples::synthetic::{Scene, SceneSpec, TruthBoxes};
     use kestrel_samples::{HeadingMode, Project};
     std::fs::create_dir_all(work).with_context(|| format!("creating {}", work.display()))?;
-    let scene = Scene::generate(&SceneSpec { width_px: 2048, height_px: 2048, vehicles: 600, seed: 21, ..Default::default() });
+    let scene = Scene::generate(&SceneSpec {
+        width_px: 2048,
+        height_px: 2048,
+        vehicles: 600,
+        seed: 21,
+        ..Default::default()
+    });
     let tif = work.join("bench_scene.tif");
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("kestrel bench chips — {threads} threads, synthetic 2048² scene at 0.15 m");
-    for (name, axis_boxes) in [("oriented boxes (heading given)", false), ("axis-aligned boxes (heading estimated)", true)] {
-        let dir = work.join(if axis_boxes { "bench_project_axis" } else { "bench_project_oriented" });
+    for (name, axis_boxes) in [
+        ("oriented boxes (heading given)", false),
+        ("axis-aligned boxes (heading estimated)", true),
+    ] {
+        let dir = work.join(if axis_boxes {
+            "bench_project_axis"
+        } else {
+            "bench_project_oriented"
+        });
         let _ = std::fs::remove_dir_all(&dir);
         let mut project = Project::create(&dir)?;
         let class = project.add_class("vehicle", HeadingMode::Axis)?;
-        let boxes = if axis_boxes { TruthBoxes::AxisAligned } else { TruthBoxes::Oriented };
+        let boxes = if axis_boxes {
+            TruthBoxes::AxisAligned
+        } else {
+            TruthBoxes::Oriented
+        };
         scene.add_to_project(&mut project, &tif, class.id, boxes)?;
         let positives = scene.truth.iter().filter(|t| t.class == "vehicle").count();
         let t = Instant::now();
-        let set = build_chips(&project, "vehicle", &ChipOptions { auto_negative_ratio: 1.0, ..Default::default() }, |_, _| {})?;
+        let set = build_chips(
+            &project,
+            "vehicle",
+            &ChipOptions {
+                auto_negative_ratio: 1.0,
+                ..Default::default()
+            },
+            |_, _| {},
+        )?;
         let s = t.elapsed().as_secs_f64();
         println!(
             "  {name}: {} chips ({} positives, {}² px) in {s:.2} s → {:.0} chips/s",

@@ -13,7 +13,11 @@ use kestrel_geo::{open_raster, sniff, FileKind};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "kestrel", version, about = "Find objects with their heading in geospatial imagery and point clouds")]
+#[command(
+    name = "kestrel",
+    version,
+    about = "Find objects with their heading in geospatial imagery and point clouds"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -173,13 +177,28 @@ fn main() {
 fn run() -> Result<()> {
     match Cli::parse().command {
         Command::Info { path, json, gsd } => info(&path, json, gsd),
-        Command::Dsm { cloud, output, cell, kind, fill } => {
+        Command::Dsm {
+            cloud,
+            output,
+            cell,
+            kind,
+            fill,
+        } => {
             let kind: HeightKind = kind.parse()?;
             let mut pc = PointCloud::open(&cloud)?;
             let bar = progress::points_bar(pc.point_count(), "rasterizing");
-            let grid = rasterize(&mut pc, &RasterizeOptions { cell_m: cell, kind, fill_dsm_holes: fill }, |n| bar.set_position(n))?;
+            let grid = rasterize(
+                &mut pc,
+                &RasterizeOptions {
+                    cell_m: cell,
+                    kind,
+                    fill_dsm_holes: fill,
+                },
+                |n| bar.set_position(n),
+            )?;
             bar.finish_and_clear();
-            grid.write_cog(&output).with_context(|| format!("writing {}", output.display()))?;
+            grid.write_cog(&output)
+                .with_context(|| format!("writing {}", output.display()))?;
             println!(
                 "{}: {}x{} cells of {} m, {} points, peak memory {:.0} MiB",
                 output.display(),
@@ -196,22 +215,79 @@ fn run() -> Result<()> {
             "chips" => bench::chips(&work),
             other => anyhow::bail!("unknown benchmark '{other}': expected io or chips"),
         },
-        Command::Import { project, image, labels, format, class, class_names, only, gsd, negative, heading_mode, skip_invalid } => {
-            samples_cmd::import(samples_cmd::ImportArgs { project, image, labels, format, class, class_names, only, gsd, negative, heading_mode, skip_invalid })
-        }
-        Command::Train { target, validate_on, epochs, batch, learning_rate, seed, negatives, json, resume, colour } => train_cmd::run(train_cmd::TrainArgs {
+        Command::Import {
+            project,
+            image,
+            labels,
+            format,
+            class,
+            class_names,
+            only,
+            gsd,
+            negative,
+            heading_mode,
+            skip_invalid,
+        } => samples_cmd::import(samples_cmd::ImportArgs {
+            project,
+            image,
+            labels,
+            format,
+            class,
+            class_names,
+            only,
+            gsd,
+            negative,
+            heading_mode,
+            skip_invalid,
+        }),
+        Command::Train {
+            target,
+            validate_on,
+            epochs,
+            batch,
+            learning_rate,
+            seed,
+            negatives,
+            json,
+            resume,
+            colour,
+        } => train_cmd::run(train_cmd::TrainArgs {
             colour: colour.parse().map_err(anyhow::Error::msg)?,
             project: &target.project,
             class: &target.class,
             output: &target.output,
             validate_on: validate_on.as_deref(),
-            options: kestrel_model::train::TrainOptions { epochs, batch_size: batch, learning_rate, seed, ..Default::default() },
+            options: kestrel_model::train::TrainOptions {
+                epochs,
+                batch_size: batch,
+                learning_rate,
+                seed,
+                ..Default::default()
+            },
             negatives,
             json,
             resume,
         }),
-        Command::Export { project, output, class } => samples_cmd::export(&project, &output, class.as_deref()),
-        Command::Chips { target, gsd, negatives, bands, colour } => samples_cmd::chips(&target.project, &target.class, &target.output, gsd, negatives, bands.as_deref(), colour.parse().map_err(anyhow::Error::msg)?),
+        Command::Export {
+            project,
+            output,
+            class,
+        } => samples_cmd::export(&project, &output, class.as_deref()),
+        Command::Chips {
+            target,
+            gsd,
+            negatives,
+            bands,
+            colour,
+        } => samples_cmd::chips(
+            &target.project,
+            &target.class,
+            &target.output,
+            gsd,
+            negatives,
+            bands.as_deref(),
+            colour.parse().map_err(anyhow::Error::msg)?,
+        ),
     }
 }
 
@@ -220,11 +296,22 @@ fn info(path: &PathBuf, json: bool, gsd: Option<f64>) -> Result<()> {
         let meta = kestrel_model::package::read_meta(path)?;
         let mut v = serde_json::to_value(&meta)?;
         v["kind"] = serde_json::json!("model");
-        println!("{}", if json { serde_json::to_string_pretty(&v)? } else { progress::as_text(&v) });
+        println!(
+            "{}",
+            if json {
+                serde_json::to_string_pretty(&v)?
+            } else {
+                progress::as_text(&v)
+            }
+        );
         return Ok(());
     }
     let remote = path.to_str().is_some_and(kestrel_geo::raster::is_remote);
-    let kind = if remote { FileKind::Raster } else { sniff(path)? };
+    let kind = if remote {
+        FileKind::Raster
+    } else {
+        sniff(path)?
+    };
     let value = match kind {
         FileKind::Raster => {
             let src = open_raster(path)?;
@@ -245,7 +332,9 @@ fn info(path: &PathBuf, json: bool, gsd: Option<f64>) -> Result<()> {
             summary.to_json()
         }
         FileKind::GeoJson => serde_json::to_value(kestrel_geo::vector::describe_geojson(path)?)?,
-        FileKind::GeoPackage => serde_json::to_value(kestrel_geo::vector::describe_geopackage(path)?)?,
+        FileKind::GeoPackage => {
+            serde_json::to_value(kestrel_geo::vector::describe_geopackage(path)?)?
+        }
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&value)?);

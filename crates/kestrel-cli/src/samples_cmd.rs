@@ -36,18 +36,39 @@ pub fn import(a: ImportArgs) -> Result<()> {
         bail!("{}: has no georeferencing to tell its ground sample distance; give it with --gsd METRES", a.image.display());
     }
     let georef = info.georef.clone();
-    let file_name = a.image.file_name().and_then(|n| n.to_str()).map(str::to_string);
-    let frame = ImageFrame { width: info.width, height: info.height, georef: georef.as_ref(), file_name: file_name.as_deref() };
-    let class_names: Vec<String> = a.class_names.as_deref().map(|s| s.split(',').map(|c| c.trim().to_string()).collect()).unwrap_or_default();
+    let file_name = a
+        .image
+        .file_name()
+        .and_then(|n| n.to_str())
+        .map(str::to_string);
+    let frame = ImageFrame {
+        width: info.width,
+        height: info.height,
+        georef: georef.as_ref(),
+        file_name: file_name.as_deref(),
+    };
+    let class_names: Vec<String> = a
+        .class_names
+        .as_deref()
+        .map(|s| s.split(',').map(|c| c.trim().to_string()).collect())
+        .unwrap_or_default();
 
     let mut records: Vec<LabelRecord> = Vec::new();
     let mut problems = 0;
     for path in &a.labels {
         let format = match &a.format {
-            Some(f) => f.parse::<LabelFormat>().map_err(|e| anyhow::anyhow!("{e}"))?,
-            None => detect_format(path).with_context(|| format!("{}: cannot tell the label format; give --format", path.display()))?,
+            Some(f) => f
+                .parse::<LabelFormat>()
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+            None => detect_format(path).with_context(|| {
+                format!(
+                    "{}: cannot tell the label format; give --format",
+                    path.display()
+                )
+            })?,
         };
-        let set = read_labels(path, format, &frame, &class_names).map_err(|issue| anyhow::anyhow!("{issue}"))?;
+        let set = read_labels(path, format, &frame, &class_names)
+            .map_err(|issue| anyhow::anyhow!("{issue}"))?;
         for issue in &set.issues {
             eprintln!("{issue}");
         }
@@ -67,18 +88,35 @@ pub fn import(a: ImportArgs) -> Result<()> {
         project.set_image_band_stats(image.id, &serde_json::to_value(&stats)?)?;
     }
     // Importing the same file twice must not double the samples: skip exact repeats.
-    let existing = project.samples(&SampleFilter { image_id: Some(image.id), ..Default::default() })?;
+    let existing = project.samples(&SampleFilter {
+        image_id: Some(image.id),
+        ..Default::default()
+    })?;
     let mut new = Vec::with_capacity(records.len());
     let mut repeated = 0;
     for r in &records {
         let name = a.class.clone().unwrap_or_else(|| r.class_name.clone());
         let class = project.add_class(&name, heading_mode)?;
-        let polarity = if a.negative { Polarity::Negative } else { r.polarity };
-        if existing.iter().any(|s| s.class_id == class.id && s.polarity == polarity && s.shape == r.shape) {
+        let polarity = if a.negative {
+            Polarity::Negative
+        } else {
+            r.polarity
+        };
+        if existing
+            .iter()
+            .any(|s| s.class_id == class.id && s.polarity == polarity && s.shape == r.shape)
+        {
             repeated += 1;
             continue;
         }
-        new.push(NewSample { image_id: image.id, class_id: class.id, polarity, shape: r.shape, heading_mode: r.heading_mode, origin: Origin::Imported });
+        new.push(NewSample {
+            image_id: image.id,
+            class_id: class.id,
+            polarity,
+            shape: r.shape,
+            heading_mode: r.heading_mode,
+            origin: Origin::Imported,
+        });
     }
     let ids = project.add_samples(&new)?;
     println!(
@@ -89,8 +127,16 @@ pub fn import(a: ImportArgs) -> Result<()> {
         image_uri,
         image.id,
         image.gsd_m.unwrap_or(f64::NAN),
-        if problems > 0 { format!(", {problems} invalid skipped") } else { String::new() },
-        if repeated > 0 { format!(", {repeated} already present") } else { String::new() }
+        if problems > 0 {
+            format!(", {problems} invalid skipped")
+        } else {
+            String::new()
+        },
+        if repeated > 0 {
+            format!(", {repeated} already present")
+        } else {
+            String::new()
+        }
     );
     Ok(())
 }
@@ -101,27 +147,61 @@ pub fn export(project: &Path, output: &Path, class: Option<&str>) -> Result<()> 
     Ok(())
 }
 
-pub fn chips(project: &Path, class: &str, output: &Path, gsd: Option<f64>, negatives: f64, bands: Option<&str>, colour: kestrel_samples::normalize::ColourMethod) -> Result<()> {
+pub fn chips(
+    project: &Path,
+    class: &str,
+    output: &Path,
+    gsd: Option<f64>,
+    negatives: f64,
+    bands: Option<&str>,
+    colour: kestrel_samples::normalize::ColourMethod,
+) -> Result<()> {
     let project = Project::open(project)?;
     // Bands are numbered from 1 on the command line, as GDAL numbers them.
     let bands = match bands {
         Some(text) => Some(
             text.split(',')
-                .map(|b| b.trim().parse::<usize>().ok().filter(|&n| n >= 1).map(|n| n - 1))
+                .map(|b| {
+                    b.trim()
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|&n| n >= 1)
+                        .map(|n| n - 1)
+                })
                 .collect::<Option<Vec<usize>>>()
-                .with_context(|| format!("--bands '{text}': expected 1-based band numbers such as 3,2,1"))?,
+                .with_context(|| {
+                    format!("--bands '{text}': expected 1-based band numbers such as 3,2,1")
+                })?,
         ),
         None => None,
     };
     let bar = crate::progress::count_bar("normalizing samples");
-    let set = build_chips(&project, class, &ChipOptions { target_gsd_m: gsd, auto_negative_ratio: negatives, bands, colour, ..Default::default() }, |done, total| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-    })?;
+    let set = build_chips(
+        &project,
+        class,
+        &ChipOptions {
+            target_gsd_m: gsd,
+            auto_negative_ratio: negatives,
+            bands,
+            colour,
+            ..Default::default()
+        },
+        |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        },
+    )?;
     bar.finish_and_clear();
     write_chip_set(&set, output)?;
-    let positives: Vec<_> = set.chips.iter().filter(|c| c.polarity == Polarity::Positive).collect();
-    let estimated = positives.iter().filter(|c| matches!(c.heading, HeadingSource::Estimated { .. })).count();
+    let positives: Vec<_> = set
+        .chips
+        .iter()
+        .filter(|c| c.polarity == Polarity::Positive)
+        .collect();
+    let estimated = positives
+        .iter()
+        .filter(|c| matches!(c.heading, HeadingSource::Estimated { .. }))
+        .count();
     let c = &set.contract;
     println!(
         "{}: {} positive and {} negative chips of '{}', {}×{} px at {:.3} m (object {:.2} × {:.2} m); {} headings estimated from pixels",
@@ -144,5 +224,8 @@ fn absolute(p: &Path) -> Result<String> {
     if kestrel_geo::raster::is_remote(s) {
         return Ok(s.to_string());
     }
-    Ok(std::fs::canonicalize(p).with_context(|| format!("{}", p.display()))?.display().to_string())
+    Ok(std::fs::canonicalize(p)
+        .with_context(|| format!("{}", p.display()))?
+        .display()
+        .to_string())
 }

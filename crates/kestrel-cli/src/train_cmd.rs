@@ -25,7 +25,10 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let project = Project::open(a.project)?;
     let images = project.images()?;
     if images.len() < 2 {
-        bail!("training needs at least two images, one of them for validation (the project has {})", images.len());
+        bail!(
+            "training needs at least two images, one of them for validation (the project has {})",
+            images.len()
+        );
     }
     // Validation by image, never by overlapping frames: images whose path contains the
     // pattern, or else the last fifth of the images.
@@ -39,19 +42,41 @@ pub fn run(a: TrainArgs) -> Result<()> {
         }
     };
     if val.is_empty() || train_imgs.is_empty() {
-        bail!("--validate-on leaves {} training and {} validation images; both must be non-empty", train_imgs.len(), val.len());
+        bail!(
+            "--validate-on leaves {} training and {} validation images; both must be non-empty",
+            train_imgs.len(),
+            val.len()
+        );
     }
     let train_ids: Vec<i64> = train_imgs.iter().map(|i| i.id).collect();
     let val_ids: Vec<i64> = val.iter().map(|i| i.id).collect();
     let bar = crate::progress::count_bar("normalizing samples");
-    let chips = ChipOptions { auto_negative_ratio: a.negatives, images: Some(train_ids), colour: a.colour.clone(), ..Default::default() };
+    let chips = ChipOptions {
+        auto_negative_ratio: a.negatives,
+        images: Some(train_ids),
+        colour: a.colour.clone(),
+        ..Default::default()
+    };
     let train_chips = build_chips(&project, a.class, &chips, |d, t| {
         bar.set_length(t as u64);
         bar.set_position(d as u64);
     })?;
-    let val_chips = build_chips(&project, a.class, &ChipOptions { images: Some(val_ids), contract: Some(train_chips.contract.clone()), ..chips.clone() }, |_, _| {})?;
+    let val_chips = build_chips(
+        &project,
+        a.class,
+        &ChipOptions {
+            images: Some(val_ids),
+            contract: Some(train_chips.contract.clone()),
+            ..chips.clone()
+        },
+        |_, _| {},
+    )?;
     bar.finish_and_clear();
-    let positives = train_chips.chips.iter().filter(|c| c.polarity == Polarity::Positive).count();
+    let positives = train_chips
+        .chips
+        .iter()
+        .filter(|c| c.polarity == Polarity::Positive)
+        .count();
     let negatives = train_chips.chips.len() - positives;
     let contract = train_chips.contract.clone();
     let train_set = TrainingSet::new(train_chips);
@@ -72,33 +97,44 @@ pub fn run(a: TrainArgs) -> Result<()> {
     bar.set_length((batches * a.options.epochs) as u64);
     let json = a.json;
     // Checkpoints beside the package: `car.kestrel` → `car.kestrel.checkpoints/`.
-    let checkpoints = kestrel_model::train::Checkpoints { dir: std::path::PathBuf::from(format!("{}.checkpoints", a.output.display())), resume: a.resume };
+    let checkpoints = kestrel_model::train::Checkpoints {
+        dir: std::path::PathBuf::from(format!("{}.checkpoints", a.output.display())),
+        resume: a.resume,
+    };
     if a.resume {
         eprintln!("resuming from {}", checkpoints.dir.display());
     }
-    let (network, config, history) = train(&train_set, &val_set, &a.options, Some(&checkpoints), |e| {
-        if json {
-            println!("{}", serde_json::to_string(e).unwrap_or_default());
-        }
-        match e {
-            TrainEvent::Batch { epoch, batch, loss, .. } => {
-                bar.set_position((epoch * batches + batch) as u64);
-                bar.set_message(format!("epoch {} loss {loss:.3}", epoch + 1));
+    let (network, config, history) = train(
+        &train_set,
+        &val_set,
+        &a.options,
+        Some(&checkpoints),
+        |e| {
+            if json {
+                println!("{}", serde_json::to_string(e).unwrap_or_default());
             }
-            TrainEvent::Epoch(m) => {
-                let line = format!(
+            match e {
+                TrainEvent::Batch {
+                    epoch, batch, loss, ..
+                } => {
+                    bar.set_position((epoch * batches + batch) as u64);
+                    bar.set_message(format!("epoch {} loss {loss:.3}", epoch + 1));
+                }
+                TrainEvent::Epoch(m) => {
+                    let line = format!(
                     "epoch {:>2}: train loss {:.3}, val loss {:.3}, precision {:.3}, recall {:.3}, F1 {:.3}, heading error {:.1}°, {:.0} img/s",
                     m.epoch, m.train_loss, m.val_loss, m.precision, m.recall, m.f1, m.heading_error_deg, m.train_images_per_s
                 );
-                // The bar prints only to a terminal; the epoch summary must reach logs too.
-                if bar.is_hidden() {
-                    eprintln!("{line}");
-                } else {
-                    bar.println(line);
+                    // The bar prints only to a terminal; the epoch summary must reach logs too.
+                    if bar.is_hidden() {
+                        eprintln!("{line}");
+                    } else {
+                        bar.println(line);
+                    }
                 }
             }
-        }
-    })?;
+        },
+    )?;
     bar.finish_and_clear();
     let meta = PackageMeta {
         package_version: PACKAGE_VERSION,
@@ -114,10 +150,23 @@ pub fn run(a: TrainArgs) -> Result<()> {
             options: a.options.clone(),
         },
         metrics: history.clone(),
-        created_unix_s: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        created_unix_s: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
     };
-    save_package(a.output, &meta, &network).with_context(|| format!("writing {}", a.output.display()))?;
-    let best = history.iter().max_by(|x, y| x.f1.total_cmp(&y.f1)).context("no epoch ran")?;
-    println!("{}: best validation F1 {:.3} (precision {:.3}, recall {:.3}) at epoch {}", a.output.display(), best.f1, best.precision, best.recall, best.epoch);
+    save_package(a.output, &meta, &network)
+        .with_context(|| format!("writing {}", a.output.display()))?;
+    let best = history
+        .iter()
+        .max_by(|x, y| x.f1.total_cmp(&y.f1))
+        .context("no epoch ran")?;
+    println!(
+        "{}: best validation F1 {:.3} (precision {:.3}, recall {:.3}) at epoch {}",
+        a.output.display(),
+        best.f1,
+        best.precision,
+        best.recall,
+        best.epoch
+    );
     Ok(())
 }

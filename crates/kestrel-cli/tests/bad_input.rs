@@ -8,17 +8,30 @@ use std::path::Path;
 use std::process::Command;
 
 fn kestrel(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_kestrel")).args(args).output().expect("run kestrel");
+    let out = Command::new(env!("CARGO_BIN_EXE_kestrel"))
+        .args(args)
+        .output()
+        .expect("run kestrel");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!stderr.contains("panicked"), "kestrel {args:?} panicked: {stderr}");
+    assert!(
+        !stderr.contains("panicked"),
+        "kestrel {args:?} panicked: {stderr}"
+    );
     (out.status.code().unwrap_or(-1), stderr)
 }
 
 fn assert_clear_error(args: &[&str], file: &Path, problem: &str) {
     let (code, stderr) = kestrel(args);
     assert_ne!(code, 0, "kestrel {args:?} should fail");
-    assert!(stderr.contains(&file.display().to_string()), "error should name {}: {stderr}", file.display());
-    assert!(stderr.to_lowercase().contains(&problem.to_lowercase()), "error should say '{problem}': {stderr}");
+    assert!(
+        stderr.contains(&file.display().to_string()),
+        "error should name {}: {stderr}",
+        file.display()
+    );
+    assert!(
+        stderr.to_lowercase().contains(&problem.to_lowercase()),
+        "error should say '{problem}': {stderr}"
+    );
 }
 
 /// A small valid GeoTIFF written with Kestrel's own COG writer.
@@ -29,7 +42,15 @@ fn valid_tiff(dir: &Path) -> std::path::PathBuf {
         transform: kestrel_geo::GeoTransform::north_up(500_000.0, 4_000_000.0, 0.5, 0.5),
         crs: Some(kestrel_geo::Crs::from_epsg(32633).unwrap()),
     };
-    let mut w = CogWriter::<u8>::create(&path, 300, 200, 1, Some(&georef), &CogWriterOptions::default()).unwrap();
+    let mut w = CogWriter::<u8>::create(
+        &path,
+        300,
+        200,
+        1,
+        Some(&georef),
+        &CogWriterOptions::default(),
+    )
+    .unwrap();
     for row in (0..200).step_by(256) {
         for col in (0..300u32).step_by(256) {
             let (cols, rows) = ((300 - col).min(256) as usize, (200 - row).min(256) as usize);
@@ -70,7 +91,9 @@ fn truncated_tiff() {
         // but reading the missing pixels must fail cleanly.
         if code == 0 {
             let src = kestrel_geo::open_raster(&p).unwrap();
-            let err = src.read_window(0, kestrel_geo::PixelWindow::full(300, 200)).unwrap_err();
+            let err = src
+                .read_window(0, kestrel_geo::PixelWindow::full(300, 200))
+                .unwrap_err();
             assert!(err.to_string().contains(&p.display().to_string()), "{err}");
         } else {
             assert!(stderr.contains(&p.display().to_string()), "{stderr}");
@@ -129,7 +152,11 @@ fn unknown_crs_in_a_world_file_projection() {
     let img = image_bytes();
     std::fs::write(&png, img).unwrap();
     std::fs::write(dir.path().join("img.pgw"), "1\n0\n0\n-1\n100\n200\n").unwrap();
-    std::fs::write(dir.path().join("img.prj"), "PROJCS[\"nonsense\",PROJECTION[\"No_Such_Projection\"]]").unwrap();
+    std::fs::write(
+        dir.path().join("img.prj"),
+        "PROJCS[\"nonsense\",PROJECTION[\"No_Such_Projection\"]]",
+    )
+    .unwrap();
     let prj = dir.path().join("img.prj");
     assert_clear_error(&["info", png.to_str().unwrap()], &prj, "CRS");
 }
@@ -139,18 +166,25 @@ fn dsm_with_a_bad_cell_size() {
     let Some(data) = shared() else { return };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("o.tif");
-    let (code, stderr) = kestrel(&["dsm", data.join("lidar/sample_c.las").to_str().unwrap(), "-o", out.to_str().unwrap(), "--cell", "0"]);
+    let (code, stderr) = kestrel(&[
+        "dsm",
+        data.join("lidar/sample_c.las").to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--cell",
+        "0",
+    ]);
     assert_ne!(code, 0);
     assert!(stderr.contains("cell size must be positive"), "{stderr}");
 }
 
-
 /// A valid 1×1 8-bit greyscale PNG.
 fn image_bytes() -> Vec<u8> {
     vec![
-        0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00, 0x00, 0x01, 0x00,
-        0x00, 0x00, 0x01, 0x08, 0x00, 0x00, 0x00, 0x00, 0x3A, 0x7E, 0x9B, 0x55, 0x00, 0x00, 0x00, 0x0A, 0x49, 0x44, 0x41, 0x54, 0x78,
-        0x9C, 0x63, 0x60, 0x00, 0x00, 0x00, 0x02, 0x00, 0x01, 0x48, 0xAF, 0xA4, 0x71, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4E, 0x44,
-        0xAE, 0x42, 0x60, 0x82,
+        0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44,
+        0x52, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x00, 0x00, 0x00, 0x00, 0x3A,
+        0x7E, 0x9B, 0x55, 0x00, 0x00, 0x00, 0x0A, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9C, 0x63, 0x60,
+        0x00, 0x00, 0x00, 0x02, 0x00, 0x01, 0x48, 0xAF, 0xA4, 0x71, 0x00, 0x00, 0x00, 0x00, 0x49,
+        0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
     ]
 }

@@ -234,7 +234,10 @@ mod tests {
         let utm = Crs::from_epsg(32617).unwrap();
         let to_ll = CrsTransform::new(&utm, &Crs::wgs84()).unwrap();
         let (lon, lat) = to_ll.apply(500_000.0, 0.0).unwrap();
-        assert!((lon - -81.0).abs() < 1e-9, "central meridian of zone 17 is 81°W, got {lon}");
+        assert!(
+            (lon - -81.0).abs() < 1e-9,
+            "central meridian of zone 17 is 81°W, got {lon}"
+        );
         assert!(lat.abs() < 1e-9);
         let back = CrsTransform::new(&Crs::wgs84(), &utm).unwrap();
         let (x, y) = back.apply(-80.5, 29.7).unwrap();
@@ -248,7 +251,10 @@ mod tests {
         let (x, y) = t.apply(10.0, 45.0).unwrap();
         let r = 6378137.0_f64;
         assert!((x - r * 10f64.to_radians()).abs() < 1e-3);
-        let y_expected = r * (std::f64::consts::FRAC_PI_4 + 45f64.to_radians() / 2.0).tan().ln();
+        let y_expected = r
+            * (std::f64::consts::FRAC_PI_4 + 45f64.to_radians() / 2.0)
+                .tan()
+                .ln();
         assert!((y - y_expected).abs() < 1e-3);
     }
 
@@ -267,19 +273,29 @@ mod tests {
         let wkt = r#"PROJCS["NAD_1983_HARN_Lambert_Conformal_Conic",GEOGCS["GCS_North_American_1983_HARN",DATUM["NAD83_High_Accuracy_Regional_Network",SPHEROID["GRS_1980",6378137,298.257222101,AUTHORITY["EPSG","7019"]],AUTHORITY["EPSG","6152"]],PRIMEM["Greenwich",0],UNIT["degree",0.0174532925199433]],PROJECTION["Lambert_Conformal_Conic_2SP"],PARAMETER["standard_parallel_1",43],PARAMETER["standard_parallel_2",45.5],PARAMETER["latitude_of_origin",41.75],PARAMETER["central_meridian",-120.5],PARAMETER["false_easting",1312335.958005249],PARAMETER["false_northing",0],UNIT["foot",0.3048,AUTHORITY["EPSG","9002"]]]"#;
         let crs = Crs::from_wkt(wkt).unwrap();
         assert_eq!(crs.epsg, None);
-        assert!((crs.linear_unit_m().unwrap() - 0.3048).abs() < 1e-9, "{}", crs.proj4);
+        assert!(
+            (crs.linear_unit_m().unwrap() - 0.3048).abs() < 1e-9,
+            "{}",
+            crs.proj4
+        );
         // The same projection is registered as EPSG:2994; both must agree on Autzen (Eugene, OR).
         let a = CrsTransform::new(&crs, &Crs::wgs84()).unwrap();
         let b = CrsTransform::new(&Crs::from_epsg(2994).unwrap(), &Crs::wgs84()).unwrap();
         let (lon_a, lat_a) = a.apply(637_000.0, 850_000.0).unwrap();
         let (lon_b, lat_b) = b.apply(637_000.0, 850_000.0).unwrap();
         assert!((lon_a - lon_b).abs() < 1e-6 && (lat_a - lat_b).abs() < 1e-6);
-        assert!((lon_a + 123.07).abs() < 0.1 && (lat_a - 44.06).abs() < 0.1, "{lon_a} {lat_a}");
+        assert!(
+            (lon_a + 123.07).abs() < 0.1 && (lat_a - 44.06).abs() < 0.1,
+            "{lon_a} {lat_a}"
+        );
     }
 
     #[test]
     fn wkt_with_multibyte_characters_does_not_panic() {
-        assert_eq!(wkt_top_level_epsg("PROJCS[\"é\",é[1],AUTHORITY[\"EPSG\",\"2154\"]]"), Some(2154));
+        assert_eq!(
+            wkt_top_level_epsg("PROJCS[\"é\",é[1],AUTHORITY[\"EPSG\",\"2154\"]]"),
+            Some(2154)
+        );
         assert!(Crs::from_wkt("PROJCS[\"x\",\u{00e9}\u{00e9}[\"EPSG\",\"1\"]]").is_err());
     }
 

@@ -102,7 +102,12 @@ impl Georef {
             .ok_or_else(|| GeoError::Crs("the raster declares no CRS".into()))?;
         let to_ll = CrsTransform::new(crs, &Crs::wgs84())?;
         let steps = 8;
-        let mut ext = [f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY];
+        let mut ext = [
+            f64::INFINITY,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NEG_INFINITY,
+        ];
         for i in 0..=steps {
             let t = i as f64 / steps as f64;
             let (w, h) = (width as f64, height as f64);
@@ -120,8 +125,18 @@ impl Georef {
 
     /// Map-coordinate bounds `[min_x, min_y, max_x, max_y]` of a `width`×`height` grid.
     pub fn bounds(&self, width: u32, height: u32) -> [f64; 4] {
-        let mut b = [f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY];
-        for (c, r) in [(0.0, 0.0), (width as f64, 0.0), (0.0, height as f64), (width as f64, height as f64)] {
+        let mut b = [
+            f64::INFINITY,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NEG_INFINITY,
+        ];
+        for (c, r) in [
+            (0.0, 0.0),
+            (width as f64, 0.0),
+            (0.0, height as f64),
+            (width as f64, height as f64),
+        ] {
             let (x, y) = self.transform.pixel_to_map(c, r);
             b[0] = b[0].min(x);
             b[1] = b[1].min(y);
@@ -160,8 +175,12 @@ mod tests {
 
     #[test]
     fn world_file_refers_to_pixel_centre() {
-        let gt = parse_world_file("1.0\n0.0\n0.0\n-1.0\n635615.9278659122\n853362.1430851521\n").unwrap();
-        assert_eq!(gt.0, [635615.4278659122, 1.0, 0.0, 853362.6430851521, 0.0, -1.0]);
+        let gt = parse_world_file("1.0\n0.0\n0.0\n-1.0\n635615.9278659122\n853362.1430851521\n")
+            .unwrap();
+        assert_eq!(
+            gt.0,
+            [635615.4278659122, 1.0, 0.0, 853362.6430851521, 0.0, -1.0]
+        );
         assert!(parse_world_file("1\n2\n").is_none());
     }
 

@@ -43,12 +43,19 @@ pub fn sniff(path: impl AsRef<std::path::Path>) -> Result<FileKind> {
         Ok(FileKind::PointCloud)
     } else if head.starts_with(b"SQLite format 3") {
         Ok(FileKind::GeoPackage)
-    } else if head.starts_with(b"II") || head.starts_with(b"MM") || head.starts_with(&[0x89, b'P']) || head.starts_with(&[0xFF, 0xD8]) {
+    } else if head.starts_with(b"II")
+        || head.starts_with(b"MM")
+        || head.starts_with(&[0x89, b'P'])
+        || head.starts_with(&[0xFF, 0xD8])
+    {
         Ok(FileKind::Raster)
     } else if matches!(ext.as_str(), "geojson" | "json") {
         Ok(FileKind::GeoJson)
     } else if matches!(ext.as_str(), "las" | "laz") {
-        Err(GeoError::point_cloud(path, "missing the LASF file signature"))
+        Err(GeoError::point_cloud(
+            path,
+            "missing the LASF file signature",
+        ))
     } else {
         Err(GeoError::Unsupported {
             path: path.display().to_string(),

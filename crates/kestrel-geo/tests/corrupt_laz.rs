@@ -16,10 +16,22 @@ fn absurd_chunk_count_is_a_clear_error() {
     bytes[table + 4..table + 8].copy_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
     let bad = dir.path().join("bad.laz");
     std::fs::write(&bad, &bytes).unwrap();
-    let err = PointCloud::open(&bad).err().expect("must be refused").to_string();
-    assert!(err.contains("bad.laz") && err.contains("chunk table"), "{err}");
-    let err = PointCloud::from_bytes("mem.laz", bytes).err().expect("must be refused").to_string();
-    assert!(err.contains("mem.laz") && err.contains("chunk table"), "{err}");
+    let err = PointCloud::open(&bad)
+        .err()
+        .expect("must be refused")
+        .to_string();
+    assert!(
+        err.contains("bad.laz") && err.contains("chunk table"),
+        "{err}"
+    );
+    let err = PointCloud::from_bytes("mem.laz", bytes)
+        .err()
+        .expect("must be refused")
+        .to_string();
+    assert!(
+        err.contains("mem.laz") && err.contains("chunk table"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -30,7 +42,11 @@ fn laszip_vlr_without_items_is_a_clear_error_not_a_panic() {
     let mut bytes = std::fs::read(&path).unwrap();
     // The LASzip VLR: 54-byte VLR header (user id at +2), then the LASzip record, whose item
     // count is the u16 at +34. The laz decoder asserts that it is not zero.
-    let at = bytes.windows(14).position(|w| w == b"laszip encoded").expect("LASzip VLR") - 2;
+    let at = bytes
+        .windows(14)
+        .position(|w| w == b"laszip encoded")
+        .expect("LASzip VLR")
+        - 2;
     let items = at + 54 + 34;
     bytes[items..items + 2].copy_from_slice(&0u16.to_le_bytes());
     let bad = dir.path().join("no_items.laz");

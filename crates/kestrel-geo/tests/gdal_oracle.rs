@@ -15,7 +15,10 @@ use std::process::Command;
 struct Lcg(u64);
 impl Lcg {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         self.0 >> 33
     }
     fn below(&mut self, n: u32) -> u32 {
@@ -45,14 +48,20 @@ fn write_envi_source(dir: &Path, name: &str, dt: DataType, bands: usize) -> std:
         for y in 0..H {
             for x in 0..W {
                 let empty = x < 520 && y < 520;
-                let base = ((x as f64 / 7.0).sin() * 40.0 + (y as f64 / 11.0).cos() * 40.0 + b as f64 * 30.0 + 120.0)
+                let base = ((x as f64 / 7.0).sin() * 40.0
+                    + (y as f64 / 11.0).cos() * 40.0
+                    + b as f64 * 30.0
+                    + 120.0)
                     + f64::from(rng.below(16));
                 let v = if empty { 0.0 } else { base };
                 match dt {
                     DataType::Byte => bytes.push(v.clamp(0.0, 255.0) as u8),
-                    DataType::Int16 => bytes.extend(((v * 37.0) as i16 - if empty { 0 } else { 4000 }).to_le_bytes()),
+                    DataType::Int16 => bytes
+                        .extend(((v * 37.0) as i16 - if empty { 0 } else { 4000 }).to_le_bytes()),
                     DataType::UInt16 => bytes.extend(((v * 200.0) as u16).to_le_bytes()),
-                    DataType::Int32 => bytes.extend(((v * 1e5) as i32 - if empty { 0 } else { 9_000_000 }).to_le_bytes()),
+                    DataType::Int32 => bytes.extend(
+                        ((v * 1e5) as i32 - if empty { 0 } else { 9_000_000 }).to_le_bytes(),
+                    ),
                     DataType::UInt32 => bytes.extend(((v * 1e6) as u32).to_le_bytes()),
                     DataType::Float32 => bytes.extend(((v / 3.7) as f32).to_le_bytes()),
                     DataType::Float64 => bytes.extend((v * 1.000_001e-3).to_le_bytes()),
@@ -73,7 +82,14 @@ fn write_envi_source(dir: &Path, name: &str, dt: DataType, bands: usize) -> std:
 
 /// GDAL's pixels of a window (optionally from overview `ovr`, 0-based), in our
 /// pixel-interleaved layout.
-fn gdal_window(path: &Path, dt: DataType, bands: usize, window: PixelWindow, ovr: Option<usize>, scratch: &Path) -> RasterBuffer {
+fn gdal_window(
+    path: &Path,
+    dt: DataType,
+    bands: usize,
+    window: PixelWindow,
+    ovr: Option<usize>,
+    scratch: &Path,
+) -> RasterBuffer {
     let out = scratch.join("win.raw");
     let mut cmd = Command::new("gdal_translate");
     cmd.args(["-q", "-of", "ENVI", "-co", "INTERLEAVE=BSQ", "-srcwin"])
@@ -126,12 +142,18 @@ enum Exactness {
 }
 
 fn compare_pixels(ours: &RasterBuffer, gdal: &RasterBuffer, what: &str, exactness: Exactness) {
-    assert_eq!((ours.width, ours.height, ours.bands), (gdal.width, gdal.height, gdal.bands), "{what}: shape");
+    assert_eq!(
+        (ours.width, ours.height, ours.bands),
+        (gdal.width, gdal.height, gdal.bands),
+        "{what}: shape"
+    );
     match exactness {
         Exactness::Exact => {
             if ours.samples != gdal.samples {
                 let n = ours.samples.len();
-                let first = (0..n).find(|&i| ours.samples.get_f64(i) != gdal.samples.get_f64(i)).unwrap();
+                let first = (0..n)
+                    .find(|&i| ours.samples.get_f64(i) != gdal.samples.get_f64(i))
+                    .unwrap();
                 panic!(
                     "{what}: pixel values differ; first at sample {first} (pixel {}, band {}): ours {} GDAL {}",
                     first / ours.bands,
@@ -143,10 +165,16 @@ fn compare_pixels(ours: &RasterBuffer, gdal: &RasterBuffer, what: &str, exactnes
         }
         Exactness::Jpeg => {
             let n = ours.samples.len();
-            let diffs: Vec<f64> = (0..n).map(|i| (ours.samples.get_f64(i) - gdal.samples.get_f64(i)).abs()).collect();
+            let diffs: Vec<f64> = (0..n)
+                .map(|i| (ours.samples.get_f64(i) - gdal.samples.get_f64(i)).abs())
+                .collect();
             let mean = diffs.iter().sum::<f64>() / n as f64;
             let within = diffs.iter().filter(|&&d| d <= 3.0).count() as f64 / n as f64;
-            assert!(mean < 1.0 && within > 0.99, "{what}: JPEG decodes differ too much: mean |diff| {mean:.3}, {:.2}% within 3", within * 100.0);
+            assert!(
+                mean < 1.0 && within > 0.99,
+                "{what}: JPEG decodes differ too much: mean |diff| {mean:.3}, {:.2}% within 3",
+                within * 100.0
+            );
         }
     }
 }
@@ -157,28 +185,54 @@ fn check_against_gdal(path: &Path, exactness: Exactness, scratch: &Path, seed: u
     let src = open_raster(path).unwrap_or_else(|e| panic!("{what}: {e}"));
     let info = src.info();
     let g = gdalinfo_json(path);
-    assert_eq!(g["size"][0].as_u64().unwrap(), u64::from(info.width), "{what}: width");
-    assert_eq!(g["size"][1].as_u64().unwrap(), u64::from(info.height), "{what}: height");
+    assert_eq!(
+        g["size"][0].as_u64().unwrap(),
+        u64::from(info.width),
+        "{what}: width"
+    );
+    assert_eq!(
+        g["size"][1].as_u64().unwrap(),
+        u64::from(info.height),
+        "{what}: height"
+    );
     let gbands = g["bands"].as_array().unwrap();
     assert_eq!(gbands.len(), info.bands as usize, "{what}: band count");
-    assert_eq!(gbands[0]["type"].as_str().unwrap(), info.data_type.gdal_name(), "{what}: data type");
+    assert_eq!(
+        gbands[0]["type"].as_str().unwrap(),
+        info.data_type.gdal_name(),
+        "{what}: data type"
+    );
     // Geotransform: GDAL reports the identity-like default when there is none.
     match (&info.georef, g.get("geoTransform")) {
         (Some(ours), Some(gt)) => {
             for (i, v) in gt.as_array().unwrap().iter().enumerate() {
                 let (a, b) = (ours.transform.0[i], v.as_f64().unwrap());
-                assert!((a - b).abs() <= 1e-9 * a.abs().max(1.0), "{what}: geotransform[{i}] ours {a} GDAL {b}");
+                assert!(
+                    (a - b).abs() <= 1e-9 * a.abs().max(1.0),
+                    "{what}: geotransform[{i}] ours {a} GDAL {b}"
+                );
             }
         }
         (None, None) => {}
         (ours, gt) => panic!("{what}: georeferencing differs: ours {ours:?}, GDAL {gt:?}"),
     }
-    let gdal_epsg = g.pointer("/stac/proj:epsg").and_then(|v| v.as_u64()).map(|v| v as u32);
-    let our_epsg = info.georef.as_ref().and_then(|r| r.crs.as_ref()).and_then(|c| c.epsg);
+    let gdal_epsg = g
+        .pointer("/stac/proj:epsg")
+        .and_then(|v| v.as_u64())
+        .map(|v| v as u32);
+    let our_epsg = info
+        .georef
+        .as_ref()
+        .and_then(|r| r.crs.as_ref())
+        .and_then(|c| c.epsg);
     assert_eq!(our_epsg, gdal_epsg, "{what}: EPSG");
     // Extent in lon/lat: GDAL's from the four corners, ours also along the edges; they agree
     // to well under a pixel for these small rasters.
-    if let (Some(ext), Some(poly)) = (info.extent_lonlat(), g.pointer("/wgs84Extent/coordinates/0").and_then(|c| c.as_array())) {
+    if let (Some(ext), Some(poly)) = (
+        info.extent_lonlat(),
+        g.pointer("/wgs84Extent/coordinates/0")
+            .and_then(|c| c.as_array()),
+    ) {
         let lons: Vec<f64> = poly.iter().map(|p| p[0].as_f64().unwrap()).collect();
         let lats: Vec<f64> = poly.iter().map(|p| p[1].as_f64().unwrap()).collect();
         let gdal_ext = [
@@ -188,7 +242,10 @@ fn check_against_gdal(path: &Path, exactness: Exactness, scratch: &Path, seed: u
             lats.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
         ];
         for i in 0..4 {
-            assert!((ext[i] - gdal_ext[i]).abs() < 1e-6, "{what}: lon/lat extent ours {ext:?} GDAL {gdal_ext:?}");
+            assert!(
+                (ext[i] - gdal_ext[i]).abs() < 1e-6,
+                "{what}: lon/lat extent ours {ext:?} GDAL {gdal_ext:?}"
+            );
         }
     }
     let gdal_nodata = gbands[0].get("noDataValue").and_then(|v| v.as_f64());
@@ -196,9 +253,23 @@ fn check_against_gdal(path: &Path, exactness: Exactness, scratch: &Path, seed: u
     let g_ovr: Vec<(u32, u32)> = gbands[0]
         .get("overviews")
         .and_then(|o| o.as_array())
-        .map(|a| a.iter().map(|o| (o["size"][0].as_u64().unwrap() as u32, o["size"][1].as_u64().unwrap() as u32)).collect())
+        .map(|a| {
+            a.iter()
+                .map(|o| {
+                    (
+                        o["size"][0].as_u64().unwrap() as u32,
+                        o["size"][1].as_u64().unwrap() as u32,
+                    )
+                })
+                .collect()
+        })
         .unwrap_or_default();
-    let our_ovr: Vec<(u32, u32)> = info.levels.iter().skip(1).map(|l| (l.width, l.height)).collect();
+    let our_ovr: Vec<(u32, u32)> = info
+        .levels
+        .iter()
+        .skip(1)
+        .map(|l| (l.width, l.height))
+        .collect();
     // GDAL's JPEG driver offers DCT-scaled decodes as implicit overviews; only TIFF
     // overviews are stored in the file.
     if info.format == "GeoTIFF" {
@@ -216,12 +287,29 @@ fn check_against_gdal(path: &Path, exactness: Exactness, scratch: &Path, seed: u
             let (col_off, row_off) = if k == 0 {
                 (l.width - cols, l.height - rows)
             } else {
-                (rng.below(l.width - cols + 1), rng.below(l.height - rows + 1))
+                (
+                    rng.below(l.width - cols + 1),
+                    rng.below(l.height - rows + 1),
+                )
             };
             let window = PixelWindow::new(col_off, row_off, cols, rows);
-            let ours = src.read_window(level, window).unwrap_or_else(|e| panic!("{what}: {e}"));
-            let theirs = gdal_window(path, info.data_type, info.bands as usize, window, level.checked_sub(1), scratch);
-            compare_pixels(&ours, &theirs, &format!("{what} level {level} window {window}"), exactness);
+            let ours = src
+                .read_window(level, window)
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            let theirs = gdal_window(
+                path,
+                info.data_type,
+                info.bands as usize,
+                window,
+                level.checked_sub(1),
+                scratch,
+            );
+            compare_pixels(
+                &ours,
+                &theirs,
+                &format!("{what} level {level} window {window}"),
+                exactness,
+            );
         }
     }
 }
@@ -233,8 +321,24 @@ fn generated_geotiffs_in_every_layout_match_gdal() {
     }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let utm = ["-a_srs", "EPSG:32617", "-a_ullr", "404000", "3285090", "404110", "3285000"];
-    let geographic = ["-a_srs", "EPSG:4326", "-a_ullr", "11.5", "48.2", "11.511", "48.191"];
+    let utm = [
+        "-a_srs",
+        "EPSG:32617",
+        "-a_ullr",
+        "404000",
+        "3285090",
+        "404110",
+        "3285000",
+    ];
+    let geographic = [
+        "-a_srs",
+        "EPSG:4326",
+        "-a_ullr",
+        "11.5",
+        "48.2",
+        "11.511",
+        "48.191",
+    ];
     struct Case {
         name: &'static str,
         dt: DataType,
@@ -245,35 +349,211 @@ fn generated_geotiffs_in_every_layout_match_gdal() {
     use DataType::*;
     use Exactness::*;
     let cases = [
-        Case { name: "strip_none_u8_rgb", dt: Byte, bands: 3, options: &["-co", "TILED=NO", "-co", "COMPRESS=NONE"], exactness: Exact },
-        Case { name: "strip_lzw_pred2_u8", dt: Byte, bands: 3, options: &["-co", "COMPRESS=LZW", "-co", "PREDICTOR=2"], exactness: Exact },
-        Case { name: "tiled_deflate_u16", dt: UInt16, bands: 1, options: &["-co", "TILED=YES", "-co", "COMPRESS=DEFLATE"], exactness: Exact },
-        Case { name: "tiled_deflate_pred2_i16", dt: Int16, bands: 2, options: &["-co", "TILED=YES", "-co", "COMPRESS=DEFLATE", "-co", "PREDICTOR=2"], exactness: Exact },
-        Case { name: "tiled_deflate_u32", dt: UInt32, bands: 1, options: &["-co", "TILED=YES", "-co", "COMPRESS=DEFLATE", "-co", "BLOCKXSIZE=128", "-co", "BLOCKYSIZE=64"], exactness: Exact },
-        Case { name: "strip_deflate_i32", dt: Int32, bands: 1, options: &["-co", "COMPRESS=DEFLATE", "-co", "PREDICTOR=2"], exactness: Exact },
-        Case { name: "tiled_zstd_pred3_f32", dt: Float32, bands: 1, options: &["-co", "TILED=YES", "-co", "COMPRESS=ZSTD", "-co", "PREDICTOR=3"], exactness: Exact },
-        Case { name: "tiled_lzw_f64", dt: Float64, bands: 1, options: &["-co", "TILED=YES", "-co", "COMPRESS=LZW"], exactness: Exact },
-        Case { name: "planar_tiled_deflate_u16_4band", dt: UInt16, bands: 4, options: &["-co", "TILED=YES", "-co", "COMPRESS=DEFLATE", "-co", "INTERLEAVE=BAND"], exactness: Exact },
-        Case { name: "planar_strip_u8", dt: Byte, bands: 3, options: &["-co", "INTERLEAVE=BAND"], exactness: Exact },
-        Case { name: "bigtiff_tiled_deflate_u8", dt: Byte, bands: 3, options: &["-co", "BIGTIFF=YES", "-co", "TILED=YES", "-co", "COMPRESS=DEFLATE"], exactness: Exact },
-        Case { name: "sparse_tiled_u8_nodata", dt: Byte, bands: 1, options: &["-a_nodata", "0", "-co", "TILED=YES", "-co", "SPARSE_OK=TRUE"], exactness: Exact },
-        Case { name: "jpeg_ycbcr_tiled", dt: Byte, bands: 3, options: &["-co", "TILED=YES", "-co", "COMPRESS=JPEG", "-co", "PHOTOMETRIC=YCBCR"], exactness: Jpeg },
-        Case { name: "cog_deflate_u8", dt: Byte, bands: 3, options: &["-of", "COG", "-co", "COMPRESS=DEFLATE", "-co", "BLOCKSIZE=256"], exactness: Exact },
-        Case { name: "cog_jpeg", dt: Byte, bands: 3, options: &["-of", "COG", "-co", "COMPRESS=JPEG", "-co", "BLOCKSIZE=256"], exactness: Jpeg },
-        Case { name: "cog_zstd_f32_nodata", dt: Float32, bands: 1, options: &["-of", "COG", "-co", "COMPRESS=ZSTD", "-co", "BLOCKSIZE=256", "-a_nodata", "-9999"], exactness: Exact },
+        Case {
+            name: "strip_none_u8_rgb",
+            dt: Byte,
+            bands: 3,
+            options: &["-co", "TILED=NO", "-co", "COMPRESS=NONE"],
+            exactness: Exact,
+        },
+        Case {
+            name: "strip_lzw_pred2_u8",
+            dt: Byte,
+            bands: 3,
+            options: &["-co", "COMPRESS=LZW", "-co", "PREDICTOR=2"],
+            exactness: Exact,
+        },
+        Case {
+            name: "tiled_deflate_u16",
+            dt: UInt16,
+            bands: 1,
+            options: &["-co", "TILED=YES", "-co", "COMPRESS=DEFLATE"],
+            exactness: Exact,
+        },
+        Case {
+            name: "tiled_deflate_pred2_i16",
+            dt: Int16,
+            bands: 2,
+            options: &[
+                "-co",
+                "TILED=YES",
+                "-co",
+                "COMPRESS=DEFLATE",
+                "-co",
+                "PREDICTOR=2",
+            ],
+            exactness: Exact,
+        },
+        Case {
+            name: "tiled_deflate_u32",
+            dt: UInt32,
+            bands: 1,
+            options: &[
+                "-co",
+                "TILED=YES",
+                "-co",
+                "COMPRESS=DEFLATE",
+                "-co",
+                "BLOCKXSIZE=128",
+                "-co",
+                "BLOCKYSIZE=64",
+            ],
+            exactness: Exact,
+        },
+        Case {
+            name: "strip_deflate_i32",
+            dt: Int32,
+            bands: 1,
+            options: &["-co", "COMPRESS=DEFLATE", "-co", "PREDICTOR=2"],
+            exactness: Exact,
+        },
+        Case {
+            name: "tiled_zstd_pred3_f32",
+            dt: Float32,
+            bands: 1,
+            options: &[
+                "-co",
+                "TILED=YES",
+                "-co",
+                "COMPRESS=ZSTD",
+                "-co",
+                "PREDICTOR=3",
+            ],
+            exactness: Exact,
+        },
+        Case {
+            name: "tiled_lzw_f64",
+            dt: Float64,
+            bands: 1,
+            options: &["-co", "TILED=YES", "-co", "COMPRESS=LZW"],
+            exactness: Exact,
+        },
+        Case {
+            name: "planar_tiled_deflate_u16_4band",
+            dt: UInt16,
+            bands: 4,
+            options: &[
+                "-co",
+                "TILED=YES",
+                "-co",
+                "COMPRESS=DEFLATE",
+                "-co",
+                "INTERLEAVE=BAND",
+            ],
+            exactness: Exact,
+        },
+        Case {
+            name: "planar_strip_u8",
+            dt: Byte,
+            bands: 3,
+            options: &["-co", "INTERLEAVE=BAND"],
+            exactness: Exact,
+        },
+        Case {
+            name: "bigtiff_tiled_deflate_u8",
+            dt: Byte,
+            bands: 3,
+            options: &[
+                "-co",
+                "BIGTIFF=YES",
+                "-co",
+                "TILED=YES",
+                "-co",
+                "COMPRESS=DEFLATE",
+            ],
+            exactness: Exact,
+        },
+        Case {
+            name: "sparse_tiled_u8_nodata",
+            dt: Byte,
+            bands: 1,
+            options: &[
+                "-a_nodata",
+                "0",
+                "-co",
+                "TILED=YES",
+                "-co",
+                "SPARSE_OK=TRUE",
+            ],
+            exactness: Exact,
+        },
+        Case {
+            name: "jpeg_ycbcr_tiled",
+            dt: Byte,
+            bands: 3,
+            options: &[
+                "-co",
+                "TILED=YES",
+                "-co",
+                "COMPRESS=JPEG",
+                "-co",
+                "PHOTOMETRIC=YCBCR",
+            ],
+            exactness: Jpeg,
+        },
+        Case {
+            name: "cog_deflate_u8",
+            dt: Byte,
+            bands: 3,
+            options: &[
+                "-of",
+                "COG",
+                "-co",
+                "COMPRESS=DEFLATE",
+                "-co",
+                "BLOCKSIZE=256",
+            ],
+            exactness: Exact,
+        },
+        Case {
+            name: "cog_jpeg",
+            dt: Byte,
+            bands: 3,
+            options: &["-of", "COG", "-co", "COMPRESS=JPEG", "-co", "BLOCKSIZE=256"],
+            exactness: Jpeg,
+        },
+        Case {
+            name: "cog_zstd_f32_nodata",
+            dt: Float32,
+            bands: 1,
+            options: &[
+                "-of",
+                "COG",
+                "-co",
+                "COMPRESS=ZSTD",
+                "-co",
+                "BLOCKSIZE=256",
+                "-a_nodata",
+                "-9999",
+            ],
+            exactness: Exact,
+        },
     ];
     for (i, case) in cases.iter().enumerate() {
         let raw = write_envi_source(d, case.name, case.dt, case.bands);
         let tif = d.join(format!("{}.tif", case.name));
         let georef: &[&str] = if i % 5 == 4 { &geographic } else { &utm };
-        run(Command::new("gdal_translate").arg("-q").args(georef).args(case.options).arg(&raw).arg(&tif));
+        run(Command::new("gdal_translate")
+            .arg("-q")
+            .args(georef)
+            .args(case.options)
+            .arg(&raw)
+            .arg(&tif));
         check_against_gdal(&tif, case.exactness, d, i as u64 + 1);
     }
     // Internal overviews added to a tiled GeoTIFF by gdaladdo.
     let raw = write_envi_source(d, "ovr", Byte, 1);
     let tif = d.join("ovr.tif");
-    run(Command::new("gdal_translate").arg("-q").args(utm).args(["-co", "TILED=YES", "-co", "COMPRESS=DEFLATE"]).arg(&raw).arg(&tif));
-    run(Command::new("gdaladdo").args(["-q", "-r", "average"]).arg(&tif).args(["2", "4", "8"]));
+    run(Command::new("gdal_translate")
+        .arg("-q")
+        .args(utm)
+        .args(["-co", "TILED=YES", "-co", "COMPRESS=DEFLATE"])
+        .arg(&raw)
+        .arg(&tif));
+    run(Command::new("gdaladdo")
+        .args(["-q", "-r", "average"])
+        .arg(&tif)
+        .args(["2", "4", "8"]));
     check_against_gdal(&tif, Exactness::Exact, d, 99);
 }
 
@@ -286,10 +566,17 @@ fn every_shared_raster_matches_gdal() {
     let scratch = tempfile::tempdir().unwrap();
     let mut checked = 0;
     for sub in ["trees", "buildings", "cars", "lidar"] {
-        let mut files: Vec<_> = std::fs::read_dir(data.join(sub)).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut files: Vec<_> = std::fs::read_dir(data.join(sub))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         files.sort();
         for path in files {
-            let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+            let ext = path
+                .extension()
+                .and_then(|e| e.to_str())
+                .unwrap_or("")
+                .to_ascii_lowercase();
             let exactness = match ext.as_str() {
                 "tif" | "tiff" | "png" => Exactness::Exact,
                 "jpg" | "jpeg" => Exactness::Jpeg,
@@ -297,7 +584,9 @@ fn every_shared_raster_matches_gdal() {
             };
             // The 45 car frames are alike; check a few of them.
             let name = path.file_name().unwrap().to_string_lossy();
-            if sub == "cars" && !(name.starts_with("MOS155") || name.starts_with("MunichStreet02-MOS93")) {
+            if sub == "cars"
+                && !(name.starts_with("MOS155") || name.starts_with("MunichStreet02-MOS93"))
+            {
                 continue;
             }
             check_against_gdal(&path, exactness, scratch.path(), checked + 7);

@@ -18,7 +18,11 @@ fn ign_tile_summary_reports_points_crs_and_classes() {
     assert_eq!(info.crs.as_ref().and_then(|c| c.epsg), Some(2154));
     assert_eq!(info.point_format, 8);
     assert_eq!(info.class_counts.values().sum::<u64>(), 697_721);
-    assert!(info.class_counts[&2] > 600_000, "mostly ground: {:?}", info.class_counts);
+    assert!(
+        info.class_counts[&2] > 600_000,
+        "mostly ground: {:?}",
+        info.class_counts
+    );
     assert!(info.class_counts.contains_key(&6), "has buildings");
 }
 
@@ -28,7 +32,11 @@ fn extra_dimensions_are_listed() {
     let mut pc = PointCloud::open(data.join("lidar/MixedConifer.laz")).unwrap();
     let info = pc.summarize(|_| {}).unwrap();
     assert_eq!(info.points, 37_657);
-    assert!(info.extra_dims.iter().any(|d| d == "treeID"), "{:?}", info.extra_dims);
+    assert!(
+        info.extra_dims.iter().any(|d| d == "treeID"),
+        "{:?}",
+        info.extra_dims
+    );
 }
 
 #[test]
@@ -40,16 +48,33 @@ fn dsm_agrees_with_laspy_and_opens_in_gdal_with_its_crs() {
     let cell = 1.0;
     let oracle_raw = dir.path().join("oracle.raw");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracles/dsm_laspy.py");
-    let out = run(Command::new(&python).arg(&script).arg(&cloud).arg(cell.to_string()).arg(&oracle_raw));
+    let out = run(Command::new(&python)
+        .arg(&script)
+        .arg(&cloud)
+        .arg(cell.to_string())
+        .arg(&oracle_raw));
     let meta: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
 
     let mut pc = PointCloud::open(&cloud).unwrap();
     let summary = pc.summarize(|_| {}).unwrap();
     for (class, n) in meta["classes"].as_object().unwrap() {
-        assert_eq!(summary.class_counts[&class.parse::<u8>().unwrap()], n.as_u64().unwrap(), "class {class} count vs laspy");
+        assert_eq!(
+            summary.class_counts[&class.parse::<u8>().unwrap()],
+            n.as_u64().unwrap(),
+            "class {class} count vs laspy"
+        );
     }
     let mut pc = PointCloud::open(&cloud).unwrap();
-    let grid = rasterize(&mut pc, &RasterizeOptions { cell_m: cell, kind: HeightKind::Dsm, fill_dsm_holes: false }, |_| {}).unwrap();
+    let grid = rasterize(
+        &mut pc,
+        &RasterizeOptions {
+            cell_m: cell,
+            kind: HeightKind::Dsm,
+            fill_dsm_holes: false,
+        },
+        |_| {},
+    )
+    .unwrap();
     assert_eq!(u64::from(grid.width), meta["width"].as_u64().unwrap());
     assert_eq!(u64::from(grid.height), meta["height"].as_u64().unwrap());
     let oracle: Vec<f64> = std::fs::read(&oracle_raw)
@@ -59,9 +84,16 @@ fn dsm_agrees_with_laspy_and_opens_in_gdal_with_its_crs() {
         .collect();
     let mut compared = 0;
     for (i, (&ours, &theirs)) in grid.values.iter().zip(&oracle).enumerate() {
-        assert_eq!(ours.is_nan(), theirs.is_nan(), "cell {i}: coverage differs (ours {ours}, laspy {theirs})");
+        assert_eq!(
+            ours.is_nan(),
+            theirs.is_nan(),
+            "cell {i}: coverage differs (ours {ours}, laspy {theirs})"
+        );
         if !theirs.is_nan() {
-            assert!((f64::from(ours) - theirs).abs() < 1e-3, "cell {i}: ours {ours} laspy {theirs}");
+            assert!(
+                (f64::from(ours) - theirs).abs() < 1e-3,
+                "cell {i}: ours {ours} laspy {theirs}"
+            );
             compared += 1;
         }
     }
@@ -71,14 +103,26 @@ fn dsm_agrees_with_laspy_and_opens_in_gdal_with_its_crs() {
     let tif = dir.path().join("dsm.tif");
     grid.write_cog(&tif).unwrap();
     let back = open_raster(&tif).unwrap();
-    let win = back.read_window(0, PixelWindow::full(grid.width, grid.height)).unwrap();
+    let win = back
+        .read_window(0, PixelWindow::full(grid.width, grid.height))
+        .unwrap();
     for (i, &v) in grid.values.iter().enumerate() {
         let stored = win.samples.get_f64(i) as f32;
-        assert!(if v.is_nan() { stored == -9999.0 } else { stored == v }, "cell {i}: {v} stored as {stored}");
+        assert!(
+            if v.is_nan() {
+                stored == -9999.0
+            } else {
+                stored == v
+            },
+            "cell {i}: {v} stored as {stored}"
+        );
     }
     if gdal_available() {
         let g = gdalinfo_json(&tif);
-        assert_eq!(g.pointer("/stac/proj:epsg").and_then(|v| v.as_u64()), Some(2154));
+        assert_eq!(
+            g.pointer("/stac/proj:epsg").and_then(|v| v.as_u64()),
+            Some(2154)
+        );
         assert_eq!(g["size"][0].as_u64(), Some(u64::from(grid.width)));
         assert_eq!(g["bands"][0]["noDataValue"].as_f64(), Some(-9999.0));
         let gt = g["geoTransform"].as_array().unwrap();
@@ -94,11 +138,33 @@ fn dsm_agrees_with_laspy_and_opens_in_gdal_with_its_crs() {
 fn ndsm_of_buildings_stands_above_ground_and_dtm_has_no_holes() {
     let Some(data) = shared_data() else { return };
     let cloud = data.join("lidar/ign_lidarhd_tile.laz");
-    let opts = |kind| RasterizeOptions { cell_m: 1.0, kind, fill_dsm_holes: false };
-    let dtm = rasterize(&mut PointCloud::open(&cloud).unwrap(), &opts(HeightKind::Dtm), |_| {}).unwrap();
-    assert!(dtm.values.iter().all(|v| v.is_finite()), "DTM holes are filled");
-    let ndsm = rasterize(&mut PointCloud::open(&cloud).unwrap(), &opts(HeightKind::Ndsm), |_| {}).unwrap();
-    let mask = rasterize(&mut PointCloud::open(&cloud).unwrap(), &opts(HeightKind::ClassMask(6)), |_| {}).unwrap();
+    let opts = |kind| RasterizeOptions {
+        cell_m: 1.0,
+        kind,
+        fill_dsm_holes: false,
+    };
+    let dtm = rasterize(
+        &mut PointCloud::open(&cloud).unwrap(),
+        &opts(HeightKind::Dtm),
+        |_| {},
+    )
+    .unwrap();
+    assert!(
+        dtm.values.iter().all(|v| v.is_finite()),
+        "DTM holes are filled"
+    );
+    let ndsm = rasterize(
+        &mut PointCloud::open(&cloud).unwrap(),
+        &opts(HeightKind::Ndsm),
+        |_| {},
+    )
+    .unwrap();
+    let mask = rasterize(
+        &mut PointCloud::open(&cloud).unwrap(),
+        &opts(HeightKind::ClassMask(6)),
+        |_| {},
+    )
+    .unwrap();
     let (mut on, mut n_on, mut off, mut n_off) = (0f64, 0, 0f64, 0);
     for (h, m) in ndsm.values.iter().zip(&mask.values) {
         assert!(*h >= 0.0);
@@ -111,7 +177,10 @@ fn ndsm_of_buildings_stands_above_ground_and_dtm_has_no_holes() {
         }
     }
     let (mean_on, mean_off) = (on / n_on as f64, off / n_off as f64);
-    assert!(n_on > 50 && mean_on > 2.5, "buildings should stand metres above ground: {mean_on} over {n_on} cells");
+    assert!(
+        n_on > 50 && mean_on > 2.5,
+        "buildings should stand metres above ground: {mean_on} over {n_on} cells"
+    );
     assert!(mean_off < 1.0, "open ground should be near 0 m: {mean_off}");
 }
 
@@ -121,17 +190,39 @@ fn feet_based_cloud_is_rasterized_in_metres() {
     let mut pc = PointCloud::open(data.join("lidar/autzen_trim.laz")).unwrap();
     let crs = pc.crs().unwrap().expect("autzen_trim declares its CRS");
     let unit = crs.linear_unit_m().unwrap();
-    assert!((unit - 0.3048).abs() < 1e-4, "autzen is in feet, got {unit} m per unit ({})", crs.proj4);
-    let grid = rasterize(&mut pc, &RasterizeOptions { cell_m: 3.048, kind: HeightKind::Dsm, fill_dsm_holes: false }, |_| {}).unwrap();
-    assert!((grid.georef.transform.0[1] - 10.0).abs() < 1e-6, "3.048 m is 10 ft");
+    assert!(
+        (unit - 0.3048).abs() < 1e-4,
+        "autzen is in feet, got {unit} m per unit ({})",
+        crs.proj4
+    );
+    let grid = rasterize(
+        &mut pc,
+        &RasterizeOptions {
+            cell_m: 3.048,
+            kind: HeightKind::Dsm,
+            fill_dsm_holes: false,
+        },
+        |_| {},
+    )
+    .unwrap();
+    assert!(
+        (grid.georef.transform.0[1] - 10.0).abs() < 1e-6,
+        "3.048 m is 10 ft"
+    );
     // A CRS with no EPSG code travels as WKT, which GDAL reads.
     if gdal_available() {
         let dir = tempfile::tempdir().unwrap();
         let tif = dir.path().join("autzen_dsm.tif");
         grid.write_cog(&tif).unwrap();
         let g = gdalinfo_json(&tif);
-        let wkt = g.pointer("/coordinateSystem/wkt").and_then(|w| w.as_str()).unwrap_or("");
-        assert!(wkt.contains("Lambert Conformal Conic") || wkt.contains("Lambert_Conformal_Conic"), "{wkt}");
+        let wkt = g
+            .pointer("/coordinateSystem/wkt")
+            .and_then(|w| w.as_str())
+            .unwrap_or("");
+        assert!(
+            wkt.contains("Lambert Conformal Conic") || wkt.contains("Lambert_Conformal_Conic"),
+            "{wkt}"
+        );
         assert!(wkt.contains("foot"), "{wkt}");
     }
 }

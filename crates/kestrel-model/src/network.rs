@@ -37,7 +37,11 @@ pub struct ConvBn {
 impl ConvBn {
     fn new(cin: usize, cout: usize, stride: usize, device: &Device) -> Self {
         ConvBn {
-            conv: Conv2dConfig::new([cin, cout], [3, 3]).with_stride([stride, stride]).with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1)).with_bias(false).init(device),
+            conv: Conv2dConfig::new([cin, cout], [3, 3])
+                .with_stride([stride, stride])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .with_bias(false)
+                .init(device),
             bn: BatchNormConfig::new(cout).init(device),
         }
     }
@@ -61,14 +65,24 @@ impl Residual {
     fn new(cin: usize, cout: usize, stride: usize, device: &Device) -> Self {
         Residual {
             first: ConvBn::new(cin, cout, stride, device),
-            second: Conv2dConfig::new([cout, cout], [3, 3]).with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1)).with_bias(false).init(device),
+            second: Conv2dConfig::new([cout, cout], [3, 3])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .with_bias(false)
+                .init(device),
             second_bn: BatchNormConfig::new(cout).init(device),
-            skip: (cin != cout || stride != 1).then(|| Conv2dConfig::new([cin, cout], [1, 1]).with_stride([stride, stride]).with_bias(false).init(device)),
+            skip: (cin != cout || stride != 1).then(|| {
+                Conv2dConfig::new([cin, cout], [1, 1])
+                    .with_stride([stride, stride])
+                    .with_bias(false)
+                    .init(device)
+            }),
         }
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let y = self.second_bn.forward(self.second.forward(self.first.forward(x.clone())));
+        let y = self
+            .second_bn
+            .forward(self.second.forward(self.first.forward(x.clone())));
         let s = match &self.skip {
             Some(p) => p.forward(x),
             None => x,
@@ -136,7 +150,11 @@ impl Network {
         let f = self.stem.forward(x);
         let f = self.stage1b.forward(self.stage1.forward(f));
         let f = self.stage2b.forward(self.stage2.forward(f));
-        Outputs { class_logits: self.head_class.forward(f.clone()), heading: self.head_heading.forward(f.clone()), size: self.head_size.forward(f) }
+        Outputs {
+            class_logits: self.head_class.forward(f.clone()),
+            heading: self.head_heading.forward(f.clone()),
+            size: self.head_size.forward(f),
+        }
     }
 }
 

@@ -41,7 +41,10 @@ pub struct PackageMeta {
 #[derive(Debug, thiserror::Error)]
 pub enum PackageError {
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{0}: not a Kestrel model package")]
     NotAPackage(String),
     #[error("{path}: package format {found} was written by another Kestrel; this one reads format {PACKAGE_VERSION} — retrain or use the matching Kestrel")]
@@ -51,14 +54,25 @@ pub enum PackageError {
 }
 
 /// Writes the package atomically (a temporary file renamed into place).
-pub fn save_package(path: &Path, meta: &PackageMeta, network: &Network) -> Result<(), PackageError> {
+pub fn save_package(
+    path: &Path,
+    meta: &PackageMeta,
+    network: &Network,
+) -> Result<(), PackageError> {
     let p = path.display().to_string();
-    let json = serde_json::to_vec(meta).map_err(|e| PackageError::Corrupt { path: p.clone(), problem: e.to_string() })?;
-    let weights = network
-        .clone()
-        .into_record()
-        .into_bytes()
-        .map_err(|e| PackageError::Corrupt { path: p.clone(), problem: format!("cannot serialize weights: {e}") })?;
+    let json = serde_json::to_vec(meta).map_err(|e| PackageError::Corrupt {
+        path: p.clone(),
+        problem: e.to_string(),
+    })?;
+    let weights =
+        network
+            .clone()
+            .into_record()
+            .into_bytes()
+            .map_err(|e| PackageError::Corrupt {
+                path: p.clone(),
+                problem: format!("cannot serialize weights: {e}"),
+            })?;
     let mut bytes = Vec::with_capacity(20 + json.len() + weights.len());
     bytes.extend_from_slice(MAGIC);
     bytes.extend_from_slice(&PACKAGE_VERSION.to_le_bytes());
@@ -66,28 +80,45 @@ pub fn save_package(path: &Path, meta: &PackageMeta, network: &Network) -> Resul
     bytes.extend_from_slice(&json);
     bytes.extend_from_slice(&weights);
     let tmp = path.with_extension("kestrel.partial");
-    std::fs::write(&tmp, &bytes).map_err(|source| PackageError::Io { path: tmp.display().to_string(), source })?;
+    std::fs::write(&tmp, &bytes).map_err(|source| PackageError::Io {
+        path: tmp.display().to_string(),
+        source,
+    })?;
     std::fs::rename(&tmp, path).map_err(|source| PackageError::Io { path: p, source })
 }
 
 /// Reads only the metadata (for `kestrel info`).
 pub fn read_meta(path: &Path) -> Result<PackageMeta, PackageError> {
-    let bytes = std::fs::read(path).map_err(|source| PackageError::Io { path: path.display().to_string(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| PackageError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
     Ok(split(path, &bytes)?.0)
 }
 
 /// Loads a package: its metadata and the network with its weights, on `device`.
 pub fn load_package(path: &Path, device: &Device) -> Result<(PackageMeta, Network), PackageError> {
     let p = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| PackageError::Io { path: p.clone(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| PackageError::Io {
+        path: p.clone(),
+        source,
+    })?;
     let (meta, weights) = split(path, &bytes)?;
-    let record = burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(weights.to_vec()))
-        .map_err(|e| PackageError::Corrupt { path: p.clone(), problem: format!("weights: {e}") })?;
+    let record = burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(
+        weights.to_vec(),
+    ))
+    .map_err(|e| PackageError::Corrupt {
+        path: p.clone(),
+        problem: format!("weights: {e}"),
+    })?;
     let network = meta
         .network
         .init(device)
         .try_load_record(record)
-        .map_err(|e| PackageError::Corrupt { path: p, problem: format!("weights do not fit the network: {e}") })?;
+        .map_err(|e| PackageError::Corrupt {
+            path: p,
+            problem: format!("weights do not fit the network: {e}"),
+        })?;
     Ok((meta, network))
 }
 
@@ -98,11 +129,24 @@ fn split<'a>(path: &Path, bytes: &'a [u8]) -> Result<(PackageMeta, &'a [u8]), Pa
     }
     let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
     if version != PACKAGE_VERSION {
-        return Err(PackageError::Version { path: p, found: version });
+        return Err(PackageError::Version {
+            path: p,
+            found: version,
+        });
     }
     let len = u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes")) as usize;
-    let end = 20usize.checked_add(len).filter(|&e| e <= bytes.len()).ok_or_else(|| PackageError::Corrupt { path: p.clone(), problem: "metadata runs past the end of the file".into() })?;
-    let meta: PackageMeta = serde_json::from_slice(&bytes[20..end]).map_err(|e| PackageError::Corrupt { path: p, problem: format!("metadata: {e}") })?;
+    let end = 20usize
+        .checked_add(len)
+        .filter(|&e| e <= bytes.len())
+        .ok_or_else(|| PackageError::Corrupt {
+            path: p.clone(),
+            problem: "metadata runs past the end of the file".into(),
+        })?;
+    let meta: PackageMeta =
+        serde_json::from_slice(&bytes[20..end]).map_err(|e| PackageError::Corrupt {
+            path: p,
+            problem: format!("metadata: {e}"),
+        })?;
     Ok((meta, &bytes[end..]))
 }
 
@@ -110,5 +154,8 @@ fn split<'a>(path: &Path, bytes: &'a [u8]) -> Result<(PackageMeta, &'a [u8]), Pa
 pub fn is_package(path: &Path) -> bool {
     use std::io::Read;
     let mut head = [0u8; 8];
-    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head)).is_ok() && &head == MAGIC
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok()
+        && &head == MAGIC
 }

@@ -26,7 +26,14 @@ pub struct TrainOptions {
 
 impl Default for TrainOptions {
     fn default() -> Self {
-        TrainOptions { epochs: 12, batch_size: 64, learning_rate: 2e-3, seed: 1, patience: 4, threads: 2 }
+        TrainOptions {
+            epochs: 12,
+            batch_size: 64,
+            learning_rate: 2e-3,
+            seed: 1,
+            patience: 4,
+            threads: 2,
+        }
     }
 }
 
@@ -49,7 +56,12 @@ pub struct EpochMetrics {
 #[derive(Clone, Debug, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum TrainEvent {
-    Batch { epoch: usize, batch: usize, batches: usize, loss: f64 },
+    Batch {
+        epoch: usize,
+        batch: usize,
+        batches: usize,
+        loss: f64,
+    },
     Epoch(EpochMetrics),
 }
 
@@ -65,7 +77,11 @@ pub enum TrainError {
 
 /// Tensors of a batch: chips `[b, c, s, s]`, class targets `[b]` (0 background, 1 the
 /// class), heading targets `[b, 2]`, and a positive mask `[b, 1]`.
-fn to_tensors(examples: &[Example], mode: HeadingMode, device: &Device) -> (Tensor<4>, Tensor<1, Int>, Tensor<2>, Tensor<2>) {
+fn to_tensors(
+    examples: &[Example],
+    mode: HeadingMode,
+    device: &Device,
+) -> (Tensor<4>, Tensor<1, Int>, Tensor<2>, Tensor<2>) {
     let b = examples.len();
     let (c, s) = (examples[0].chip.bands, examples[0].chip.size);
     let mut x = Vec::with_capacity(b * c * s * s);
@@ -92,11 +108,20 @@ fn to_tensors(examples: &[Example], mode: HeadingMode, device: &Device) -> (Tens
     )
 }
 
-fn loss(model: &Network, x: Tensor<4>, y: Tensor<1, Int>, h: Tensor<2>, m: Tensor<2>, device: &Device) -> (Tensor<1>, Tensor<2>, Tensor<2>) {
+fn loss(
+    model: &Network,
+    x: Tensor<4>,
+    y: Tensor<1, Int>,
+    h: Tensor<2>,
+    m: Tensor<2>,
+    device: &Device,
+) -> (Tensor<1>, Tensor<2>, Tensor<2>) {
     let out = model.forward(x);
     let logits = centre_cell(out.class_logits);
     let heading = centre_cell(out.heading);
-    let ce = CrossEntropyLossConfig::new().init(device).forward(logits.clone(), y);
+    let ce = CrossEntropyLossConfig::new()
+        .init(device)
+        .forward(logits.clone(), y);
     let positives = m.clone().sum().clamp_min(1.0);
     let heading_loss = ((heading.clone() - h) * m).powi_scalar(2).sum() / positives;
     (ce + heading_loss * 0.5, logits, heading)
@@ -121,22 +146,42 @@ pub struct Checkpoints {
 }
 
 fn ckpt_err(path: &std::path::Path, problem: impl ToString) -> TrainError {
-    TrainError::Checkpoint { path: path.display().to_string(), problem: problem.to_string() }
+    TrainError::Checkpoint {
+        path: path.display().to_string(),
+        problem: problem.to_string(),
+    }
 }
 
 /// Writes the state after an epoch: weights, best weights, optimizer, then the state file
 /// last (renamed into place), so that a kill at any moment leaves the previous epoch's
 /// checkpoint whole.
-fn save_checkpoint(dir: &std::path::Path, model: &Network, best: Option<&Network>, optim: &burn::optim::ModuleOptimizer, state: &CheckpointState) -> Result<(), TrainError> {
+fn save_checkpoint(
+    dir: &std::path::Path,
+    model: &Network,
+    best: Option<&Network>,
+    optim: &burn::optim::ModuleOptimizer,
+    state: &CheckpointState,
+) -> Result<(), TrainError> {
     std::fs::create_dir_all(dir).map_err(|e| ckpt_err(dir, e))?;
     let epoch = state.epochs_done;
-    model.clone().save_file(dir.join(format!("model-{epoch}.bpk"))).map_err(|e| ckpt_err(dir, e))?;
+    model
+        .clone()
+        .save_file(dir.join(format!("model-{epoch}.bpk")))
+        .map_err(|e| ckpt_err(dir, e))?;
     if let Some(b) = best {
-        b.clone().save_file(dir.join(format!("best-{epoch}.bpk"))).map_err(|e| ckpt_err(dir, e))?;
+        b.clone()
+            .save_file(dir.join(format!("best-{epoch}.bpk")))
+            .map_err(|e| ckpt_err(dir, e))?;
     }
-    optim.save(dir.join(format!("optimizer-{epoch}.bpk"))).map_err(|e| ckpt_err(dir, e))?;
+    optim
+        .save(dir.join(format!("optimizer-{epoch}.bpk")))
+        .map_err(|e| ckpt_err(dir, e))?;
     let tmp = dir.join("state.json.partial");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(state).map_err(|e| ckpt_err(dir, e))?).map_err(|e| ckpt_err(&tmp, e))?;
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec_pretty(state).map_err(|e| ckpt_err(dir, e))?,
+    )
+    .map_err(|e| ckpt_err(&tmp, e))?;
     std::fs::rename(&tmp, dir.join("state.json")).map_err(|e| ckpt_err(dir, e))?;
     // The previous epoch's files are no longer referenced.
     if epoch > 0 {
@@ -151,7 +196,13 @@ fn save_checkpoint(dir: &std::path::Path, model: &Network, best: Option<&Network
 /// F1) and every epoch's metrics. `events` gets progress as it happens. With `checkpoints`,
 /// the state is saved after every epoch and, when resuming, training continues after the
 /// last completed epoch.
-pub fn train(train: &TrainingSet, val: &TrainingSet, options: &TrainOptions, checkpoints: Option<&Checkpoints>, mut events: impl FnMut(&TrainEvent)) -> Result<(Network, NetworkConfig, Vec<EpochMetrics>), TrainError> {
+pub fn train(
+    train: &TrainingSet,
+    val: &TrainingSet,
+    options: &TrainOptions,
+    checkpoints: Option<&Checkpoints>,
+    mut events: impl FnMut(&TrainEvent),
+) -> Result<(Network, NetworkConfig, Vec<EpochMetrics>), TrainError> {
     for (set, _name) in [(train, "train"), (val, "validation")] {
         if !(0..set.len()).any(|i| set.is_positive(i)) {
             return Err(TrainError::Missing("positives"));
@@ -173,13 +224,23 @@ pub fn train(train: &TrainingSet, val: &TrainingSet, options: &TrainOptions, che
     let mut first_epoch = 0;
     if let Some(c) = checkpoints.filter(|c| c.resume) {
         let state_path = c.dir.join("state.json");
-        let text = std::fs::read(&state_path).map_err(|e| ckpt_err(&state_path, format!("cannot resume: {e}")))?;
-        let state: CheckpointState = serde_json::from_slice(&text).map_err(|e| ckpt_err(&state_path, format!("corrupt: {e}")))?;
+        let text = std::fs::read(&state_path)
+            .map_err(|e| ckpt_err(&state_path, format!("cannot resume: {e}")))?;
+        let state: CheckpointState = serde_json::from_slice(&text)
+            .map_err(|e| ckpt_err(&state_path, format!("corrupt: {e}")))?;
         let e = state.epochs_done;
-        model = config.init(&device).try_load_file(c.dir.join(format!("model-{e}.bpk"))).map_err(|err| ckpt_err(&c.dir, format!("model weights: {err}")))?;
-        optim = optim.load(c.dir.join(format!("optimizer-{e}.bpk"))).map_err(|err| ckpt_err(&c.dir, format!("optimizer state: {err}")))?;
+        model = config
+            .init(&device)
+            .try_load_file(c.dir.join(format!("model-{e}.bpk")))
+            .map_err(|err| ckpt_err(&c.dir, format!("model weights: {err}")))?;
+        optim = optim
+            .load(c.dir.join(format!("optimizer-{e}.bpk")))
+            .map_err(|err| ckpt_err(&c.dir, format!("optimizer state: {err}")))?;
         if let Some(f1) = state.best_f1 {
-            let b = config.init(&Device::default()).try_load_file(c.dir.join(format!("best-{e}.bpk"))).map_err(|err| ckpt_err(&c.dir, format!("best weights: {err}")))?;
+            let b = config
+                .init(&Device::default())
+                .try_load_file(c.dir.join(format!("best-{e}.bpk")))
+                .map_err(|err| ckpt_err(&c.dir, format!("best weights: {err}")))?;
             best = Some((f1, b));
         }
         history = state.history;
@@ -195,16 +256,24 @@ pub fn train(train: &TrainingSet, val: &TrainingSet, options: &TrainOptions, che
         let batches = order.len().div_ceil(options.batch_size);
         let mut total = 0.0;
         // Cosine decay of the learning rate over the run.
-        let lr = options.learning_rate * 0.5 * (1.0 + (std::f64::consts::PI * epoch as f64 / options.epochs as f64).cos());
+        let lr = options.learning_rate
+            * 0.5
+            * (1.0 + (std::f64::consts::PI * epoch as f64 / options.epochs as f64).cos());
         for (bi, idx) in order.chunks(options.batch_size).enumerate() {
-            let examples = train.batch(idx, &augment, options.seed, epoch as u64, options.threads)?;
+            let examples =
+                train.batch(idx, &augment, options.seed, epoch as u64, options.threads)?;
             let (x, y, h, m) = to_tensors(&examples, mode, &device);
             let (l, _, _) = loss(&model, x, y, h, m, &device);
             let value = f64::from(l.clone().into_scalar::<f32>());
             total += value * idx.len() as f64;
             let grads = GradientsParams::from_grads(l.backward(), &model);
             model = optim.step(lr, model, grads);
-            events(&TrainEvent::Batch { epoch, batch: bi + 1, batches, loss: value });
+            events(&TrainEvent::Batch {
+                epoch,
+                batch: bi + 1,
+                batches,
+                loss: value,
+            });
         }
         let train_s = start.elapsed().as_secs_f64();
         let mut metrics = evaluate(&model.valid(), val, options)?;
@@ -222,7 +291,13 @@ pub fn train(train: &TrainingSet, val: &TrainingSet, options: &TrainOptions, che
             since_best += 1;
         }
         if let Some(c) = checkpoints {
-            let state = CheckpointState { epochs_done: epoch + 1, history: history.clone(), best_f1: best.as_ref().map(|b| b.0), since_best, options: options.clone() };
+            let state = CheckpointState {
+                epochs_done: epoch + 1,
+                history: history.clone(),
+                best_f1: best.as_ref().map(|b| b.0),
+                since_best,
+                options: options.clone(),
+            };
             save_checkpoint(&c.dir, &model, best.as_ref().map(|b| &b.1), &optim, &state)?;
         }
     }
@@ -231,7 +306,11 @@ pub fn train(train: &TrainingSet, val: &TrainingSet, options: &TrainOptions, che
 }
 
 /// Loss, precision/recall/F1 at score 0.5 and heading error on `set`, without augmentation.
-pub fn evaluate(model: &Network, set: &TrainingSet, options: &TrainOptions) -> Result<EpochMetrics, TrainError> {
+pub fn evaluate(
+    model: &Network,
+    set: &TrainingSet,
+    options: &TrainOptions,
+) -> Result<EpochMetrics, TrainError> {
     let device = Device::default();
     let model = model.clone().to_device(&device);
     let mode = set.contract.heading_mode;
@@ -244,7 +323,10 @@ pub fn evaluate(model: &Network, set: &TrainingSet, options: &TrainOptions) -> R
         let (x, y, h, m) = to_tensors(&examples, mode, &device);
         let (l, logits, heading) = loss(&model, x, y, h, m, &device);
         total += f64::from(l.into_scalar::<f32>()) * idx.len() as f64;
-        let probs: Vec<f32> = burn::tensor::activation::softmax(logits, 1).into_data().try_to_vec::<f32>().unwrap_or_default();
+        let probs: Vec<f32> = burn::tensor::activation::softmax(logits, 1)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap_or_default();
         let hv: Vec<f32> = heading.into_data().try_to_vec::<f32>().unwrap_or_default();
         for (i, e) in examples.iter().enumerate() {
             let predicted = probs[i * 2 + 1] >= 0.5;
@@ -256,7 +338,10 @@ pub fn evaluate(model: &Network, set: &TrainingSet, options: &TrainOptions) -> R
             }
             if e.positive {
                 let k = if mode == HeadingMode::Axis { 2.0 } else { 1.0 };
-                let est = f64::from(hv[i * 2]).atan2(f64::from(hv[i * 2 + 1])).to_degrees() / k;
+                let est = f64::from(hv[i * 2])
+                    .atan2(f64::from(hv[i * 2 + 1]))
+                    .to_degrees()
+                    / k;
                 heading_errors.push(mode.difference_deg(est, e.heading_deg));
             }
         }
@@ -268,8 +353,15 @@ pub fn evaluate(model: &Network, set: &TrainingSet, options: &TrainOptions) -> R
         val_loss: total / set.len().max(1) as f64,
         precision,
         recall,
-        f1: if precision + recall > 0.0 { 2.0 * precision * recall / (precision + recall) } else { 0.0 },
-        heading_error_deg: heading_errors.get(heading_errors.len() / 2).copied().unwrap_or(f64::NAN),
+        f1: if precision + recall > 0.0 {
+            2.0 * precision * recall / (precision + recall)
+        } else {
+            0.0
+        },
+        heading_error_deg: heading_errors
+            .get(heading_errors.len() / 2)
+            .copied()
+            .unwrap_or(f64::NAN),
         ..Default::default()
     })
 }

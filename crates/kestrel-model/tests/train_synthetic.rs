@@ -12,8 +12,21 @@ fn project_of(dir: &Path, name: &str, seeds: &[u64]) -> Project {
     let mut project = Project::create(dir.join(name)).unwrap();
     let class = project.add_class("vehicle", HeadingMode::Directed).unwrap();
     for &seed in seeds {
-        let scene = Scene::generate(&SceneSpec { seed, vehicles: 45, width_px: 640, height_px: 640, ..Default::default() });
-        scene.add_to_project(&mut project, &dir.join(format!("{name}_{seed}.tif")), class.id, TruthBoxes::Oriented).unwrap();
+        let scene = Scene::generate(&SceneSpec {
+            seed,
+            vehicles: 45,
+            width_px: 640,
+            height_px: 640,
+            ..Default::default()
+        });
+        scene
+            .add_to_project(
+                &mut project,
+                &dir.join(format!("{name}_{seed}.tif")),
+                class.id,
+                TruthBoxes::Oriented,
+            )
+            .unwrap();
     }
     project
 }
@@ -23,17 +36,34 @@ fn vehicles_are_learned_and_recognized_on_an_unseen_scene() {
     let dir = tempfile::tempdir().unwrap();
     let train_project = project_of(dir.path(), "train", &[31, 32, 33]);
     let val_project = project_of(dir.path(), "val", &[34]);
-    let opts = ChipOptions { auto_negative_ratio: 2.0, ..Default::default() };
+    let opts = ChipOptions {
+        auto_negative_ratio: 2.0,
+        ..Default::default()
+    };
     let train_chips = build_chips(&train_project, "vehicle", &opts, |_, _| {}).unwrap();
     let mut val_chips = build_chips(&val_project, "vehicle", &opts, |_, _| {}).unwrap();
     // Validation is cut with the training contract, as detection would.
     val_chips.contract = train_chips.contract.clone();
     let train_set = TrainingSet::new(train_chips);
     let val_set = TrainingSet::new(val_chips);
-    let options = TrainOptions { epochs: 10, batch_size: 32, ..Default::default() };
+    let options = TrainOptions {
+        epochs: 10,
+        batch_size: 32,
+        ..Default::default()
+    };
     let (_, _, history) = train(&train_set, &val_set, &options, None, |_| {}).unwrap();
     for m in &history {
-        eprintln!("epoch {}: loss {:.3} / {:.3}, P {:.3} R {:.3} F1 {:.3}, heading {:.1}°, {:.0} img/s", m.epoch, m.train_loss, m.val_loss, m.precision, m.recall, m.f1, m.heading_error_deg, m.train_images_per_s);
+        eprintln!(
+            "epoch {}: loss {:.3} / {:.3}, P {:.3} R {:.3} F1 {:.3}, heading {:.1}°, {:.0} img/s",
+            m.epoch,
+            m.train_loss,
+            m.val_loss,
+            m.precision,
+            m.recall,
+            m.f1,
+            m.heading_error_deg,
+            m.train_images_per_s
+        );
     }
     let best = history.iter().map(|m| m.f1).fold(0.0, f64::max);
     assert!(best >= 0.9, "best validation F1 {best:.3}");
@@ -42,7 +72,9 @@ fn vehicles_are_learned_and_recognized_on_an_unseen_scene() {
 #[test]
 fn a_package_round_trips_and_bad_packages_are_clear_errors() {
     use kestrel_model::network::NetworkConfig;
-    use kestrel_model::package::{load_package, read_meta, save_package, PackageMeta, TrainingSummary, PACKAGE_VERSION};
+    use kestrel_model::package::{
+        load_package, read_meta, save_package, PackageMeta, TrainingSummary, PACKAGE_VERSION,
+    };
     use kestrel_samples::normalize::Contract;
     let dir = tempfile::tempdir().unwrap();
     let device = burn::tensor::Device::default();
@@ -52,9 +84,24 @@ fn a_package_round_trips_and_bad_packages_are_clear_errors() {
         package_version: PACKAGE_VERSION,
         kestrel_version: "test".into(),
         classes: vec!["vehicle".into()],
-        contract: Contract::derive(&[4.5], &[1.8], &[0.15], vec![0, 1, 2], HeadingMode::Axis, None, "quantile".parse().unwrap()).unwrap(),
+        contract: Contract::derive(
+            &[4.5],
+            &[1.8],
+            &[0.15],
+            vec![0, 1, 2],
+            HeadingMode::Axis,
+            None,
+            "quantile".parse().unwrap(),
+        )
+        .unwrap(),
         network: config,
-        training: TrainingSummary { positives: 1, negatives: 1, train_images: vec![], validation_images: vec![], options: Default::default() },
+        training: TrainingSummary {
+            positives: 1,
+            negatives: 1,
+            train_images: vec![],
+            validation_images: vec![],
+            options: Default::default(),
+        },
         metrics: vec![],
         created_unix_s: 0,
     };
@@ -62,7 +109,10 @@ fn a_package_round_trips_and_bad_packages_are_clear_errors() {
     save_package(&path, &meta, &network).unwrap();
     let (back, _) = load_package(&path, &device).unwrap();
     assert_eq!(back.contract, meta.contract);
-    assert_eq!(read_meta(&path).unwrap().classes, vec!["vehicle".to_string()]);
+    assert_eq!(
+        read_meta(&path).unwrap().classes,
+        vec!["vehicle".to_string()]
+    );
     // Wrong version, truncated weights, not a package at all.
     let mut bytes = std::fs::read(&path).unwrap();
     let good = bytes.clone();
@@ -74,7 +124,11 @@ fn a_package_round_trips_and_bad_packages_are_clear_errors() {
     let e = load_package(&path, &device).err().unwrap().to_string();
     assert!(e.contains("corrupt"), "{e}");
     std::fs::write(&path, b"not a model at all, definitely").unwrap();
-    assert!(load_package(&path, &device).err().unwrap().to_string().contains("not a Kestrel model package"));
+    assert!(load_package(&path, &device)
+        .err()
+        .unwrap()
+        .to_string()
+        .contains("not a Kestrel model package"));
 }
 
 #[test]
@@ -83,20 +137,44 @@ fn an_interrupted_run_resumes_from_its_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let train_project = project_of(dir.path(), "train", &[41, 42]);
     let val_project = project_of(dir.path(), "val", &[43]);
-    let opts = ChipOptions { auto_negative_ratio: 2.0, ..Default::default() };
+    let opts = ChipOptions {
+        auto_negative_ratio: 2.0,
+        ..Default::default()
+    };
     let train_chips = build_chips(&train_project, "vehicle", &opts, |_, _| {}).unwrap();
     let mut val_chips = build_chips(&val_project, "vehicle", &opts, |_, _| {}).unwrap();
     val_chips.contract = train_chips.contract.clone();
     let train_set = TrainingSet::new(train_chips);
     let val_set = TrainingSet::new(val_chips);
-    let full = TrainOptions { epochs: 6, batch_size: 32, patience: 10, ..Default::default() };
+    let full = TrainOptions {
+        epochs: 6,
+        batch_size: 32,
+        patience: 10,
+        ..Default::default()
+    };
     let (_, _, straight) = train(&train_set, &val_set, &full, None, |_| {}).unwrap();
 
     // The same run, stopped after 3 epochs (as a kill after the third checkpoint would), then resumed.
-    let ck = Checkpoints { dir: dir.path().join("ckpt"), resume: false };
-    let (_, _, first) = train(&train_set, &val_set, &TrainOptions { epochs: 3, ..full.clone() }, Some(&ck), |_| {}).unwrap();
+    let ck = Checkpoints {
+        dir: dir.path().join("ckpt"),
+        resume: false,
+    };
+    let (_, _, first) = train(
+        &train_set,
+        &val_set,
+        &TrainOptions {
+            epochs: 3,
+            ..full.clone()
+        },
+        Some(&ck),
+        |_| {},
+    )
+    .unwrap();
     assert_eq!(first.len(), 3);
-    let resumed_ck = Checkpoints { resume: true, ..ck.clone() };
+    let resumed_ck = Checkpoints {
+        resume: true,
+        ..ck.clone()
+    };
     let mut seen = Vec::new();
     let (_, _, resumed) = train(&train_set, &val_set, &full, Some(&resumed_ck), |e| {
         if let kestrel_model::train::TrainEvent::Epoch(m) = e {
@@ -106,13 +184,25 @@ fn an_interrupted_run_resumes_from_its_checkpoint() {
     .unwrap();
     assert_eq!(seen, vec![4, 5, 6], "only the remaining epochs run");
     assert_eq!(resumed.len(), 6);
-    assert_eq!(resumed[..3].iter().map(|m| m.f1).collect::<Vec<_>>(), first.iter().map(|m| m.f1).collect::<Vec<_>>());
+    assert_eq!(
+        resumed[..3].iter().map(|m| m.f1).collect::<Vec<_>>(),
+        first.iter().map(|m| m.f1).collect::<Vec<_>>()
+    );
     let (a, b) = (straight.last().unwrap().f1, resumed.last().unwrap().f1);
     eprintln!("F1 after 6 epochs: uninterrupted {a:.3}, resumed {b:.3}");
-    assert!((a - b).abs() < 0.1, "uninterrupted {a:.3} vs resumed {b:.3}");
+    assert!(
+        (a - b).abs() < 0.1,
+        "uninterrupted {a:.3} vs resumed {b:.3}"
+    );
 
     // A corrupt checkpoint is a clear error.
     std::fs::write(ck.dir.join("state.json"), b"{ not json").unwrap();
-    let err = train(&train_set, &val_set, &full, Some(&resumed_ck), |_| {}).err().unwrap().to_string();
-    assert!(err.contains("checkpoint") && err.contains("state.json"), "{err}");
+    let err = train(&train_set, &val_set, &full, Some(&resumed_ck), |_| {})
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("checkpoint") && err.contains("state.json"),
+        "{err}"
+    );
 }

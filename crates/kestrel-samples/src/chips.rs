@@ -7,7 +7,10 @@
 use crate::normalize::colour::ColourStats;
 use crate::normalize::orientation::AspectPrior;
 use crate::normalize::window::NormalizedWindow;
-use crate::normalize::{analyse_sample, chip_radius_px, resample_chip, Chip, ColourMethod, Contract, HeadingSource, SampleGeometry};
+use crate::normalize::{
+    analyse_sample, chip_radius_px, resample_chip, Chip, ColourMethod, Contract, HeadingSource,
+    SampleGeometry,
+};
 use crate::sample::{Polarity, Sample, Shape};
 use crate::store::{ClassRecord, ImageRecord, Project, SampleFilter, StoreError};
 use crate::synthetic::Rng;
@@ -36,7 +39,17 @@ pub struct ChipOptions {
 
 impl Default for ChipOptions {
     fn default() -> Self {
-        ChipOptions { target_gsd_m: None, auto_negative_ratio: 1.0, bands: None, images: None, contract: None, colour: ColourMethod::Quantile { quantiles: crate::normalize::colour::QUANTILES }, seed: 7 }
+        ChipOptions {
+            target_gsd_m: None,
+            auto_negative_ratio: 1.0,
+            bands: None,
+            images: None,
+            contract: None,
+            colour: ColourMethod::Quantile {
+                quantiles: crate::normalize::colour::QUANTILES,
+            },
+            seed: 7,
+        }
     }
 }
 
@@ -96,13 +109,22 @@ pub(crate) struct OpenImage {
 fn open_image(project: &Project, record: &ImageRecord) -> Result<OpenImage, ChipError> {
     let source = kestrel_geo::open_raster(&record.uri)?;
     // The statistics stored at import, else computed now (they are deterministic).
-    let stored = project.image_band_stats(record.id)?.and_then(|v| serde_json::from_value::<ColourStats>(v).ok());
+    let stored = project
+        .image_band_stats(record.id)?
+        .and_then(|v| serde_json::from_value::<ColourStats>(v).ok());
     let stats = match stored {
         Some(s) if s.bands.len() == source.info().bands as usize => s,
         _ => ColourStats::from_raster(source.as_ref())?,
     };
-    let gsd_m = record.gsd_m.ok_or_else(|| ChipError::NoGsd { uri: record.uri.clone() })?;
-    Ok(OpenImage { record: record.clone(), source, stats, gsd_m })
+    let gsd_m = record.gsd_m.ok_or_else(|| ChipError::NoGsd {
+        uri: record.uri.clone(),
+    })?;
+    Ok(OpenImage {
+        record: record.clone(),
+        source,
+        stats,
+        gsd_m,
+    })
 }
 
 /// Samples analysed between two progress reports.
@@ -110,27 +132,49 @@ const PROGRESS_BATCH: usize = 64;
 
 /// `f` over `items` on all cores (scoped threads over contiguous parts), results in order.
 pub(crate) fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(items.len()).max(1);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(items.len())
+        .max(1);
     if threads == 1 {
         return items.iter().map(f).collect();
     }
     let per = items.len().div_ceil(threads);
     let f = &f;
     std::thread::scope(|scope| {
-        let handles: Vec<_> = items.chunks(per).map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<R>>())).collect();
-        handles.into_iter().flat_map(|h| h.join().expect("chip worker panicked")).collect()
+        let handles: Vec<_> = items
+            .chunks(per)
+            .map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("chip worker panicked"))
+            .collect()
     })
 }
 
 /// Analyses the class's samples and cuts normalized chips. `progress(done, total)` is
 /// called as samples are processed.
-pub fn build_chips(project: &Project, class_name: &str, options: &ChipOptions, mut progress: impl FnMut(usize, usize)) -> Result<ChipSet, ChipError> {
-    let class = project.class_by_name(class_name)?.ok_or_else(|| ChipError::NoClass(class_name.to_string()))?;
-    let mut samples = project.samples(&SampleFilter { class_id: Some(class.id), ..Default::default() })?;
+pub fn build_chips(
+    project: &Project,
+    class_name: &str,
+    options: &ChipOptions,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<ChipSet, ChipError> {
+    let class = project
+        .class_by_name(class_name)?
+        .ok_or_else(|| ChipError::NoClass(class_name.to_string()))?;
+    let mut samples = project.samples(&SampleFilter {
+        class_id: Some(class.id),
+        ..Default::default()
+    })?;
     if let Some(ids) = &options.images {
         samples.retain(|s| ids.contains(&s.image_id));
     }
-    let positives: Vec<&Sample> = samples.iter().filter(|s| s.polarity == Polarity::Positive).collect();
+    let positives: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.polarity == Polarity::Positive)
+        .collect();
     if positives.is_empty() {
         return Err(ChipError::NoPositives(class.name.clone()));
     }
@@ -141,12 +185,23 @@ pub fn build_chips(project: &Project, class_name: &str, options: &ChipOptions, m
             e.insert(open_image(project, &project.image(s.image_id)?)?);
         }
     }
-    let available = images.values().map(|i| i.source.info().bands as usize).min().unwrap_or(1);
-    let requested = options.contract.as_ref().map(|c| c.bands.clone()).or_else(|| options.bands.clone());
+    let available = images
+        .values()
+        .map(|i| i.source.info().bands as usize)
+        .min()
+        .unwrap_or(1);
+    let requested = options
+        .contract
+        .as_ref()
+        .map(|c| c.bands.clone())
+        .or_else(|| options.bands.clone());
     let bands: Vec<usize> = match &requested {
         Some(b) => {
             if let Some(&bad) = b.iter().find(|&&i| i >= available) {
-                return Err(ChipError::Geo(kestrel_geo::GeoError::Invalid(format!("band {} requested, but the images have {available}", bad + 1))));
+                return Err(ChipError::Geo(kestrel_geo::GeoError::Invalid(format!(
+                    "band {} requested, but the images have {available}",
+                    bad + 1
+                ))));
             }
             b.clone()
         }
@@ -165,7 +220,14 @@ pub fn build_chips(project: &Project, class_name: &str, options: &ChipOptions, m
             let img = &images[&s.image_id];
             // A point without a heading is taken to be about a typical object (5 m) in size.
             let default_size_px = 5.0 / img.gsd_m;
-            analyse_sample(img.source.as_ref(), &img.stats, &bands, &s.shape, default_size_px, prior)
+            analyse_sample(
+                img.source.as_ref(),
+                &img.stats,
+                &bands,
+                &s.shape,
+                default_size_px,
+                prior,
+            )
         });
         for (s, g) in batch.iter().zip(analysed) {
             geometry.push((s, g?));
@@ -173,26 +235,66 @@ pub fn build_chips(project: &Project, class_name: &str, options: &ChipOptions, m
         done += batch.len();
         progress(done, total);
     }
-    let lengths: Vec<f64> = geometry.iter().map(|(s, g)| g.length_px * images[&s.image_id].gsd_m).collect();
-    let widths: Vec<f64> = geometry.iter().map(|(s, g)| g.width_px * images[&s.image_id].gsd_m).collect();
-    let gsds: Vec<f64> = geometry.iter().map(|(s, _)| images[&s.image_id].gsd_m).collect();
+    let lengths: Vec<f64> = geometry
+        .iter()
+        .map(|(s, g)| g.length_px * images[&s.image_id].gsd_m)
+        .collect();
+    let widths: Vec<f64> = geometry
+        .iter()
+        .map(|(s, g)| g.width_px * images[&s.image_id].gsd_m)
+        .collect();
+    let gsds: Vec<f64> = geometry
+        .iter()
+        .map(|(s, _)| images[&s.image_id].gsd_m)
+        .collect();
     let contract = match &options.contract {
         Some(c) => c.clone(),
-        None => Contract::derive(&lengths, &widths, &gsds, bands.clone(), class.heading_mode, options.target_gsd_m, options.colour.clone()).ok_or_else(|| ChipError::NoPositives(class.name.clone()))?,
+        None => Contract::derive(
+            &lengths,
+            &widths,
+            &gsds,
+            bands.clone(),
+            class.heading_mode,
+            options.target_gsd_m,
+            options.colour.clone(),
+        )
+        .ok_or_else(|| ChipError::NoPositives(class.name.clone()))?,
     };
 
     let cut = |img: &OpenImage, cx: f64, cy: f64, heading: f64| -> Result<Chip, ChipError> {
         let info = img.source.info();
         let r = chip_radius_px(&contract, img.gsd_m);
-        let win = NormalizedWindow::around(info.width, info.height, cx, cy, r)
-            .ok_or_else(|| ChipError::Geo(kestrel_geo::GeoError::Invalid(format!("sample centre ({cx}, {cy}) lies outside {}", img.record.uri))))?;
-        let nw = NormalizedWindow::read_for(img.source.as_ref(), win, &bands, &img.stats, &contract.colour)?;
+        let win =
+            NormalizedWindow::around(info.width, info.height, cx, cy, r).ok_or_else(|| {
+                ChipError::Geo(kestrel_geo::GeoError::Invalid(format!(
+                    "sample centre ({cx}, {cy}) lies outside {}",
+                    img.record.uri
+                )))
+            })?;
+        let nw = NormalizedWindow::read_for(
+            img.source.as_ref(),
+            win,
+            &bands,
+            &img.stats,
+            &contract.colour,
+        )?;
         Ok(resample_chip(&nw, cx, cy, heading, img.gsd_m, &contract))
     };
     let mut chips = Vec::new();
     // 2. Positive chips, turned to the canonical heading.
-    let cut_positives = par_map(&geometry, |(s, g)| cut(&images[&s.image_id], g.cx, g.cy, g.heading_deg - contract.canonical_heading_deg));
-    for (((s, g), (length_m, width_m)), chip) in geometry.iter().zip(lengths.iter().zip(&widths)).zip(cut_positives) {
+    let cut_positives = par_map(&geometry, |(s, g)| {
+        cut(
+            &images[&s.image_id],
+            g.cx,
+            g.cy,
+            g.heading_deg - contract.canonical_heading_deg,
+        )
+    });
+    for (((s, g), (length_m, width_m)), chip) in geometry
+        .iter()
+        .zip(lengths.iter().zip(&widths))
+        .zip(cut_positives)
+    {
         let img = &images[&s.image_id];
         chips.push(ChipRecord {
             sample_id: Some(s.id),
@@ -207,7 +309,12 @@ pub fn build_chips(project: &Project, class_name: &str, options: &ChipOptions, m
             chip: chip?,
         });
     }
-    let negative = |img: &OpenImage, sample_id: Option<i64>, cx: f64, cy: f64, heading: f64| -> Result<ChipRecord, ChipError> {
+    let negative = |img: &OpenImage,
+                    sample_id: Option<i64>,
+                    cx: f64,
+                    cy: f64,
+                    heading: f64|
+     -> Result<ChipRecord, ChipError> {
         Ok(ChipRecord {
             sample_id,
             image_uri: img.record.uri.clone(),
@@ -227,7 +334,10 @@ pub fn build_chips(project: &Project, class_name: &str, options: &ChipOptions, m
     for s in samples.iter().filter(|s| s.polarity == Polarity::Negative) {
         let img = &images[&s.image_id];
         let (cx, cy) = s.shape.centre();
-        let heading = s.shape.heading_deg().unwrap_or_else(|| rng.range(0.0, 360.0));
+        let heading = s
+            .shape
+            .heading_deg()
+            .unwrap_or_else(|| rng.range(0.0, 360.0));
         chips.push(negative(img, Some(s.id), cx, cy, heading)?);
         done += 1;
         progress(done, total);
@@ -240,10 +350,17 @@ pub fn build_chips(project: &Project, class_name: &str, options: &ChipOptions, m
     for image_id in ids {
         let img = &images[&image_id];
         let info = img.source.info();
-        let taken: Vec<(f64, f64)> = all_samples.iter().filter(|s| s.image_id == image_id).map(|s| s.shape.centre()).collect();
-        let wanted = (positives.iter().filter(|s| s.image_id == image_id).count() as f64 * options.auto_negative_ratio).round() as usize;
+        let taken: Vec<(f64, f64)> = all_samples
+            .iter()
+            .filter(|s| s.image_id == image_id)
+            .map(|s| s.shape.centre())
+            .collect();
+        let wanted = (positives.iter().filter(|s| s.image_id == image_id).count() as f64
+            * options.auto_negative_ratio)
+            .round() as usize;
         let min_dist_px = contract.object_length_m / img.gsd_m;
-        let margin = chip_radius_px(&contract, img.gsd_m).min(info.width.min(info.height) as f64 / 4.0);
+        let margin =
+            chip_radius_px(&contract, img.gsd_m).min(info.width.min(info.height) as f64 / 4.0);
         let mut made = 0;
         for _ in 0..wanted * 20 {
             if made == wanted {
@@ -251,7 +368,10 @@ pub fn build_chips(project: &Project, class_name: &str, options: &ChipOptions, m
             }
             let cx = rng.range(margin, info.width as f64 - margin);
             let cy = rng.range(margin, info.height as f64 - margin);
-            if taken.iter().any(|&(x, y)| (x - cx).hypot(y - cy) < min_dist_px) {
+            if taken
+                .iter()
+                .any(|&(x, y)| (x - cx).hypot(y - cy) < min_dist_px)
+            {
                 continue;
             }
             let heading = rng.range(0.0, 360.0);
@@ -259,15 +379,27 @@ pub fn build_chips(project: &Project, class_name: &str, options: &ChipOptions, m
             made += 1;
         }
     }
-    let images = images.into_values().map(|i| (i.record.uri.clone(), i)).collect();
-    Ok(ChipSet { class, contract, chips, images })
+    let images = images
+        .into_values()
+        .map(|i| (i.record.uri.clone(), i))
+        .collect();
+    Ok(ChipSet {
+        class,
+        contract,
+        chips,
+        images,
+    })
 }
 
 /// A chip as an 8-bit image: its first three bands as RGB (one band as grey).
 pub fn chip_to_rgb8(chip: &Chip) -> image::RgbImage {
     let s = chip.size;
     image::RgbImage::from_fn(s as u32, s as u32, |x, y| {
-        let at = |b: usize| (chip.data[(b.min(chip.bands - 1) * s + y as usize) * s + x as usize].clamp(0.0, 1.0) * 255.0).round() as u8;
+        let at = |b: usize| {
+            (chip.data[(b.min(chip.bands - 1) * s + y as usize) * s + x as usize].clamp(0.0, 1.0)
+                * 255.0)
+                .round() as u8
+        };
         image::Rgb([at(0), at(1), at(2)])
     })
 }
@@ -277,12 +409,24 @@ pub fn contact_sheet(chips: &[ChipRecord], columns: usize, rows: usize) -> image
     let size = chips.first().map_or(16, |c| c.chip.size) as u32;
     let pad = 2u32;
     let cell = size + pad;
-    let pos: Vec<&ChipRecord> = chips.iter().filter(|c| c.polarity == Polarity::Positive).take(columns * rows).collect();
-    let neg: Vec<&ChipRecord> = chips.iter().filter(|c| c.polarity == Polarity::Negative).take(columns * rows).collect();
+    let pos: Vec<&ChipRecord> = chips
+        .iter()
+        .filter(|c| c.polarity == Polarity::Positive)
+        .take(columns * rows)
+        .collect();
+    let neg: Vec<&ChipRecord> = chips
+        .iter()
+        .filter(|c| c.polarity == Polarity::Negative)
+        .take(columns * rows)
+        .collect();
     let pos_rows = pos.len().div_ceil(columns) as u32;
     let neg_rows = neg.len().div_ceil(columns) as u32;
     let gap = 3 * pad + 6;
-    let mut sheet = image::RgbImage::from_pixel(columns as u32 * cell + pad, (pos_rows + neg_rows) * cell + gap + pad, image::Rgb([40, 40, 40]));
+    let mut sheet = image::RgbImage::from_pixel(
+        columns as u32 * cell + pad,
+        (pos_rows + neg_rows) * cell + gap + pad,
+        image::Rgb([40, 40, 40]),
+    );
     // A red rule separates positives (above) from negatives (below).
     for x in 0..sheet.width() {
         for y in pos_rows * cell + pad..pos_rows * cell + pad + 3 {
@@ -293,7 +437,10 @@ pub fn contact_sheet(chips: &[ChipRecord], columns: usize, rows: usize) -> image
         let _ = block;
         for (i, c) in list.iter().enumerate() {
             let img = chip_to_rgb8(&c.chip);
-            let (x, y) = (pad + (i % columns) as u32 * cell, y0 + (i / columns) as u32 * cell);
+            let (x, y) = (
+                pad + (i % columns) as u32 * cell,
+                y0 + (i / columns) as u32 * cell,
+            );
             image::imageops::overlay(&mut sheet, &img, i64::from(x), i64::from(y));
         }
     }
@@ -303,7 +450,10 @@ pub fn contact_sheet(chips: &[ChipRecord], columns: usize, rows: usize) -> image
 /// Writes chips as PNGs (`positive/…`, `negative/…`), `manifest.json` (contract and one
 /// entry per chip) and `contact_sheet.png` into `dir`.
 pub fn write_chip_set(set: &ChipSet, dir: &Path) -> Result<(), ChipError> {
-    let werr = |p: &Path, e: &dyn std::fmt::Display| ChipError::Write { path: p.display().to_string(), problem: e.to_string() };
+    let werr = |p: &Path, e: &dyn std::fmt::Display| ChipError::Write {
+        path: p.display().to_string(),
+        problem: e.to_string(),
+    };
     for sub in ["positive", "negative"] {
         std::fs::create_dir_all(dir.join(sub)).map_err(|e| werr(&dir.join(sub), &e))?;
     }
@@ -318,7 +468,9 @@ pub fn write_chip_set(set: &ChipSet, dir: &Path) -> Result<(), ChipError> {
             None => format!("{sub}/auto_{i:06}.png"),
         };
         let path = dir.join(&name);
-        chip_to_rgb8(&c.chip).save(&path).map_err(|e| werr(&path, &e))?;
+        chip_to_rgb8(&c.chip)
+            .save(&path)
+            .map_err(|e| werr(&path, &e))?;
         let mut v = serde_json::to_value(c).unwrap_or_default();
         v["file"] = serde_json::Value::String(name);
         entries.push(v);
@@ -329,8 +481,14 @@ pub fn write_chip_set(set: &ChipSet, dir: &Path) -> Result<(), ChipError> {
         "chips": entries,
     });
     let mpath = dir.join("manifest.json");
-    std::fs::write(&mpath, serde_json::to_string_pretty(&manifest).unwrap_or_default()).map_err(|e| werr(&mpath, &e))?;
+    std::fs::write(
+        &mpath,
+        serde_json::to_string_pretty(&manifest).unwrap_or_default(),
+    )
+    .map_err(|e| werr(&mpath, &e))?;
     let spath = dir.join("contact_sheet.png");
-    contact_sheet(&set.chips, 20, 8).save(&spath).map_err(|e| werr(&spath, &e))?;
+    contact_sheet(&set.chips, 20, 8)
+        .save(&spath)
+        .map_err(|e| werr(&spath, &e))?;
     Ok(())
 }

@@ -26,13 +26,23 @@ pub struct Augment {
 
 impl Augment {
     pub fn none() -> Self {
-        Augment { rotate_deg: 0.0, flip: false, scale: 0.0, colour: 0.0 }
+        Augment {
+            rotate_deg: 0.0,
+            flip: false,
+            scale: 0.0,
+            colour: 0.0,
+        }
     }
 }
 
 impl Default for Augment {
     fn default() -> Self {
-        Augment { rotate_deg: 180.0, flip: true, scale: 0.1, colour: 0.1 }
+        Augment {
+            rotate_deg: 180.0,
+            flip: true,
+            scale: 0.1,
+            colour: 0.1,
+        }
     }
 }
 
@@ -63,11 +73,19 @@ impl TrainingSet {
             .chips
             .into_iter()
             .map(|mut c| {
-                c.chip = Chip { size: 0, bands: 0, data: Vec::new() };
+                c.chip = Chip {
+                    size: 0,
+                    bands: 0,
+                    data: Vec::new(),
+                };
                 c
             })
             .collect();
-        TrainingSet { contract: set.contract, items, images: set.images }
+        TrainingSet {
+            contract: set.contract,
+            items,
+            images: set.images,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -83,12 +101,29 @@ impl TrainingSet {
     }
 
     /// Example `index`, augmented with the generator of (seed, epoch, index).
-    pub fn example(&self, index: usize, augment: &Augment, seed: u64, epoch: u64) -> Result<Example, ChipError> {
+    pub fn example(
+        &self,
+        index: usize,
+        augment: &Augment,
+        seed: u64,
+        epoch: u64,
+    ) -> Result<Example, ChipError> {
         let rec = &self.items[index];
         let img = &self.images[&rec.image_uri];
-        let mut rng = Rng::new(seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (index as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F));
-        let rot = if augment.rotate_deg > 0.0 { rng.range(-augment.rotate_deg, augment.rotate_deg) } else { 0.0 };
-        let scale = if augment.scale > 0.0 { rng.range(1.0 - augment.scale, 1.0 + augment.scale) } else { 1.0 };
+        let mut rng = Rng::new(
+            seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                ^ (index as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F),
+        );
+        let rot = if augment.rotate_deg > 0.0 {
+            rng.range(-augment.rotate_deg, augment.rotate_deg)
+        } else {
+            0.0
+        };
+        let scale = if augment.scale > 0.0 {
+            rng.range(1.0 - augment.scale, 1.0 + augment.scale)
+        } else {
+            1.0
+        };
         let flip = augment.flip && rng.unit() < 0.5;
         // Cutting at heading h − rot shows the object turned by +rot.
         let mut contract = self.contract.clone();
@@ -96,9 +131,20 @@ impl TrainingSet {
         let info = img.source.info();
         let r = chip_radius_px(&contract, img.gsd_m);
         let (cx, cy) = (rec.centre_px[0], rec.centre_px[1]);
-        let win = NormalizedWindow::around(info.width, info.height, cx, cy, r)
-            .ok_or_else(|| ChipError::Geo(kestrel_geo::GeoError::Invalid(format!("chip centre outside {}", rec.image_uri))))?;
-        let nw = NormalizedWindow::read_for(img.source.as_ref(), win, &self.contract.bands, &img.stats, &self.contract.colour)?;
+        let win =
+            NormalizedWindow::around(info.width, info.height, cx, cy, r).ok_or_else(|| {
+                ChipError::Geo(kestrel_geo::GeoError::Invalid(format!(
+                    "chip centre outside {}",
+                    rec.image_uri
+                )))
+            })?;
+        let nw = NormalizedWindow::read_for(
+            img.source.as_ref(),
+            win,
+            &self.contract.bands,
+            &img.stats,
+            &self.contract.colour,
+        )?;
         let base = rec.heading_deg - self.contract.canonical_heading_deg;
         let mut chip = resample_chip(&nw, cx, cy, base - rot, img.gsd_m, &contract);
         let mut heading = rot;
@@ -114,15 +160,24 @@ impl TrainingSet {
         if augment.colour > 0.0 {
             let s2 = chip.size * chip.size;
             for b in 0..chip.bands {
-                let gain = 1.0 + rng.range(-f64::from(augment.colour), f64::from(augment.colour)) as f32;
-                let offset = rng.range(-f64::from(augment.colour) / 2.0, f64::from(augment.colour) / 2.0) as f32;
+                let gain =
+                    1.0 + rng.range(-f64::from(augment.colour), f64::from(augment.colour)) as f32;
+                let offset = rng.range(
+                    -f64::from(augment.colour) / 2.0,
+                    f64::from(augment.colour) / 2.0,
+                ) as f32;
                 for v in &mut chip.data[b * s2..(b + 1) * s2] {
                     *v = (*v * gain + offset).clamp(0.0, 1.0);
                 }
             }
         }
         let mode: HeadingMode = self.contract.heading_mode;
-        Ok(Example { chip, positive: rec.polarity == Polarity::Positive, heading_deg: mode.wrap(heading), source: index })
+        Ok(Example {
+            chip,
+            positive: rec.polarity == Polarity::Positive,
+            heading_deg: mode.wrap(heading),
+            source: index,
+        })
     }
 
     /// The order of an epoch: a seeded shuffle of all indices.
@@ -138,15 +193,31 @@ impl TrainingSet {
 
     /// Cuts the examples `indices` on `threads` threads; the result is in the order given and
     /// identical for any thread count.
-    pub fn batch(&self, indices: &[usize], augment: &Augment, seed: u64, epoch: u64, threads: usize) -> Result<Vec<Example>, ChipError> {
+    pub fn batch(
+        &self,
+        indices: &[usize],
+        augment: &Augment,
+        seed: u64,
+        epoch: u64,
+        threads: usize,
+    ) -> Result<Vec<Example>, ChipError> {
         let threads = threads.max(1).min(indices.len().max(1));
         let per = indices.len().div_ceil(threads);
         let parts: Vec<Result<Vec<Example>, ChipError>> = std::thread::scope(|scope| {
             let handles: Vec<_> = indices
                 .chunks(per.max(1))
-                .map(|part| scope.spawn(move || part.iter().map(|&i| self.example(i, augment, seed, epoch)).collect::<Result<Vec<_>, _>>()))
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .map(|&i| self.example(i, augment, seed, epoch))
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                })
                 .collect();
-            handles.into_iter().map(|h| h.join().expect("chip worker panicked")).collect()
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("chip worker panicked"))
+                .collect()
         });
         let mut out = Vec::with_capacity(indices.len());
         for p in parts {

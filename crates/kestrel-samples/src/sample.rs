@@ -64,9 +64,19 @@ pub enum Shape {
     /// An axis-aligned box whose object heading is unknown (YOLO, VOC, CSV, COCO boxes).
     AxisBox { cx: f64, cy: f64, w: f64, h: f64 },
     /// An oriented box: `length` along the heading, `width` across it.
-    OrientedBox { cx: f64, cy: f64, length: f64, width: f64, heading_deg: f64 },
+    OrientedBox {
+        cx: f64,
+        cy: f64,
+        length: f64,
+        width: f64,
+        heading_deg: f64,
+    },
     /// A point, with a heading when one is known.
-    Point { x: f64, y: f64, heading_deg: Option<f64> },
+    Point {
+        x: f64,
+        y: f64,
+        heading_deg: Option<f64>,
+    },
 }
 
 impl Shape {
@@ -96,7 +106,13 @@ impl Shape {
                 (cx + w / 2.0, cy + h / 2.0),
                 (cx - w / 2.0, cy + h / 2.0),
             ],
-            Shape::OrientedBox { cx, cy, length, width, heading_deg } => {
+            Shape::OrientedBox {
+                cx,
+                cy,
+                length,
+                width,
+                heading_deg,
+            } => {
                 // Unit vectors along the heading (front) and to the object's right, in
                 // pixel axes (y down): heading 0 points up, i.e. (0, -1).
                 let t = heading_deg.to_radians();
@@ -105,7 +121,12 @@ impl Shape {
                 let (hl, hw) = (length / 2.0, width / 2.0);
                 [(1.0, -1.0), (1.0, 1.0), (-1.0, 1.0), (-1.0, -1.0)]
                     .iter()
-                    .map(|&(a, b)| (cx + a * hl * fx + b * hw * rx, cy + a * hl * fy + b * hw * ry))
+                    .map(|&(a, b)| {
+                        (
+                            cx + a * hl * fx + b * hw * rx,
+                            cy + a * hl * fy + b * hw * ry,
+                        )
+                    })
                     .collect()
             }
             Shape::Point { x, y, .. } => vec![(x, y)],
@@ -114,7 +135,12 @@ impl Shape {
 
     /// Axis-aligned bounds `[min_x, min_y, max_x, max_y]` in pixels.
     pub fn bounds(&self) -> [f64; 4] {
-        let mut b = [f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY];
+        let mut b = [
+            f64::INFINITY,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NEG_INFINITY,
+        ];
         for (x, y) in self.polygon() {
             b[0] = b[0].min(x);
             b[1] = b[1].min(y);
@@ -144,7 +170,13 @@ impl Shape {
         };
         // Heading clockwise from up: atan2(dx, -dy).
         let heading_deg = dx.atan2(-dy).to_degrees().rem_euclid(360.0);
-        Shape::OrientedBox { cx, cy, length, width, heading_deg }
+        Shape::OrientedBox {
+            cx,
+            cy,
+            length,
+            width,
+            heading_deg,
+        }
     }
 }
 
@@ -172,7 +204,13 @@ mod tests {
     #[test]
     fn oriented_box_corners_follow_the_heading() {
         // Heading 90°: pointing right; length along x.
-        let s = Shape::OrientedBox { cx: 10.0, cy: 20.0, length: 4.0, width: 2.0, heading_deg: 90.0 };
+        let s = Shape::OrientedBox {
+            cx: 10.0,
+            cy: 20.0,
+            length: 4.0,
+            width: 2.0,
+            heading_deg: 90.0,
+        };
         let b = s.bounds();
         assert!((b[0] - 8.0).abs() < 1e-9 && (b[2] - 12.0).abs() < 1e-9);
         assert!((b[1] - 19.0).abs() < 1e-9 && (b[3] - 21.0).abs() < 1e-9);
@@ -181,13 +219,31 @@ mod tests {
     #[test]
     fn quad_round_trips_to_the_same_box() {
         for heading in [0.0, 30.0, 90.0, 135.0, 200.0, 359.0] {
-            let s = Shape::OrientedBox { cx: 50.0, cy: 40.0, length: 12.0, width: 5.0, heading_deg: heading };
+            let s = Shape::OrientedBox {
+                cx: 50.0,
+                cy: 40.0,
+                length: 12.0,
+                width: 5.0,
+                heading_deg: heading,
+            };
             let p = s.polygon();
             let back = Shape::oriented_box_from_quad([p[0], p[1], p[2], p[3]]);
-            let Shape::OrientedBox { cx, cy, length, width, heading_deg } = back else { panic!() };
+            let Shape::OrientedBox {
+                cx,
+                cy,
+                length,
+                width,
+                heading_deg,
+            } = back
+            else {
+                panic!()
+            };
             assert!((cx - 50.0).abs() < 1e-9 && (cy - 40.0).abs() < 1e-9);
             assert!((length - 12.0).abs() < 1e-9 && (width - 5.0).abs() < 1e-9);
-            assert!(HeadingMode::Directed.difference_deg(heading_deg, heading) < 1e-9, "{heading} -> {heading_deg}");
+            assert!(
+                HeadingMode::Directed.difference_deg(heading_deg, heading) < 1e-9,
+                "{heading} -> {heading_deg}"
+            );
         }
     }
 

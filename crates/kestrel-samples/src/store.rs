@@ -23,7 +23,11 @@ pub enum StoreError {
     #[error("{0}: not a Kestrel project (no {DB_FILE}); create it with `kestrel project init`")]
     NotAProject(String),
     #[error("{path}: project schema version {found} is newer than this Kestrel understands ({supported})")]
-    TooNew { path: String, found: i64, supported: i64 },
+    TooNew {
+        path: String,
+        found: i64,
+        supported: i64,
+    },
     #[error("{what} {id} does not exist")]
     NotFound { what: &'static str, id: String },
     #[error("sample {id} was changed by someone else (version {actual}, you edited version {expected}); reload it")]
@@ -104,12 +108,17 @@ pub struct ImageRecord {
 impl ImageRecord {
     /// The image's georeferencing, rebuilt from the stored transform and CRS.
     pub fn georef(&self) -> Result<Option<Georef>> {
-        let Some(t) = self.geotransform else { return Ok(None) };
+        let Some(t) = self.geotransform else {
+            return Ok(None);
+        };
         let crs = match &self.crs {
             Some(c) => Some(kestrel_geo::Crs::parse(c)?),
             None => None,
         };
-        Ok(Some(Georef { transform: kestrel_geo::GeoTransform(t), crs }))
+        Ok(Some(Georef {
+            transform: kestrel_geo::GeoTransform(t),
+            crs,
+        }))
     }
 }
 
@@ -150,15 +159,22 @@ pub struct Project {
 }
 
 /// Distinct colours for new classes (Kelly/Trubetskoy palette).
-const PALETTE: &[&str] = &["#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c", "#fabebe"];
+const PALETTE: &[&str] = &[
+    "#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6",
+    "#bcf60c", "#fabebe",
+];
 
 fn enum_text<T: Serialize>(v: &T) -> String {
-    serde_json::to_value(v).ok().and_then(|j| j.as_str().map(str::to_string)).unwrap_or_default()
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|j| j.as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 fn enum_from<T: for<'de> Deserialize<'de>>(s: &str) -> rusqlite::Result<T> {
-    serde_json::from_value(serde_json::Value::String(s.to_string()))
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
+    serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
 }
 
 impl Project {
@@ -180,35 +196,58 @@ impl Project {
 
     fn connect(dir: &Path) -> Result<Self> {
         let path = dir.join(DB_FILE);
-        let err = |source| StoreError::Sqlite { path: path.display().to_string(), source };
+        let err = |source| StoreError::Sqlite {
+            path: path.display().to_string(),
+            source,
+        };
         let db = Connection::open(&path).map_err(err)?;
         // WAL: readers never block the writer and a crash cannot corrupt committed data;
         // synchronous=FULL makes every commit durable before it returns.
         db.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
         db.pragma_update(None, "synchronous", "FULL").map_err(err)?;
         db.pragma_update(None, "foreign_keys", "ON").map_err(err)?;
-        db.busy_timeout(std::time::Duration::from_secs(10)).map_err(err)?;
-        let mut project = Project { dir: dir.to_path_buf(), db };
+        db.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(err)?;
+        let mut project = Project {
+            dir: dir.to_path_buf(),
+            db,
+        };
         project.migrate()?;
         Ok(project)
     }
 
     fn err(&self, source: rusqlite::Error) -> StoreError {
-        StoreError::Sqlite { path: self.dir.join(DB_FILE).display().to_string(), source }
+        StoreError::Sqlite {
+            path: self.dir.join(DB_FILE).display().to_string(),
+            source,
+        }
     }
 
     fn migrate(&mut self) -> Result<()> {
-        let version: i64 = self.db.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(|e| self.err(e))?;
+        let version: i64 = self
+            .db
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|e| self.err(e))?;
         let supported = MIGRATIONS.len() as i64;
         if version > supported {
-            return Err(StoreError::TooNew { path: self.dir.display().to_string(), found: version, supported });
+            return Err(StoreError::TooNew {
+                path: self.dir.display().to_string(),
+                found: version,
+                supported,
+            });
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let tx = self.db.transaction().map_err(|e| StoreError::Sqlite { path: self.dir.display().to_string(), source: e })?;
+            let tx = self.db.transaction().map_err(|e| StoreError::Sqlite {
+                path: self.dir.display().to_string(),
+                source: e,
+            })?;
             tx.execute_batch(sql)
                 .and_then(|_| tx.pragma_update(None, "user_version", (i + 1) as i64))
                 .and_then(|_| tx.commit())
-                .map_err(|e| StoreError::Sqlite { path: self.dir.display().to_string(), source: e })?;
+                .map_err(|e| StoreError::Sqlite {
+                    path: self.dir.display().to_string(),
+                    source: e,
+                })?;
         }
         Ok(())
     }
@@ -220,14 +259,24 @@ impl Project {
     /// Registers an image (or returns the existing record for the same URI). `gsd_m`
     /// overrides or supplies the ground sample distance (required for images without
     /// georeferencing, whose GSD cannot be told).
-    pub fn add_image(&mut self, uri: &str, info: &RasterInfo, gsd_m: Option<f64>) -> Result<ImageRecord> {
+    pub fn add_image(
+        &mut self,
+        uri: &str,
+        info: &RasterInfo,
+        gsd_m: Option<f64>,
+    ) -> Result<ImageRecord> {
         if let Some(existing) = self.image_by_uri(uri)? {
             return Ok(existing);
         }
         let crs = info.georef.as_ref().and_then(|g| g.crs.as_ref());
         let (gsd, source) = match (gsd_m, info.gsd_xy_m()) {
             (Some(g), _) if g > 0.0 && g.is_finite() => (Some(g), "user"),
-            (Some(g), _) => return Err(StoreError::Invalid { what: "ground sample distance", problem: format!("{g} m is not positive") }),
+            (Some(g), _) => {
+                return Err(StoreError::Invalid {
+                    what: "ground sample distance",
+                    problem: format!("{g} m is not positive"),
+                })
+            }
             (None, Some((x, y))) => (Some((x * y).sqrt()), "georeferencing"),
             (None, None) => (None, "unknown"),
         };
@@ -235,7 +284,10 @@ impl Project {
             Some(code) => format!("EPSG:{code}"),
             None => c.to_wkt().unwrap_or_else(|| c.proj4.clone()),
         });
-        let gt = info.georef.as_ref().map(|g| serde_json::to_string(&g.transform.0).unwrap_or_default());
+        let gt = info
+            .georef
+            .as_ref()
+            .map(|g| serde_json::to_string(&g.transform.0).unwrap_or_default());
         self.db
             .execute(
                 "INSERT INTO images (uri, width, height, bands, data_type, crs, epsg, geotransform, gsd_m, gsd_source)
@@ -269,33 +321,59 @@ impl Project {
 
     pub fn image(&self, id: i64) -> Result<ImageRecord> {
         self.db
-            .query_row(&format!("SELECT {} FROM images WHERE id = ?1", Self::IMAGE_COLUMNS), [id], Self::image_from_row)
+            .query_row(
+                &format!("SELECT {} FROM images WHERE id = ?1", Self::IMAGE_COLUMNS),
+                [id],
+                Self::image_from_row,
+            )
             .optional()
             .map_err(|e| self.err(e))?
-            .ok_or(StoreError::NotFound { what: "image", id: id.to_string() })
+            .ok_or(StoreError::NotFound {
+                what: "image",
+                id: id.to_string(),
+            })
     }
 
     pub fn image_by_uri(&self, uri: &str) -> Result<Option<ImageRecord>> {
         self.db
-            .query_row(&format!("SELECT {} FROM images WHERE uri = ?1", Self::IMAGE_COLUMNS), [uri], Self::image_from_row)
+            .query_row(
+                &format!("SELECT {} FROM images WHERE uri = ?1", Self::IMAGE_COLUMNS),
+                [uri],
+                Self::image_from_row,
+            )
             .optional()
             .map_err(|e| self.err(e))
     }
 
     pub fn images(&self) -> Result<Vec<ImageRecord>> {
-        let mut stmt = self.db.prepare(&format!("SELECT {} FROM images ORDER BY id", Self::IMAGE_COLUMNS)).map_err(|e| self.err(e))?;
-        let rows = stmt.query_map([], Self::image_from_row).map_err(|e| self.err(e))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| self.err(e))
+        let mut stmt = self
+            .db
+            .prepare(&format!(
+                "SELECT {} FROM images ORDER BY id",
+                Self::IMAGE_COLUMNS
+            ))
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], Self::image_from_row)
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))
     }
 
     /// Stores an image's band statistics (JSON, e.g. the colour normalization's quantiles).
     pub fn set_image_band_stats(&mut self, image_id: i64, stats: &serde_json::Value) -> Result<()> {
         let n = self
             .db
-            .execute("UPDATE images SET band_stats = ?2 WHERE id = ?1", params![image_id, stats.to_string()])
+            .execute(
+                "UPDATE images SET band_stats = ?2 WHERE id = ?1",
+                params![image_id, stats.to_string()],
+            )
             .map_err(|e| self.err(e))?;
         if n == 0 {
-            return Err(StoreError::NotFound { what: "image", id: image_id.to_string() });
+            return Err(StoreError::NotFound {
+                what: "image",
+                id: image_id.to_string(),
+            });
         }
         Ok(())
     }
@@ -304,10 +382,17 @@ impl Project {
     pub fn image_band_stats(&self, image_id: i64) -> Result<Option<serde_json::Value>> {
         let text: Option<String> = self
             .db
-            .query_row("SELECT band_stats FROM images WHERE id = ?1", [image_id], |r| r.get(0))
+            .query_row(
+                "SELECT band_stats FROM images WHERE id = ?1",
+                [image_id],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(|e| self.err(e))?
-            .ok_or(StoreError::NotFound { what: "image", id: image_id.to_string() })?;
+            .ok_or(StoreError::NotFound {
+                what: "image",
+                id: image_id.to_string(),
+            })?;
         Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
     }
 
@@ -315,48 +400,87 @@ impl Project {
     pub fn add_class(&mut self, name: &str, heading_mode: HeadingMode) -> Result<ClassRecord> {
         let name = name.trim();
         if name.is_empty() {
-            return Err(StoreError::Invalid { what: "class name", problem: "empty".into() });
+            return Err(StoreError::Invalid {
+                what: "class name",
+                problem: "empty".into(),
+            });
         }
         if let Some(c) = self.class_by_name(name)? {
             return Ok(c);
         }
-        let n: i64 = self.db.query_row("SELECT count(*) FROM classes", [], |r| r.get(0)).map_err(|e| self.err(e))?;
+        let n: i64 = self
+            .db
+            .query_row("SELECT count(*) FROM classes", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
         let color = PALETTE[n as usize % PALETTE.len()];
         self.db
-            .execute("INSERT INTO classes (name, heading_mode, color) VALUES (?1, ?2, ?3)", params![name, enum_text(&heading_mode), color])
+            .execute(
+                "INSERT INTO classes (name, heading_mode, color) VALUES (?1, ?2, ?3)",
+                params![name, enum_text(&heading_mode), color],
+            )
             .map_err(|e| self.err(e))?;
-        Ok(ClassRecord { id: self.db.last_insert_rowid(), name: name.to_string(), heading_mode, color: color.to_string() })
+        Ok(ClassRecord {
+            id: self.db.last_insert_rowid(),
+            name: name.to_string(),
+            heading_mode,
+            color: color.to_string(),
+        })
     }
 
     fn class_from_row(r: &rusqlite::Row) -> rusqlite::Result<ClassRecord> {
-        Ok(ClassRecord { id: r.get(0)?, name: r.get(1)?, heading_mode: enum_from(&r.get::<_, String>(2)?)?, color: r.get(3)? })
+        Ok(ClassRecord {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            heading_mode: enum_from(&r.get::<_, String>(2)?)?,
+            color: r.get(3)?,
+        })
     }
 
     pub fn class_by_name(&self, name: &str) -> Result<Option<ClassRecord>> {
         self.db
-            .query_row("SELECT id, name, heading_mode, color FROM classes WHERE name = ?1", [name], Self::class_from_row)
+            .query_row(
+                "SELECT id, name, heading_mode, color FROM classes WHERE name = ?1",
+                [name],
+                Self::class_from_row,
+            )
             .optional()
             .map_err(|e| self.err(e))
     }
 
     pub fn class(&self, id: i64) -> Result<ClassRecord> {
         self.db
-            .query_row("SELECT id, name, heading_mode, color FROM classes WHERE id = ?1", [id], Self::class_from_row)
+            .query_row(
+                "SELECT id, name, heading_mode, color FROM classes WHERE id = ?1",
+                [id],
+                Self::class_from_row,
+            )
             .optional()
             .map_err(|e| self.err(e))?
-            .ok_or(StoreError::NotFound { what: "class", id: id.to_string() })
+            .ok_or(StoreError::NotFound {
+                what: "class",
+                id: id.to_string(),
+            })
     }
 
     pub fn classes(&self) -> Result<Vec<ClassRecord>> {
-        let mut stmt = self.db.prepare("SELECT id, name, heading_mode, color FROM classes ORDER BY id").map_err(|e| self.err(e))?;
-        let rows = stmt.query_map([], Self::class_from_row).map_err(|e| self.err(e))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| self.err(e))
+        let mut stmt = self
+            .db
+            .prepare("SELECT id, name, heading_mode, color FROM classes ORDER BY id")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], Self::class_from_row)
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))
     }
 
     /// Inserts samples in one transaction: all of them or none. Returns their ids.
     pub fn add_samples(&mut self, samples: &[NewSample]) -> Result<Vec<i64>> {
         let path = self.dir.join(DB_FILE).display().to_string();
-        let err = |source| StoreError::Sqlite { path: path.clone(), source };
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
         let tx = self.db.transaction().map_err(err)?;
         let mut ids = Vec::with_capacity(samples.len());
         for s in samples {
@@ -375,8 +499,13 @@ impl Project {
             image_id: r.get(1)?,
             class_id: r.get(2)?,
             polarity: enum_from(&r.get::<_, String>(3)?)?,
-            shape: serde_json::from_str(&shape)
-                .map_err(|e| rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, Box::new(e)))?,
+            shape: serde_json::from_str(&shape).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    4,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                )
+            })?,
             heading_mode: enum_from(&r.get::<_, String>(5)?)?,
             origin: enum_from(&r.get::<_, String>(6)?)?,
             version: r.get(7)?,
@@ -387,10 +516,17 @@ impl Project {
 
     pub fn sample(&self, id: i64) -> Result<Sample> {
         self.db
-            .query_row(&format!("SELECT {} FROM samples WHERE id = ?1", Self::SAMPLE_COLUMNS), [id], Self::sample_from_row)
+            .query_row(
+                &format!("SELECT {} FROM samples WHERE id = ?1", Self::SAMPLE_COLUMNS),
+                [id],
+                Self::sample_from_row,
+            )
             .optional()
             .map_err(|e| self.err(e))?
-            .ok_or(StoreError::NotFound { what: "sample", id: id.to_string() })
+            .ok_or(StoreError::NotFound {
+                what: "sample",
+                id: id.to_string(),
+            })
     }
 
     pub fn samples(&self, filter: &SampleFilter) -> Result<Vec<Sample>> {
@@ -403,25 +539,55 @@ impl Project {
             ))
             .map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map(params![filter.image_id, filter.class_id, filter.polarity.map(|p| enum_text(&p))], Self::sample_from_row)
+            .query_map(
+                params![
+                    filter.image_id,
+                    filter.class_id,
+                    filter.polarity.map(|p| enum_text(&p))
+                ],
+                Self::sample_from_row,
+            )
             .map_err(|e| self.err(e))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| self.err(e))
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))
     }
 
     /// Replaces a sample's class, polarity, shape and heading mode, if nobody changed it
     /// since `expected_version` was read. Returns the updated sample.
-    pub fn update_sample(&mut self, id: i64, expected_version: i64, class_id: i64, polarity: Polarity, shape: Shape, heading_mode: HeadingMode) -> Result<Sample> {
+    pub fn update_sample(
+        &mut self,
+        id: i64,
+        expected_version: i64,
+        class_id: i64,
+        polarity: Polarity,
+        shape: Shape,
+        heading_mode: HeadingMode,
+    ) -> Result<Sample> {
         validate_shape(&shape)?;
         let path = self.dir.join(DB_FILE).display().to_string();
-        let err = |source| StoreError::Sqlite { path: path.clone(), source };
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
         let tx = self.db.transaction().map_err(err)?;
         let (image_id, actual): (i64, i64) = tx
-            .query_row("SELECT image_id, version FROM samples WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row(
+                "SELECT image_id, version FROM samples WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .optional()
             .map_err(err)?
-            .ok_or(StoreError::NotFound { what: "sample", id: id.to_string() })?;
+            .ok_or(StoreError::NotFound {
+                what: "sample",
+                id: id.to_string(),
+            })?;
         if actual != expected_version {
-            return Err(StoreError::Conflict { id, expected: expected_version, actual });
+            return Err(StoreError::Conflict {
+                id,
+                expected: expected_version,
+                actual,
+            });
         }
         let (cx, cy) = shape.centre();
         let map_polygon = map_polygon(&tx, image_id, &shape)?;
@@ -439,15 +605,27 @@ impl Project {
     pub fn delete_sample(&mut self, id: i64, expected_version: i64) -> Result<()> {
         let actual: i64 = self
             .db
-            .query_row("SELECT version FROM samples WHERE id = ?1", [id], |r| r.get(0))
+            .query_row("SELECT version FROM samples WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(|e| self.err(e))?
-            .ok_or(StoreError::NotFound { what: "sample", id: id.to_string() })?;
+            .ok_or(StoreError::NotFound {
+                what: "sample",
+                id: id.to_string(),
+            })?;
         if actual != expected_version {
-            return Err(StoreError::Conflict { id, expected: expected_version, actual });
+            return Err(StoreError::Conflict {
+                id,
+                expected: expected_version,
+                actual,
+            });
         }
         self.db
-            .execute("DELETE FROM samples WHERE id = ?1 AND version = ?2", params![id, expected_version])
+            .execute(
+                "DELETE FROM samples WHERE id = ?1 AND version = ?2",
+                params![id, expected_version],
+            )
             .map_err(|e| self.err(e))?;
         Ok(())
     }
@@ -456,10 +634,15 @@ impl Project {
     pub fn sample_map_polygon(&self, id: i64) -> Result<Option<Vec<(f64, f64)>>> {
         let text: Option<String> = self
             .db
-            .query_row("SELECT map_polygon FROM samples WHERE id = ?1", [id], |r| r.get(0))
+            .query_row("SELECT map_polygon FROM samples WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(|e| self.err(e))?
-            .ok_or(StoreError::NotFound { what: "sample", id: id.to_string() })?;
+            .ok_or(StoreError::NotFound {
+                what: "sample",
+                id: id.to_string(),
+            })?;
         Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
     }
 }
@@ -468,24 +651,47 @@ fn validate_shape(shape: &Shape) -> Result<()> {
     let finite = |v: &[f64]| v.iter().all(|x| x.is_finite());
     let ok = match *shape {
         Shape::AxisBox { cx, cy, w, h } => finite(&[cx, cy, w, h]) && w > 0.0 && h > 0.0,
-        Shape::OrientedBox { cx, cy, length, width, heading_deg } => finite(&[cx, cy, length, width, heading_deg]) && length > 0.0 && width > 0.0,
-        Shape::Point { x, y, heading_deg } => finite(&[x, y]) && heading_deg.is_none_or(f64::is_finite),
+        Shape::OrientedBox {
+            cx,
+            cy,
+            length,
+            width,
+            heading_deg,
+        } => finite(&[cx, cy, length, width, heading_deg]) && length > 0.0 && width > 0.0,
+        Shape::Point { x, y, heading_deg } => {
+            finite(&[x, y]) && heading_deg.is_none_or(f64::is_finite)
+        }
     };
     if ok {
         Ok(())
     } else {
-        Err(StoreError::Invalid { what: "sample geometry", problem: format!("{shape:?} has a non-finite or non-positive value") })
+        Err(StoreError::Invalid {
+            what: "sample geometry",
+            problem: format!("{shape:?} has a non-finite or non-positive value"),
+        })
     }
 }
 
 /// The shape's polygon in the image's map coordinates (JSON), when the image is georeferenced.
 fn map_polygon(tx: &Transaction, image_id: i64, shape: &Shape) -> Result<Option<String>> {
     let gt: Option<String> = tx
-        .query_row("SELECT geotransform FROM images WHERE id = ?1", [image_id], |r| r.get(0))
+        .query_row(
+            "SELECT geotransform FROM images WHERE id = ?1",
+            [image_id],
+            |r| r.get(0),
+        )
         .optional()
-        .map_err(|e| StoreError::Sqlite { path: "project".into(), source: e })?
-        .ok_or(StoreError::NotFound { what: "image", id: image_id.to_string() })?;
-    let Some(gt) = gt.and_then(|t| serde_json::from_str::<[f64; 6]>(&t).ok()) else { return Ok(None) };
+        .map_err(|e| StoreError::Sqlite {
+            path: "project".into(),
+            source: e,
+        })?
+        .ok_or(StoreError::NotFound {
+            what: "image",
+            id: image_id.to_string(),
+        })?;
+    let Some(gt) = gt.and_then(|t| serde_json::from_str::<[f64; 6]>(&t).ok()) else {
+        return Ok(None);
+    };
     let t = kestrel_geo::GeoTransform(gt);
     let ring: Vec<[f64; 2]> = shape
         .polygon()
@@ -500,14 +706,24 @@ fn map_polygon(tx: &Transaction, image_id: i64, shape: &Shape) -> Result<Option<
 
 fn insert_sample(tx: &Transaction, s: &NewSample) -> Result<i64> {
     validate_shape(&s.shape)?;
-    let sql_err = |source| StoreError::Sqlite { path: "project".into(), source };
+    let sql_err = |source| StoreError::Sqlite {
+        path: "project".into(),
+        source,
+    };
     let mode: String = match s.heading_mode {
         Some(m) => enum_text(&m),
         None => tx
-            .query_row("SELECT heading_mode FROM classes WHERE id = ?1", [s.class_id], |r| r.get(0))
+            .query_row(
+                "SELECT heading_mode FROM classes WHERE id = ?1",
+                [s.class_id],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(sql_err)?
-            .ok_or(StoreError::NotFound { what: "class", id: s.class_id.to_string() })?,
+            .ok_or(StoreError::NotFound {
+                what: "class",
+                id: s.class_id.to_string(),
+            })?,
     };
     let (cx, cy) = s.shape.centre();
     let map_polygon = map_polygon(tx, s.image_id, &s.shape)?;

@@ -92,7 +92,9 @@ impl Rng {
 /// Smooth value noise in [0, 1] at (x, y) with a lattice of `cell` pixels.
 fn value_noise(seed: u64, x: f64, y: f64, cell: f64) -> f64 {
     let hash = |i: i64, j: i64| {
-        let mut h = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (j as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F) ^ seed;
+        let mut h = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ (j as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
+            ^ seed;
         h ^= h >> 29;
         h = h.wrapping_mul(0xBF58_476D_1CE4_E5B9);
         h ^= h >> 32;
@@ -153,10 +155,14 @@ impl Scene {
             for x in 0..w {
                 for &(a, offset) in &roads {
                     // Distance of (x, y) from the road's centre line through (w/2, offset).
-                    let d = ((y as f64 - offset) * a.cos() - (x as f64 - w as f64 / 2.0) * a.sin()).abs() * g;
+                    let d = ((y as f64 - offset) * a.cos() - (x as f64 - w as f64 / 2.0) * a.sin())
+                        .abs()
+                        * g;
                     if d < 3.5 {
                         let n = value_noise(noise_seed ^ 2, x as f64 * g, y as f64 * g, 0.5);
-                        let mark = (d < 0.08) && ((x as f64 * a.cos() + y as f64 * a.sin()) * g).rem_euclid(6.0) < 3.0;
+                        let mark = (d < 0.08)
+                            && ((x as f64 * a.cos() + y as f64 * a.sin()) * g).rem_euclid(6.0)
+                                < 3.0;
                         let v = if mark { 0.8 } else { 0.16 + 0.05 * n };
                         let i = (y * w + x) * 3;
                         rgb[i] = v as f32;
@@ -172,41 +178,91 @@ impl Scene {
             let rng = &mut building_rng;
             let (len_m, wid_m) = (rng.range(12.0, 25.0), rng.range(8.0, 12.0));
             let heading = rng.range(0.0, 180.0);
-            let (cx, cy) = (rng.range(0.15, 0.85) * w_m / g, rng.range(0.15, 0.85) * h_m / g);
-            let colour = [rng.range(0.4, 0.6), rng.range(0.25, 0.4), rng.range(0.2, 0.3)];
-            let shape = Shape::OrientedBox { cx, cy, length: len_m / g, width: wid_m / g, heading_deg: heading };
+            let (cx, cy) = (
+                rng.range(0.15, 0.85) * w_m / g,
+                rng.range(0.15, 0.85) * h_m / g,
+            );
+            let colour = [
+                rng.range(0.4, 0.6),
+                rng.range(0.25, 0.4),
+                rng.range(0.2, 0.3),
+            ];
+            let shape = Shape::OrientedBox {
+                cx,
+                cy,
+                length: len_m / g,
+                width: wid_m / g,
+                heading_deg: heading,
+            };
             paint_box(&mut rgb, w, h, &shape, |u, v| {
                 let ridge = 1.0 - 0.25 * (v.abs() * 2.0);
                 let _ = u;
                 [colour[0] * ridge, colour[1] * ridge, colour[2] * ridge]
             });
-            truth.push(TruthObject { class: "building", shape, length_m: len_m, width_m: wid_m, colour });
+            truth.push(TruthObject {
+                class: "building",
+                shape,
+                length_m: len_m,
+                width_m: wid_m,
+                colour,
+            });
         }
         // Clutter: tree crowns (dark green discs) and bright litter.
         for _ in 0..(w_m * h_m / 135.0) as usize {
             let rng = &mut clutter_rng;
-            let (cx, cy, r) = (rng.unit() * w_m / g, rng.unit() * h_m / g, rng.range(1.0, 2.5) / g);
+            let (cx, cy, r) = (
+                rng.unit() * w_m / g,
+                rng.unit() * h_m / g,
+                rng.range(1.0, 2.5) / g,
+            );
             let tone = rng.range(0.6, 1.0);
-            paint_disc(&mut rgb, w, h, cx, cy, r, [0.08 * tone, 0.2 * tone, 0.07 * tone]);
+            paint_disc(
+                &mut rgb,
+                w,
+                h,
+                cx,
+                cy,
+                r,
+                [0.08 * tone, 0.2 * tone, 0.07 * tone],
+            );
         }
         // Vehicles: 4.0–5.0 m × 1.7–2.0 m, any heading; a dark windscreen at the front
         // third and a lighter roof make the front visible. Kept apart from each other.
         let mut placed: Vec<(f64, f64)> = Vec::new();
         let mut tries = 0;
-        while truth.iter().filter(|t| t.class == "vehicle").count() < spec.vehicles && tries < spec.vehicles * 50 {
+        while truth.iter().filter(|t| t.class == "vehicle").count() < spec.vehicles
+            && tries < spec.vehicles * 50
+        {
             tries += 1;
             let rng = &mut vehicle_rng;
             let (len_m, wid_m) = (rng.range(4.0, 5.0), rng.range(1.7, 2.0));
             let (cx, cy) = (rng.range(4.0, w_m - 4.0) / g, rng.range(4.0, h_m - 4.0) / g);
-            if placed.iter().any(|&(px, py)| (px - cx).hypot(py - cy) * g < 6.5) {
+            if placed
+                .iter()
+                .any(|&(px, py)| (px - cx).hypot(py - cy) * g < 6.5)
+            {
                 continue;
             }
-            let heading = spec.fixed_heading_deg.unwrap_or_else(|| rng.range(0.0, 360.0));
+            let heading = spec
+                .fixed_heading_deg
+                .unwrap_or_else(|| rng.range(0.0, 360.0));
             let colour = VEHICLE_COLOURS[(rng.next_u64() % VEHICLE_COLOURS.len() as u64) as usize];
-            let shape = Shape::OrientedBox { cx, cy, length: len_m / g, width: wid_m / g, heading_deg: heading };
+            let shape = Shape::OrientedBox {
+                cx,
+                cy,
+                length: len_m / g,
+                width: wid_m / g,
+                heading_deg: heading,
+            };
             // Shadow first, offset to the south-east.
             let t = heading.to_radians();
-            let shadow = Shape::OrientedBox { cx: cx + 0.5 / g, cy: cy + 0.5 / g, length: len_m / g, width: wid_m / g, heading_deg: heading };
+            let shadow = Shape::OrientedBox {
+                cx: cx + 0.5 / g,
+                cy: cy + 0.5 / g,
+                length: len_m / g,
+                width: wid_m / g,
+                heading_deg: heading,
+            };
             paint_box(&mut rgb, w, h, &shadow, |_, _| [0.05, 0.05, 0.06]);
             let _ = t;
             paint_box(&mut rgb, w, h, &shape, |u, v| {
@@ -222,7 +278,13 @@ impl Scene {
                 }
             });
             placed.push((cx, cy));
-            truth.push(TruthObject { class: "vehicle", shape, length_m: len_m, width_m: wid_m, colour });
+            truth.push(TruthObject {
+                class: "vehicle",
+                shape,
+                length_m: len_m,
+                width_m: wid_m,
+                colour,
+            });
         }
         Scene {
             spec: spec.clone(),
@@ -254,10 +316,15 @@ impl Scene {
     pub fn write_geotiff(&self, path: impl AsRef<Path>) -> kestrel_geo::Result<()> {
         let (w, h) = (self.spec.width_px, self.spec.height_px);
         let enc = self.encoded();
-        let opts = CogWriterOptions { tile_size: 256, nodata: None, overview_levels: vec![2, 4] };
+        let opts = CogWriterOptions {
+            tile_size: 256,
+            nodata: None,
+            overview_levels: vec![2, 4],
+        };
         macro_rules! write_as {
             ($t:ty) => {{
-                let mut writer = CogWriter::<$t>::create(&path, w, h, 3, Some(&self.georef), &opts)?;
+                let mut writer =
+                    CogWriter::<$t>::create(&path, w, h, 3, Some(&self.georef), &opts)?;
                 let ts = opts.tile_size;
                 for row in (0..h).step_by(ts as usize) {
                     for col in (0..w).step_by(ts as usize) {
@@ -294,10 +361,19 @@ impl Scene {
     /// Writes the scene to `tif`, registers it in `project`, and stores its vehicles as
     /// positives of class `class_id`. Tests, benchmarks and the demo project build their
     /// projects this way.
-    pub fn add_to_project(&self, project: &mut crate::Project, tif: &Path, class_id: i64, boxes: TruthBoxes) -> Result<crate::store::ImageRecord, crate::StoreError> {
+    pub fn add_to_project(
+        &self,
+        project: &mut crate::Project,
+        tif: &Path,
+        class_id: i64,
+        boxes: TruthBoxes,
+    ) -> Result<crate::store::ImageRecord, crate::StoreError> {
         self.write_geotiff(tif)?;
         let src = kestrel_geo::open_raster(tif)?;
-        let uri = tif.to_str().ok_or_else(|| crate::StoreError::Invalid { what: "path", problem: format!("{} is not UTF-8", tif.display()) })?;
+        let uri = tif.to_str().ok_or_else(|| crate::StoreError::Invalid {
+            what: "path",
+            problem: format!("{} is not UTF-8", tif.display()),
+        })?;
         let image = project.add_image(uri, src.info(), None)?;
         let samples: Vec<crate::store::NewSample> = self
             .truth
@@ -308,10 +384,22 @@ impl Scene {
                     TruthBoxes::Oriented => t.shape,
                     TruthBoxes::AxisAligned => {
                         let b = t.shape.bounds();
-                        Shape::AxisBox { cx: (b[0] + b[2]) / 2.0, cy: (b[1] + b[3]) / 2.0, w: b[2] - b[0], h: b[3] - b[1] }
+                        Shape::AxisBox {
+                            cx: (b[0] + b[2]) / 2.0,
+                            cy: (b[1] + b[3]) / 2.0,
+                            w: b[2] - b[0],
+                            h: b[3] - b[1],
+                        }
                     }
                 };
-                crate::store::NewSample { image_id: image.id, class_id, polarity: crate::Polarity::Positive, shape, heading_mode: None, origin: crate::Origin::Imported }
+                crate::store::NewSample {
+                    image_id: image.id,
+                    class_id,
+                    polarity: crate::Polarity::Positive,
+                    shape,
+                    heading_mode: None,
+                    origin: crate::Origin::Imported,
+                }
             })
             .collect();
         project.add_samples(&samples)?;
@@ -321,13 +409,31 @@ impl Scene {
 
 /// Paints an oriented box with 2×2 supersampling; `colour(u, v)` gets the position inside
 /// the box, u along the heading and v to the right, both in [-1, 1].
-fn paint_box(rgb: &mut [f32], w: usize, h: usize, shape: &Shape, colour: impl Fn(f64, f64) -> [f64; 3]) {
-    let Shape::OrientedBox { cx, cy, length, width, heading_deg } = *shape else { return };
+fn paint_box(
+    rgb: &mut [f32],
+    w: usize,
+    h: usize,
+    shape: &Shape,
+    colour: impl Fn(f64, f64) -> [f64; 3],
+) {
+    let Shape::OrientedBox {
+        cx,
+        cy,
+        length,
+        width,
+        heading_deg,
+    } = *shape
+    else {
+        return;
+    };
     let t = heading_deg.to_radians();
     let (fx, fy) = (t.sin(), -t.cos());
     let (rx, ry) = (t.cos(), t.sin());
     let b = shape.bounds();
-    let (x0, y0) = (b[0].floor().max(0.0) as usize, b[1].floor().max(0.0) as usize);
+    let (x0, y0) = (
+        b[0].floor().max(0.0) as usize,
+        b[1].floor().max(0.0) as usize,
+    );
     let (x1, y1) = ((b[2].ceil() as usize).min(w), (b[3].ceil() as usize).min(h));
     for y in y0..y1 {
         for x in x0..x1 {
@@ -357,8 +463,14 @@ fn paint_box(rgb: &mut [f32], w: usize, h: usize, shape: &Shape, colour: impl Fn
 }
 
 fn paint_disc(rgb: &mut [f32], w: usize, h: usize, cx: f64, cy: f64, r: f64, colour: [f64; 3]) {
-    let (x0, y0) = ((cx - r).floor().max(0.0) as usize, (cy - r).floor().max(0.0) as usize);
-    let (x1, y1) = (((cx + r).ceil() as usize).min(w), ((cy + r).ceil() as usize).min(h));
+    let (x0, y0) = (
+        (cx - r).floor().max(0.0) as usize,
+        (cy - r).floor().max(0.0) as usize,
+    );
+    let (x1, y1) = (
+        ((cx + r).ceil() as usize).min(w),
+        ((cy + r).ceil() as usize).min(h),
+    );
     for y in y0..y1 {
         for x in x0..x1 {
             if (x as f64 + 0.5 - cx).hypot(y as f64 + 0.5 - cy) <= r {
@@ -377,13 +489,20 @@ mod tests {
 
     #[test]
     fn scenes_reproduce_from_their_seed_and_hold_what_was_asked() {
-        let spec = SceneSpec { vehicles: 12, ..Default::default() };
+        let spec = SceneSpec {
+            vehicles: 12,
+            ..Default::default()
+        };
         let a = Scene::generate(&spec);
         let b = Scene::generate(&spec);
         assert_eq!(a.rgb, b.rgb);
         assert_eq!(a.truth.iter().filter(|t| t.class == "vehicle").count(), 12);
         assert_eq!(a.truth.iter().filter(|t| t.class == "building").count(), 2);
-        let enc16 = Scene::generate(&SceneSpec { sixteen_bit: true, ..spec }).encoded();
+        let enc16 = Scene::generate(&SceneSpec {
+            sixteen_bit: true,
+            ..spec
+        })
+        .encoded();
         assert!(enc16.iter().cloned().fold(0f32, f32::max) > 255.0);
     }
 }

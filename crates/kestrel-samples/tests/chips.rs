@@ -9,15 +9,47 @@ use kestrel_samples::{HeadingMode, Polarity, Project};
 #[test]
 fn synthetic_vehicles_become_upright_chips() {
     let dir = tempfile::tempdir().unwrap();
-    let scene = Scene::generate(&SceneSpec { seed: 11, vehicles: 25, ..Default::default() });
+    let scene = Scene::generate(&SceneSpec {
+        seed: 11,
+        vehicles: 25,
+        ..Default::default()
+    });
     let mut project = Project::create(dir.path().join("project")).unwrap();
     let class = project.add_class("vehicle", HeadingMode::Axis).unwrap();
-    scene.add_to_project(&mut project, &dir.path().join("scene.tif"), class.id, TruthBoxes::AxisAligned).unwrap();
-    let truth: Vec<_> = scene.truth.iter().filter(|t| t.class == "vehicle").collect();
-    let set = build_chips(&project, "vehicle", &ChipOptions { auto_negative_ratio: 1.0, ..Default::default() }, |_, _| {}).unwrap();
+    scene
+        .add_to_project(
+            &mut project,
+            &dir.path().join("scene.tif"),
+            class.id,
+            TruthBoxes::AxisAligned,
+        )
+        .unwrap();
+    let truth: Vec<_> = scene
+        .truth
+        .iter()
+        .filter(|t| t.class == "vehicle")
+        .collect();
+    let set = build_chips(
+        &project,
+        "vehicle",
+        &ChipOptions {
+            auto_negative_ratio: 1.0,
+            ..Default::default()
+        },
+        |_, _| {},
+    )
+    .unwrap();
     assert!((set.contract.target_gsd_m - 0.15).abs() < 1e-9);
-    assert!((set.contract.object_length_m - 4.5).abs() < 0.4, "median vehicle length {}", set.contract.object_length_m);
-    let positives: Vec<_> = set.chips.iter().filter(|c| c.polarity == Polarity::Positive).collect();
+    assert!(
+        (set.contract.object_length_m - 4.5).abs() < 0.4,
+        "median vehicle length {}",
+        set.contract.object_length_m
+    );
+    let positives: Vec<_> = set
+        .chips
+        .iter()
+        .filter(|c| c.polarity == Polarity::Positive)
+        .collect();
     assert_eq!(positives.len(), truth.len());
     let mut within = 0;
     for (c, t) in positives.iter().zip(&truth) {
@@ -26,19 +58,36 @@ fn synthetic_vehicles_become_upright_chips() {
             within += 1;
         }
     }
-    assert!(within * 10 >= positives.len() * 9, "{within} of {} turned within 10°", positives.len());
-    let negatives: Vec<_> = set.chips.iter().filter(|c| c.polarity == Polarity::Negative).collect();
-    assert!(negatives.len() >= truth.len() * 8 / 10, "{} automatic negatives", negatives.len());
+    assert!(
+        within * 10 >= positives.len() * 9,
+        "{within} of {} turned within 10°",
+        positives.len()
+    );
+    let negatives: Vec<_> = set
+        .chips
+        .iter()
+        .filter(|c| c.polarity == Polarity::Negative)
+        .collect();
+    assert!(
+        negatives.len() >= truth.len() * 8 / 10,
+        "{} automatic negatives",
+        negatives.len()
+    );
     for n in &negatives {
         let nearest = truth.iter().map(|t| {
             let (x, y) = t.shape.centre();
             (x - n.centre_px[0]).hypot(y - n.centre_px[1])
         });
-        assert!(nearest.fold(f64::INFINITY, f64::min) * 0.15 >= set.contract.object_length_m * 0.99);
+        assert!(
+            nearest.fold(f64::INFINITY, f64::min) * 0.15 >= set.contract.object_length_m * 0.99
+        );
     }
-    let out = std::env::var("KESTREL_KEEP_CHIPS").map(std::path::PathBuf::from).unwrap_or_else(|_| dir.path().join("chips"));
+    let out = std::env::var("KESTREL_KEEP_CHIPS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| dir.path().join("chips"));
     write_chip_set(&set, &out).unwrap();
-    let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["chips"].as_array().unwrap().len(), set.chips.len());
     let sheet = image::open(out.join("contact_sheet.png")).unwrap();
     assert!(sheet.width() > 100 && sheet.height() > 100);
@@ -51,11 +100,22 @@ fn training_examples_are_deterministic_and_their_heading_labels_follow_the_rotat
     use kestrel_samples::normalize::orientation::estimate_orientation;
     use kestrel_samples::normalize::window::NormalizedWindow;
     let dir = tempfile::tempdir().unwrap();
-    let scene = Scene::generate(&SceneSpec { seed: 12, vehicles: 16, ..Default::default() });
+    let scene = Scene::generate(&SceneSpec {
+        seed: 12,
+        vehicles: 16,
+        ..Default::default()
+    });
     let mut project = Project::create(dir.path().join("project")).unwrap();
     let class = project.add_class("vehicle", HeadingMode::Directed).unwrap();
     // Oriented boxes with their true heading: chips are exactly canonical.
-    scene.add_to_project(&mut project, &dir.path().join("scene.tif"), class.id, TruthBoxes::Oriented).unwrap();
+    scene
+        .add_to_project(
+            &mut project,
+            &dir.path().join("scene.tif"),
+            class.id,
+            TruthBoxes::Oriented,
+        )
+        .unwrap();
     let set = build_chips(&project, "vehicle", &ChipOptions::default(), |_, _| {}).unwrap();
     let ts = TrainingSet::new(set);
     let order = ts.epoch_order(5, 0);
@@ -72,13 +132,23 @@ fn training_examples_are_deterministic_and_their_heading_labels_follow_the_rotat
     let mut checked = 0;
     for ex in one.iter().filter(|e| e.positive) {
         let s = ex.chip.size;
-        let nw = NormalizedWindow { window: PixelWindow::new(0, 0, s as u32, s as u32), planes: (0..3).map(|b| ex.chip.data[b * s * s..(b + 1) * s * s].to_vec()).collect() };
+        let nw = NormalizedWindow {
+            window: PixelWindow::new(0, 0, s as u32, s as u32),
+            planes: (0..3)
+                .map(|b| ex.chip.data[b * s * s..(b + 1) * s * s].to_vec())
+                .collect(),
+        };
         let c = s as f64 / 2.0;
         let half = 0.4 * s as f64;
         if let Some(e) = estimate_orientation(&nw, [c - half, c - half, c + half, c + half]) {
             if e.confidence > 0.5 {
                 let err = HeadingMode::Axis.difference_deg(e.axis_deg, ex.heading_deg);
-                assert!(err < 15.0, "label {} but the vehicle's axis is {}", ex.heading_deg, e.axis_deg);
+                assert!(
+                    err < 15.0,
+                    "label {} but the vehicle's axis is {}",
+                    ex.heading_deg,
+                    e.axis_deg
+                );
                 checked += 1;
             }
         }

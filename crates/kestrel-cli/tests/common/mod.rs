@@ -10,7 +10,10 @@ pub fn shared() -> Option<PathBuf> {
     if d.is_dir() {
         Some(d)
     } else {
-        assert!(std::env::var_os("KESTREL_REQUIRE_ORACLES").is_none(), "../shared/data is required");
+        assert!(
+            std::env::var_os("KESTREL_REQUIRE_ORACLES").is_none(),
+            "../shared/data is required"
+        );
         eprintln!("SKIPPED: ../shared/data is absent");
         None
     }

@@ -96,7 +96,10 @@ impl PointCloud {
                 .map_err(|_| GeoError::point_cloud(path, "file is too short to be LAS/LAZ"))?;
         }
         if &magic != b"LASF" {
-            return Err(GeoError::point_cloud(path, "missing the LASF file signature"));
+            return Err(GeoError::point_cloud(
+                path,
+                "missing the LASF file signature",
+            ));
         }
         let mut file = std::fs::File::open(path).map_err(|e| GeoError::io(path, e))?;
         check_laz_chunk_table(&mut file).map_err(|p| GeoError::point_cloud(path, p))?;
@@ -110,7 +113,10 @@ impl PointCloud {
     /// A LAS/LAZ file held in memory (fuzzing, downloaded bytes); `name` is used in errors.
     pub fn from_bytes(name: &str, bytes: Vec<u8>) -> Result<Self> {
         if !bytes.starts_with(b"LASF") {
-            return Err(GeoError::point_cloud(name, "missing the LASF file signature"));
+            return Err(GeoError::point_cloud(
+                name,
+                "missing the LASF file signature",
+            ));
         }
         let mut cursor = std::io::Cursor::new(bytes);
         check_laz_chunk_table(&mut cursor).map_err(|p| GeoError::point_cloud(name, p))?;
@@ -140,7 +146,9 @@ impl PointCloud {
         if let Some(bytes) = h.get_wkt_crs_bytes() {
             let wkt = String::from_utf8_lossy(bytes);
             if !wkt.trim_matches(char::from(0)).trim().is_empty() {
-                return Crs::from_wkt(&wkt).map(Some).map_err(|e| GeoError::point_cloud(&self.path, e));
+                return Crs::from_wkt(&wkt)
+                    .map(Some)
+                    .map_err(|e| GeoError::point_cloud(&self.path, e));
             }
         }
         let keys = h
@@ -162,7 +170,12 @@ impl PointCloud {
 
     /// Reads the next chunk of at most `max_points` into `chunk` (replacing its contents);
     /// returns the number read, 0 at the end.
-    pub fn read_chunk(&mut self, max_points: u64, data: &mut las::PointData, chunk: &mut PointChunk) -> Result<usize> {
+    pub fn read_chunk(
+        &mut self,
+        max_points: u64,
+        data: &mut las::PointData,
+        chunk: &mut PointChunk,
+    ) -> Result<usize> {
         let reader = &mut self.reader;
         let n = guard(&self.path, || reader.fill_points(max_points, data))? as usize;
         chunk.x.clear();
@@ -189,7 +202,9 @@ impl PointCloud {
         mut visit: impl FnMut(&PointChunk) -> Result<()>,
         mut progress: impl FnMut(u64),
     ) -> Result<()> {
-        let mut data = las::PointDataBuilder::new().for_header(self.reader.header()).build();
+        let mut data = las::PointDataBuilder::new()
+            .for_header(self.reader.header())
+            .build();
         let mut chunk = PointChunk::default();
         let mut done = 0u64;
         loop {
@@ -263,7 +278,10 @@ fn guard<T>(path: &Path, f: impl FnOnce() -> las::Result<T>) -> Result<T> {
                 .cloned()
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "unknown failure".into());
-            Err(GeoError::point_cloud(path, format!("the LAS/LAZ decoder failed on malformed data: {msg}")))
+            Err(GeoError::point_cloud(
+                path,
+                format!("the LAS/LAZ decoder failed on malformed data: {msg}"),
+            ))
         }
     }
 }
@@ -271,7 +289,9 @@ fn guard<T>(path: &Path, f: impl FnOnce() -> las::Result<T>) -> Result<T> {
 /// Rejects a LAZ file whose chunk table declares more chunks than the file has bytes: the
 /// `laz` decoder would otherwise try to allocate a table of that size and abort the process
 /// (found by fuzzing). Plain LAS files and files without a chunk table pass unchecked.
-fn check_laz_chunk_table<R: std::io::Read + std::io::Seek>(src: &mut R) -> std::result::Result<(), String> {
+fn check_laz_chunk_table<R: std::io::Read + std::io::Seek>(
+    src: &mut R,
+) -> std::result::Result<(), String> {
     use std::io::SeekFrom;
     let len = src.seek(SeekFrom::End(0)).map_err(|e| e.to_string())?;
     let mut header = [0u8; 107];
@@ -284,11 +304,16 @@ fn check_laz_chunk_table<R: std::io::Read + std::io::Seek>(src: &mut R) -> std::
     if !compressed {
         return Ok(());
     }
-    let data_start = u64::from(u32::from_le_bytes(header[96..100].try_into().expect("4 bytes")));
+    let data_start = u64::from(u32::from_le_bytes(
+        header[96..100].try_into().expect("4 bytes"),
+    ));
     let mut buf8 = [0u8; 8];
-    src.seek(SeekFrom::Start(data_start)).map_err(|e| e.to_string())?;
+    src.seek(SeekFrom::Start(data_start))
+        .map_err(|e| e.to_string())?;
     if src.read_exact(&mut buf8).is_err() {
-        return Err(format!("point data offset {data_start} lies past the end of the file ({len} bytes)"));
+        return Err(format!(
+            "point data offset {data_start} lies past the end of the file ({len} bytes)"
+        ));
     }
     let mut table = i64::from_le_bytes(buf8);
     if table == -1 {
@@ -305,11 +330,14 @@ fn check_laz_chunk_table<R: std::io::Read + std::io::Seek>(src: &mut R) -> std::
         return Ok(());
     }
     let mut buf = [0u8; 8];
-    src.seek(SeekFrom::Start(table as u64)).map_err(|e| e.to_string())?;
+    src.seek(SeekFrom::Start(table as u64))
+        .map_err(|e| e.to_string())?;
     src.read_exact(&mut buf).map_err(|e| e.to_string())?;
     let chunks = u64::from(u32::from_le_bytes(buf[4..8].try_into().expect("4 bytes")));
     if chunks > len {
-        return Err(format!("corrupt LAZ chunk table: {chunks} chunks declared in a file of {len} bytes"));
+        return Err(format!(
+            "corrupt LAZ chunk table: {chunks} chunks declared in a file of {len} bytes"
+        ));
     }
     Ok(())
 }

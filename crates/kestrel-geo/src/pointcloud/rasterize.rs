@@ -76,7 +76,8 @@ impl HeightGrid {
             nodata: Some(NODATA as f64),
             ..Default::default()
         };
-        let mut w = CogWriter::<f32>::create(&path, self.width, self.height, 1, Some(&self.georef), &opts)?;
+        let mut w =
+            CogWriter::<f32>::create(&path, self.width, self.height, 1, Some(&self.georef), &opts)?;
         let ts = w.tile_size;
         let mut tile = Vec::with_capacity((ts * ts) as usize);
         for row_off in (0..self.height).step_by(ts as usize) {
@@ -86,11 +87,13 @@ impl HeightGrid {
                 tile.clear();
                 for r in 0..rows {
                     let start = (row_off as usize + r) * self.width as usize + col_off as usize;
-                    tile.extend(
-                        self.values[start..start + cols]
-                            .iter()
-                            .map(|&v| if v.is_nan() { NODATA } else { v }),
-                    );
+                    tile.extend(self.values[start..start + cols].iter().map(|&v| {
+                        if v.is_nan() {
+                            NODATA
+                        } else {
+                            v
+                        }
+                    }));
                 }
                 w.write_tile(col_off, row_off, cols, rows, &tile)?;
             }
@@ -126,21 +129,26 @@ fn is_noise(class: u8) -> bool {
 }
 
 /// Rasterizes `cloud` in one streaming pass. `progress` gets the number of points read.
-pub fn rasterize(cloud: &mut PointCloud, options: &RasterizeOptions, progress: impl FnMut(u64)) -> Result<HeightGrid> {
+pub fn rasterize(
+    cloud: &mut PointCloud,
+    options: &RasterizeOptions,
+    progress: impl FnMut(u64),
+) -> Result<HeightGrid> {
     if !(options.cell_m > 0.0 && options.cell_m.is_finite()) {
-        return Err(GeoError::Invalid(format!("cell size must be positive, got {}", options.cell_m)));
+        return Err(GeoError::Invalid(format!(
+            "cell size must be positive, got {}",
+            options.cell_m
+        )));
     }
     if cloud.point_count() == 0 {
         return Err(GeoError::point_cloud(cloud.path(), "holds no points"));
     }
     let crs = cloud.crs()?;
     let unit_m = match &crs {
-        Some(c) if c.is_geographic() => {
-            return Err(GeoError::point_cloud(
-                cloud.path(),
-                "point cloud is in a geographic CRS (degrees); reproject it to a projected CRS first",
-            ))
-        }
+        Some(c) if c.is_geographic() => return Err(GeoError::point_cloud(
+            cloud.path(),
+            "point cloud is in a geographic CRS (degrees); reproject it to a projected CRS first",
+        )),
         Some(c) => c.linear_unit_m().unwrap_or(1.0),
         None => 1.0,
     };
@@ -153,7 +161,11 @@ pub fn rasterize(cloud: &mut PointCloud, options: &RasterizeOptions, progress: i
     let cells = width
         .checked_mul(height)
         .filter(|&n| n <= 1 << 30)
-        .ok_or_else(|| GeoError::Invalid(format!("a {width}x{height} grid is too large; choose a larger cell")))?;
+        .ok_or_else(|| {
+            GeoError::Invalid(format!(
+                "a {width}x{height} grid is too large; choose a larger cell"
+            ))
+        })?;
     let grid = Grid {
         origin_x,
         origin_y,
@@ -164,16 +176,38 @@ pub fn rasterize(cloud: &mut PointCloud, options: &RasterizeOptions, progress: i
     let kind = options.kind;
     let need_dsm = matches!(kind, HeightKind::Dsm | HeightKind::Ndsm);
     let need_dtm = matches!(kind, HeightKind::Dtm | HeightKind::Ndsm);
-    let mut top = if need_dsm { vec![f32::NAN; cells] } else { Vec::new() };
-    let mut ground = if need_dtm { vec![f32::NAN; cells] } else { Vec::new() };
-    let mut sum = if kind == HeightKind::Intensity { vec![0f64; cells] } else { Vec::new() };
-    let mut count = if kind == HeightKind::Intensity { vec![0u32; cells] } else { Vec::new() };
-    let mut mask = if let HeightKind::ClassMask(_) = kind { vec![0f32; cells] } else { Vec::new() };
+    let mut top = if need_dsm {
+        vec![f32::NAN; cells]
+    } else {
+        Vec::new()
+    };
+    let mut ground = if need_dtm {
+        vec![f32::NAN; cells]
+    } else {
+        Vec::new()
+    };
+    let mut sum = if kind == HeightKind::Intensity {
+        vec![0f64; cells]
+    } else {
+        Vec::new()
+    };
+    let mut count = if kind == HeightKind::Intensity {
+        vec![0u32; cells]
+    } else {
+        Vec::new()
+    };
+    let mut mask = if let HeightKind::ClassMask(_) = kind {
+        vec![0f32; cells]
+    } else {
+        Vec::new()
+    };
 
     cloud.for_each_chunk(
         |c: &PointChunk| {
             for i in 0..c.len() {
-                let Some(k) = grid.cell_of(c.x[i], c.y[i]) else { continue };
+                let Some(k) = grid.cell_of(c.x[i], c.y[i]) else {
+                    continue;
+                };
                 let z = c.z[i] as f32;
                 let class = c.class[i];
                 if need_dsm && !is_noise(class) && !(top[k] >= z) {
@@ -218,7 +252,13 @@ pub fn rasterize(cloud: &mut PointCloud, options: &RasterizeOptions, progress: i
         HeightKind::Intensity => sum
             .iter()
             .zip(&count)
-            .map(|(&s, &n)| if n == 0 { f32::NAN } else { (s / f64::from(n)) as f32 })
+            .map(|(&s, &n)| {
+                if n == 0 {
+                    f32::NAN
+                } else {
+                    (s / f64::from(n)) as f32
+                }
+            })
             .collect(),
         HeightKind::ClassMask(_) => mask,
     };
@@ -245,7 +285,12 @@ pub fn fill_holes(values: &mut [f32], width: usize, height: usize) {
     for r in 0..ch {
         for c in 0..cw {
             let (mut s, mut n) = (0f32, 0u32);
-            for (rr, cc) in [(2 * r, 2 * c), (2 * r, 2 * c + 1), (2 * r + 1, 2 * c), (2 * r + 1, 2 * c + 1)] {
+            for (rr, cc) in [
+                (2 * r, 2 * c),
+                (2 * r, 2 * c + 1),
+                (2 * r + 1, 2 * c),
+                (2 * r + 1, 2 * c + 1),
+            ] {
                 if rr < height && cc < width {
                     let v = values[rr * width + cc];
                     if !v.is_nan() {
@@ -302,7 +347,12 @@ mod tests {
             if !(1..4).contains(&r) || !(3..6).contains(&c) {
                 assert_eq!(v[i], original[i]);
             } else {
-                assert!((v[i] - original[i]).abs() < 2.5, "cell {c},{r}: {} vs {}", v[i], original[i]);
+                assert!(
+                    (v[i] - original[i]).abs() < 2.5,
+                    "cell {c},{r}: {} vs {}",
+                    v[i],
+                    original[i]
+                );
             }
         }
     }
@@ -317,7 +367,10 @@ mod tests {
     #[test]
     fn layer_names_parse() {
         assert_eq!("ndsm".parse::<HeightKind>().unwrap(), HeightKind::Ndsm);
-        assert_eq!("class:6".parse::<HeightKind>().unwrap(), HeightKind::ClassMask(6));
+        assert_eq!(
+            "class:6".parse::<HeightKind>().unwrap(),
+            HeightKind::ClassMask(6)
+        );
         assert!("height".parse::<HeightKind>().is_err());
     }
 }

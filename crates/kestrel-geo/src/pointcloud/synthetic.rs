@@ -20,13 +20,25 @@ pub fn ground_z(x: f64, y: f64) -> f64 {
 
 /// Writes `points` points over a `side_m`×`side_m` square at (500 000, 4 000 000) to `path`
 /// (LAZ when the extension is `.laz`), LAS 1.4 point format 6, centimetre precision.
-pub fn write_synthetic_cloud(path: impl AsRef<Path>, points: u64, side_m: f64, seed: u64) -> Result<()> {
+pub fn write_synthetic_cloud(
+    path: impl AsRef<Path>,
+    points: u64,
+    side_m: f64,
+    seed: u64,
+) -> Result<()> {
     let path = path.as_ref();
     let err = |e: las::Error| GeoError::write(path, e);
     let mut builder = las::Builder::from((1, 4));
     builder.point_format = las::point::Format::new(6).map_err(err)?;
-    let t = |offset| las::Transform { scale: 0.01, offset };
-    builder.transforms = las::Vector { x: t(500_000.0), y: t(4_000_000.0), z: t(0.0) };
+    let t = |offset| las::Transform {
+        scale: 0.01,
+        offset,
+    };
+    builder.transforms = las::Vector {
+        x: t(500_000.0),
+        y: t(4_000_000.0),
+        z: t(0.0),
+    };
     let header = builder.into_header().map_err(err)?;
     let mut writer = las::Writer::from_path(path, header).map_err(err)?;
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;

@@ -1,13 +1,15 @@
 //! GeoTIFF and Cloud-Optimized GeoTIFF, read by window through the pure-Rust
 //! `geotiff-reader` (strips and tiles, every common compression, BigTIFF, overviews).
 
-use super::{check_window, DataType, Level, PixelWindow, RasterBuffer, RasterInfo, RasterSource, Samples};
+use super::{
+    check_window, DataType, Level, PixelWindow, RasterBuffer, RasterInfo, RasterSource, Samples,
+};
 use crate::crs::Crs;
 use crate::error::{GeoError, Result};
 use crate::georef::{GeoTransform, Georef};
 use geotiff_reader::GeoTiffFile;
-use tiff_reader::{Ifd, TiffFile};
 use std::path::Path;
+use tiff_reader::{Ifd, TiffFile};
 
 /// A GeoTIFF (or plain TIFF) opened for windowed reading. Holds the IFDs and a bounded
 /// block cache, never the pixels of the whole file.
@@ -40,7 +42,10 @@ impl Handle {
             Handle::Geo(f) => View::Geo(f),
             #[cfg(feature = "remote")]
             Handle::Remote(f) => View::Geo(f.inner()),
-            Handle::Plain { tiff, overview_ifds } => View::Plain(tiff, overview_ifds),
+            Handle::Plain {
+                tiff,
+                overview_ifds,
+            } => View::Plain(tiff, overview_ifds),
         }
     }
 
@@ -62,10 +67,16 @@ impl Handle {
     /// The IFD of resolution `level` (0 full, then overviews).
     fn ifd(&self, level: usize) -> std::result::Result<&Ifd, String> {
         match self.view() {
-            View::Geo(f) if level == 0 => f.tiff().ifd(f.base_ifd_index()).map_err(|e| e.to_string()),
+            View::Geo(f) if level == 0 => {
+                f.tiff().ifd(f.base_ifd_index()).map_err(|e| e.to_string())
+            }
             View::Geo(f) => f.overview_ifd(level - 1).map_err(|e| e.to_string()),
             View::Plain(tiff, overviews) => {
-                let index = if level == 0 { 0 } else { *overviews.get(level - 1).ok_or("no such overview")? };
+                let index = if level == 0 {
+                    0
+                } else {
+                    *overviews.get(level - 1).ok_or("no such overview")?
+                };
                 tiff.ifd(index).map_err(|e| e.to_string())
             }
         }
@@ -92,7 +103,11 @@ impl GeoTiffSource {
 
     /// A TIFF held in memory (fuzzing, downloaded bytes); `name` is used in errors.
     pub fn from_bytes(name: &str, bytes: Vec<u8>) -> Result<Self> {
-        let handle = Self::handle(Path::new(name), GeoTiffFile::from_bytes(bytes.clone()), || TiffFile::from_bytes(bytes))?;
+        let handle = Self::handle(
+            Path::new(name),
+            GeoTiffFile::from_bytes(bytes.clone()),
+            || TiffFile::from_bytes(bytes),
+        )?;
         let info = describe(&handle, name)?;
         Ok(GeoTiffSource { handle, info })
     }
@@ -102,7 +117,9 @@ impl GeoTiffSource {
     #[cfg(feature = "remote")]
     pub(crate) fn open_http(name: &str, url: &str) -> Result<Self> {
         let f = geotiff_reader::cog::HttpGeoTiffFile::open(url).map_err(|e| match e {
-            geotiff_reader::Error::NotGeoTiff => GeoError::raster(name, "remote TIFFs must carry GeoTIFF tags (a COG)"),
+            geotiff_reader::Error::NotGeoTiff => {
+                GeoError::raster(name, "remote TIFFs must carry GeoTIFF tags (a COG)")
+            }
             other => GeoError::raster(name, other),
         })?;
         let handle = Handle::Remote(f);
@@ -132,7 +149,10 @@ impl GeoTiffSource {
                         })
                     })
                     .collect();
-                Handle::Plain { tiff, overview_ifds }
+                Handle::Plain {
+                    tiff,
+                    overview_ifds,
+                }
             }
             Err(e) => return Err(GeoError::raster(path, e)),
         })
@@ -145,8 +165,8 @@ fn describe(handle: &Handle, path: &str) -> Result<RasterInfo> {
     let layout = base
         .decoded_raster_layout()
         .map_err(|e| GeoError::raster(path, e))?;
-    let data_type = DataType::from_tiff(layout.sample_format, layout.bits_per_sample)
-        .ok_or_else(|| {
+    let data_type =
+        DataType::from_tiff(layout.sample_format, layout.bits_per_sample).ok_or_else(|| {
             GeoError::raster(
                 path,
                 format!(
@@ -167,9 +187,10 @@ fn describe(handle: &Handle, path: &str) -> Result<RasterInfo> {
     let georef = match file.and_then(|f| f.transform().map(|t| (f, t))) {
         Some((file, t)) => {
             let crs = match file.epsg() {
-                Some(code) => Some(Crs::from_epsg(code).map_err(|e| {
-                    GeoError::raster(path, format!("georeferenced in {e}"))
-                })?),
+                Some(code) => Some(
+                    Crs::from_epsg(code)
+                        .map_err(|e| GeoError::raster(path, format!("georeferenced in {e}")))?,
+                ),
                 None => None,
             };
             Some(Georef {
@@ -186,7 +207,9 @@ fn describe(handle: &Handle, path: &str) -> Result<RasterInfo> {
         }
         None => None,
     };
-    let nodata = file.and_then(|f| f.nodata()).and_then(|s| s.trim().trim_end_matches('\0').parse::<f64>().ok());
+    let nodata = file
+        .and_then(|f| f.nodata())
+        .and_then(|s| s.trim().trim_end_matches('\0').parse::<f64>().ok());
     let mut desc = Vec::new();
     if base.is_tiled() {
         desc.push(format!(
@@ -201,7 +224,14 @@ fn describe(handle: &Handle, path: &str) -> Result<RasterInfo> {
     if base.predictor() > 1 {
         desc.push(format!("predictor {}", base.predictor()));
     }
-    desc.push(if base.planar_configuration() == 2 { "planar" } else { "chunky" }.to_string());
+    desc.push(
+        if base.planar_configuration() == 2 {
+            "planar"
+        } else {
+            "chunky"
+        }
+        .to_string(),
+    );
     if tiff.is_bigtiff() {
         desc.push("BigTIFF".into());
     }
@@ -255,11 +285,15 @@ impl RasterSource for GeoTiffSource {
             )
             .map_err(|e| GeoError::raster(&self.info.path, format!("window {window}: {e}")))?;
         let bands = self.info.bands as usize;
-        let expected = window.cols as usize * window.rows as usize * bands * self.info.data_type.size_bytes();
+        let expected =
+            window.cols as usize * window.rows as usize * bands * self.info.data_type.size_bytes();
         if bytes.len() != expected {
             return Err(GeoError::raster(
                 &self.info.path,
-                format!("window {window} decoded to {} bytes, expected {expected}", bytes.len()),
+                format!(
+                    "window {window} decoded to {} bytes, expected {expected}",
+                    bytes.len()
+                ),
             ));
         }
         Ok(RasterBuffer {

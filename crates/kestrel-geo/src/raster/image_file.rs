@@ -4,7 +4,9 @@
 //! These formats cannot be read by window, so the image is decoded once when opened: use
 //! GeoTIFF/COG for rasters larger than memory.
 
-use super::{check_window, DataType, Level, PixelWindow, RasterBuffer, RasterInfo, RasterSource, Samples};
+use super::{
+    check_window, DataType, Level, PixelWindow, RasterBuffer, RasterInfo, RasterSource, Samples,
+};
 use crate::crs::Crs;
 use crate::error::{GeoError, Result};
 use crate::georef::{parse_world_file, Georef};
@@ -82,9 +84,8 @@ pub(crate) fn sidecar_georef(path: &Path) -> Result<Option<Georef>> {
         for c in [cand.clone(), cand.to_ascii_uppercase()] {
             let wf = path.with_extension(&c);
             if let Ok(text) = std::fs::read_to_string(&wf) {
-                let transform = parse_world_file(&text).ok_or_else(|| {
-                    GeoError::raster(&wf, "world file does not hold six numbers")
-                })?;
+                let transform = parse_world_file(&text)
+                    .ok_or_else(|| GeoError::raster(&wf, "world file does not hold six numbers"))?;
                 let prj = path.with_extension("prj");
                 let crs = match std::fs::read_to_string(&prj) {
                     Ok(wkt) => Some(Crs::parse(&wkt).map_err(|e| GeoError::raster(&prj, e))?),
@@ -111,7 +112,8 @@ impl RasterSource for ImageFileSource {
             ($v:expr, $variant:ident) => {{
                 let mut out = Vec::with_capacity(row_len * window.rows as usize);
                 for r in 0..window.rows as usize {
-                    let start = ((window.row_off as usize + r) * width + window.col_off as usize) * bands;
+                    let start =
+                        ((window.row_off as usize + r) * width + window.col_off as usize) * bands;
                     out.extend_from_slice(&$v[start..start + row_len]);
                 }
                 Samples::$variant(out)
@@ -123,7 +125,10 @@ impl RasterSource for ImageFileSource {
             Samples::F32(v) => crop!(v, F32),
             other => unreachable!("image decoder produced {:?}", other.data_type()),
         };
-        debug_assert!(matches!(self.info.data_type, DataType::Byte | DataType::UInt16 | DataType::Float32));
+        debug_assert!(matches!(
+            self.info.data_type,
+            DataType::Byte | DataType::UInt16 | DataType::Float32
+        ));
         Ok(RasterBuffer {
             width: window.cols as usize,
             height: window.rows as usize,

@@ -18,7 +18,9 @@ pub use writer::{CogWriter, CogWriterOptions};
 
 /// True for URIs (`http(s)://`, `s3://`) that name a remote raster.
 pub fn is_remote(uri: &str) -> bool {
-    ["http://", "https://", "s3://"].iter().any(|p| uri.starts_with(p))
+    ["http://", "https://", "s3://"]
+        .iter()
+        .any(|p| uri.starts_with(p))
 }
 
 use crate::error::{GeoError, Result};
@@ -60,7 +62,11 @@ impl PixelWindow {
 
 impl std::fmt::Display for PixelWindow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}x{}+{}+{}", self.cols, self.rows, self.col_off, self.row_off)
+        write!(
+            f,
+            "{}x{}+{}+{}",
+            self.cols, self.rows, self.col_off, self.row_off
+        )
     }
 }
 
@@ -141,7 +147,10 @@ impl RasterInfo {
         self.levels.get(level).copied().ok_or_else(|| {
             GeoError::raster(
                 &self.path,
-                format!("no overview level {level} (it has {} levels)", self.levels.len()),
+                format!(
+                    "no overview level {level} (it has {} levels)",
+                    self.levels.len()
+                ),
             )
         })
     }

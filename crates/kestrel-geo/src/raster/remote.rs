@@ -8,7 +8,6 @@
 use super::GeoTiffSource;
 use crate::error::{GeoError, Result};
 
-
 /// Opens a remote COG by URI.
 pub fn open_remote(uri: &str) -> Result<GeoTiffSource> {
     if let Some(rest) = uri.strip_prefix("s3://") {
@@ -27,14 +26,18 @@ fn presign_s3(uri: &str, bucket_and_key: &str) -> Result<String> {
         .filter(|(b, k)| !b.is_empty() && !k.is_empty())
         .ok_or_else(|| GeoError::raster(uri, "expected s3://BUCKET/KEY"))?;
     // object_store reads AWS_ENDPOINT; the AWS CLI and SDKs use AWS_ENDPOINT_URL.
-    let endpoint = std::env::var("AWS_ENDPOINT_URL").or_else(|_| std::env::var("AWS_ENDPOINT")).ok();
+    let endpoint = std::env::var("AWS_ENDPOINT_URL")
+        .or_else(|_| std::env::var("AWS_ENDPOINT"))
+        .ok();
     // Without keys, read a public bucket anonymously, rather than letting the credential
     // chain probe the cloud instance-metadata service.
     if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
         let key: String = key
             .bytes()
             .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => (b as char).to_string(),
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                    (b as char).to_string()
+                }
                 other => format!("%{other:02X}"),
             })
             .collect();

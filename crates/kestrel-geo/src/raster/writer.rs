@@ -4,7 +4,9 @@
 
 use crate::error::{GeoError, Result};
 use crate::georef::Georef;
-use geotiff_writer::{CogBuilder, CogTileWriter, Compression, GeoTiffBuilder, NumericSample, Predictor, Resampling};
+use geotiff_writer::{
+    CogBuilder, CogTileWriter, Compression, GeoTiffBuilder, NumericSample, Predictor, Resampling,
+};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -53,7 +55,11 @@ impl<T: NumericSample> CogWriter<T> {
             .bands(bands)
             .tile_size(options.tile_size, options.tile_size)
             .compression(Compression::Deflate)
-            .predictor(if T::SAMPLE_FORMAT == 3 { Predictor::FloatingPoint } else { Predictor::Horizontal });
+            .predictor(if T::SAMPLE_FORMAT == 3 {
+                Predictor::FloatingPoint
+            } else {
+                Predictor::Horizontal
+            });
         if let Some(nd) = options.nodata {
             builder = builder.nodata(&format_nodata(nd));
         }
@@ -67,8 +73,14 @@ impl<T: NumericSample> CogWriter<T> {
                 skew_y: t[4],
                 pixel_height: t[5],
             });
-            match g.crs.as_ref().map(|c| (c.epsg.and_then(|e| u16::try_from(e).ok()), c)) {
-                Some((Some(code), crs)) if crs.is_geographic() => builder = builder.geographic_epsg(code),
+            match g
+                .crs
+                .as_ref()
+                .map(|c| (c.epsg.and_then(|e| u16::try_from(e).ok()), c))
+            {
+                Some((Some(code), crs)) if crs.is_geographic() => {
+                    builder = builder.geographic_epsg(code)
+                }
                 Some((Some(code), _)) => builder = builder.projected_epsg(code),
                 Some((None, crs)) => write_aux_xml_srs(path, crs)?,
                 None => {}
@@ -82,7 +94,11 @@ impl<T: NumericSample> CogWriter<T> {
             .copied()
             .filter(|&l| l <= max_level.next_power_of_two())
             .collect();
-        cog = if levels.is_empty() { cog.no_overviews() } else { cog.overview_levels(levels) };
+        cog = if levels.is_empty() {
+            cog.no_overviews()
+        } else {
+            cog.overview_levels(levels)
+        };
         let inner = cog
             .tile_writer_file::<T, _>(path)
             .map_err(|e| GeoError::write(path, e))?;
@@ -96,7 +112,14 @@ impl<T: NumericSample> CogWriter<T> {
 
     /// Writes the tile whose top-left pixel is (`col_off`, `row_off`); `data` holds
     /// `rows`×`cols`×bands samples.
-    pub fn write_tile(&mut self, col_off: u32, row_off: u32, cols: usize, rows: usize, data: &[T]) -> Result<()> {
+    pub fn write_tile(
+        &mut self,
+        col_off: u32,
+        row_off: u32,
+        cols: usize,
+        rows: usize,
+        data: &[T],
+    ) -> Result<()> {
         let arr = ndarray::ArrayView3::from_shape((rows, cols, self.bands), data)
             .map_err(|e| GeoError::write(&self.path, format!("tile shape: {e}")))?;
         self.inner
@@ -106,7 +129,10 @@ impl<T: NumericSample> CogWriter<T> {
 
     /// Builds overviews and writes the final COG layout.
     pub fn finish(self) -> Result<()> {
-        let mut sink = self.inner.finish().map_err(|e| GeoError::write(&self.path, e))?;
+        let mut sink = self
+            .inner
+            .finish()
+            .map_err(|e| GeoError::write(&self.path, e))?;
         sink.flush().map_err(|e| GeoError::io(&self.path, e))
     }
 }
@@ -122,9 +148,17 @@ fn format_nodata(v: f64) -> String {
 /// A CRS without an EPSG code cannot be written as GeoKeys by this writer; GDAL and QGIS
 /// read it from the PAM side-car instead.
 fn write_aux_xml_srs(path: &Path, crs: &crate::crs::Crs) -> Result<()> {
-    let Some(wkt) = crs.to_wkt() else { return Ok(()) };
+    let Some(wkt) = crs.to_wkt() else {
+        return Ok(());
+    };
     let aux = PathBuf::from(format!("{}.aux.xml", path.display()));
-    let escaped = wkt.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
-    std::fs::write(&aux, format!("<PAMDataset>\n  <SRS>{escaped}</SRS>\n</PAMDataset>\n"))
-        .map_err(|e| GeoError::io(&aux, e))
+    let escaped = wkt
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    std::fs::write(
+        &aux,
+        format!("<PAMDataset>\n  <SRS>{escaped}</SRS>\n</PAMDataset>\n"),
+    )
+    .map_err(|e| GeoError::io(&aux, e))
 }

@@ -14,7 +14,12 @@ pub struct GeoJsonOptions {
 
 /// Writes `features`, whose coordinates are in `crs` (`None`: pixel coordinates, x right,
 /// y down, which the file then declares in a `coordinate_space` member).
-pub fn write_geojson(path: impl AsRef<Path>, features: &[Feature], crs: Option<&Crs>, options: &GeoJsonOptions) -> Result<()> {
+pub fn write_geojson(
+    path: impl AsRef<Path>,
+    features: &[Feature],
+    crs: Option<&Crs>,
+    options: &GeoJsonOptions,
+) -> Result<()> {
     let path = path.as_ref();
     let to_ll = match crs {
         Some(c) if !options.keep_source_crs => Some(CrsTransform::new(c, &Crs::wgs84())?),
@@ -26,7 +31,8 @@ pub fn write_geojson(path: impl AsRef<Path>, features: &[Feature], crs: Option<&
         if let Some(t) = &to_ll {
             t.apply_all(&mut ring)?;
         }
-        let coords: Vec<geojson::Position> = ring.into_iter().map(geojson::Position::from).collect();
+        let coords: Vec<geojson::Position> =
+            ring.into_iter().map(geojson::Position::from).collect();
         out.push(geojson::Feature {
             bbox: None,
             geometry: Some(geojson::Geometry::new(geojson::GeometryValue::Polygon {
@@ -45,7 +51,10 @@ pub fn write_geojson(path: impl AsRef<Path>, features: &[Feature], crs: Option<&
                 Some(code) => format!("urn:ogc:def:crs:EPSG::{code}"),
                 None => c.to_wkt().unwrap_or_else(|| c.name.clone()),
             };
-            members.insert("crs".into(), serde_json::json!({"type": "name", "properties": {"name": name}}));
+            members.insert(
+                "crs".into(),
+                serde_json::json!({"type": "name", "properties": {"name": name}}),
+            );
         }
         Some(_) => {}
         None => {
@@ -86,11 +95,19 @@ pub fn describe_geojson(path: impl AsRef<Path>) -> Result<VectorInfo> {
 
 fn summary(path: &Path, features: Vec<geojson::Feature>, crs: Option<String>) -> VectorInfo {
     let mut types: Vec<String> = Vec::new();
-    let mut b = [f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY];
+    let mut b = [
+        f64::INFINITY,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::NEG_INFINITY,
+    ];
     fn visit(v: &serde_json::Value, b: &mut [f64; 4]) {
         match v {
             serde_json::Value::Array(a) if a.len() >= 2 && a.iter().all(|x| x.is_number()) => {
-                let (x, y) = (a[0].as_f64().unwrap_or(f64::NAN), a[1].as_f64().unwrap_or(f64::NAN));
+                let (x, y) = (
+                    a[0].as_f64().unwrap_or(f64::NAN),
+                    a[1].as_f64().unwrap_or(f64::NAN),
+                );
                 b[0] = b[0].min(x);
                 b[1] = b[1].min(y);
                 b[2] = b[2].max(x);
@@ -117,7 +134,10 @@ fn summary(path: &Path, features: Vec<geojson::Feature>, crs: Option<String>) ->
         path: path.display().to_string(),
         format: "GeoJSON",
         layers: vec![LayerInfo {
-            name: path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+            name: path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             features: features.len() as u64,
             geometry_types: types,
             crs: crs.or_else(|| Some("EPSG:4326".into())),

@@ -11,7 +11,12 @@ const CUSTOM_SRS_ID: i64 = 100_000;
 
 /// Writes `features` as layer `layer` of a new GeoPackage at `path` (replacing any file
 /// there), in `crs` (`None`: undefined Cartesian coordinates, e.g. pixels).
-pub fn write_geopackage(path: impl AsRef<Path>, layer: &str, features: &[Feature], crs: Option<&Crs>) -> Result<()> {
+pub fn write_geopackage(
+    path: impl AsRef<Path>,
+    layer: &str,
+    features: &[Feature],
+    crs: Option<&Crs>,
+) -> Result<()> {
     let path = path.as_ref();
     let err = |e: rusqlite::Error| GeoError::write(path, e);
     if path.exists() {
@@ -54,7 +59,13 @@ pub fn write_geopackage(path: impl AsRef<Path>, layer: &str, features: &[Feature
             if id != 4326 {
                 db.execute(
                     "INSERT INTO gpkg_spatial_ref_sys VALUES (?1, ?2, ?3, ?4, ?5, NULL)",
-                    params![c.name, id, org, org_id, c.to_wkt().unwrap_or_else(|| "undefined".into())],
+                    params![
+                        c.name,
+                        id,
+                        org,
+                        org_id,
+                        c.to_wkt().unwrap_or_else(|| "undefined".into())
+                    ],
                 )
                 .map_err(err)?;
             }
@@ -66,7 +77,10 @@ pub fn write_geopackage(path: impl AsRef<Path>, layer: &str, features: &[Feature
     let mut columns: Vec<(String, &'static str)> = Vec::new();
     for f in features {
         for (k, v) in &f.properties {
-            if k.eq_ignore_ascii_case("fid") || k.eq_ignore_ascii_case("geom") || columns.iter().any(|(c, _)| c == k) {
+            if k.eq_ignore_ascii_case("fid")
+                || k.eq_ignore_ascii_case("geom")
+                || columns.iter().any(|(c, _)| c == k)
+            {
                 continue;
             }
             let t = match v {
@@ -89,12 +103,25 @@ pub fn write_geopackage(path: impl AsRef<Path>, layer: &str, features: &[Feature
         quote(layer)
     ))
     .map_err(err)?;
-    let placeholders: String = (0..columns.len()).map(|i| format!(", ?{}", i + 2)).collect();
-    let names: String = columns.iter().map(|(c, _)| format!(", {}", quote(c))).collect();
-    let mut bounds = [f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY];
+    let placeholders: String = (0..columns.len())
+        .map(|i| format!(", ?{}", i + 2))
+        .collect();
+    let names: String = columns
+        .iter()
+        .map(|(c, _)| format!(", {}", quote(c)))
+        .collect();
+    let mut bounds = [
+        f64::INFINITY,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::NEG_INFINITY,
+    ];
     {
         let mut stmt = tx
-            .prepare(&format!("INSERT INTO {} (geom{names}) VALUES (?1{placeholders})", quote(layer)))
+            .prepare(&format!(
+                "INSERT INTO {} (geom{names}) VALUES (?1{placeholders})",
+                quote(layer)
+            ))
             .map_err(err)?;
         for f in features {
             let ring = closed_ccw_ring(&f.ring);
@@ -104,7 +131,8 @@ pub fn write_geopackage(path: impl AsRef<Path>, layer: &str, features: &[Feature
                 bounds[2] = bounds[2].max(x);
                 bounds[3] = bounds[3].max(y);
             }
-            let mut values: Vec<rusqlite::types::Value> = vec![polygon_blob(&ring, srs_id as i32).into()];
+            let mut values: Vec<rusqlite::types::Value> =
+                vec![polygon_blob(&ring, srs_id as i32).into()];
             for (c, _) in &columns {
                 values.push(match f.properties.get(c) {
                     None | Some(serde_json::Value::Null) => rusqlite::types::Value::Null,
@@ -117,11 +145,17 @@ pub fn write_geopackage(path: impl AsRef<Path>, layer: &str, features: &[Feature
                     Some(other) => other.to_string().into(),
                 });
             }
-            stmt.execute(rusqlite::params_from_iter(values)).map_err(err)?;
+            stmt.execute(rusqlite::params_from_iter(values))
+                .map_err(err)?;
         }
     }
     let (min_x, min_y, max_x, max_y) = if bounds[0].is_finite() {
-        (Some(bounds[0]), Some(bounds[1]), Some(bounds[2]), Some(bounds[3]))
+        (
+            Some(bounds[0]),
+            Some(bounds[1]),
+            Some(bounds[2]),
+            Some(bounds[3]),
+        )
     } else {
         (None, None, None, None)
     };
@@ -146,7 +180,12 @@ fn polygon_blob(ring: &[(f64, f64)], srs_id: i32) -> Vec<u8> {
     b.push(0); // version 1
     b.push(0b0000_0011); // envelope [minx, maxx, miny, maxy], little endian
     b.extend_from_slice(&srs_id.to_le_bytes());
-    let (mut minx, mut miny, mut maxx, mut maxy) = (f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY);
+    let (mut minx, mut miny, mut maxx, mut maxy) = (
+        f64::INFINITY,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::NEG_INFINITY,
+    );
     for &(x, y) in ring {
         minx = minx.min(x);
         miny = miny.min(y);
@@ -174,7 +213,8 @@ pub fn describe_geopackage(path: impl AsRef<Path>) -> Result<VectorInfo> {
         path: path.display().to_string(),
         problem: format!("not a readable GeoPackage: {e}"),
     };
-    let db = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(bad)?;
+    let db = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(bad)?;
     let mut stmt = db
         .prepare(
             "SELECT c.table_name, g.geometry_type_name, s.organization, s.organization_coordsys_id, s.srs_name,
@@ -200,7 +240,11 @@ pub fn describe_geopackage(path: impl AsRef<Path>) -> Result<VectorInfo> {
     let mut layers = Vec::new();
     for (name, gtype, org, org_id, srs_name, b) in rows {
         let features: i64 = db
-            .query_row(&format!("SELECT count(*) FROM \"{}\"", name.replace('"', "\"\"")), [], |r| r.get(0))
+            .query_row(
+                &format!("SELECT count(*) FROM \"{}\"", name.replace('"', "\"\"")),
+                [],
+                |r| r.get(0),
+            )
             .map_err(bad)?;
         let crs = match (org.as_deref(), org_id) {
             (Some(o), Some(id)) if o.eq_ignore_ascii_case("EPSG") => Some(format!("EPSG:{id}")),

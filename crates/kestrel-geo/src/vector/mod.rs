@@ -27,7 +27,10 @@ pub(crate) fn closed_ccw_ring(ring: &[(f64, f64)]) -> Vec<(f64, f64)> {
             r.push(p);
         }
     }
-    let twice_area: f64 = r.windows(2).map(|w| w[0].0 * w[1].1 - w[1].0 * w[0].1).sum();
+    let twice_area: f64 = r
+        .windows(2)
+        .map(|w| w[0].0 * w[1].1 - w[1].0 * w[0].1)
+        .sum();
     if twice_area < 0.0 {
         r.reverse();
     }

@@ -19,7 +19,10 @@ pub fn skip(what: &str) {
 }
 
 pub fn gdal_available() -> bool {
-    let ok = Command::new("gdalinfo").arg("--version").output().is_ok_and(|o| o.status.success());
+    let ok = Command::new("gdalinfo")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !ok {
         skip("GDAL's command-line tools (Debian gdal-bin) are not installed");
     }
@@ -39,7 +42,9 @@ pub fn shared_data() -> Option<PathBuf> {
 
 /// Runs a command and returns its stdout, panicking with its stderr on failure.
 pub fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}",
@@ -49,7 +54,8 @@ pub fn run(cmd: &mut Command) -> String {
 }
 
 pub fn gdalinfo_json(path: &Path) -> serde_json::Value {
-    serde_json::from_str(&run(Command::new("gdalinfo").arg("-json").arg(path))).expect("gdalinfo JSON")
+    serde_json::from_str(&run(Command::new("gdalinfo").arg("-json").arg(path)))
+        .expect("gdalinfo JSON")
 }
 
 /// A Python interpreter that can import laspy (with the lazrs backend) and numpy:

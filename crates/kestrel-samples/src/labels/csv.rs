@@ -8,8 +8,14 @@ use crate::Polarity;
 const COLUMNS: [&str; 6] = ["image_path", "xmin", "ymin", "xmax", "ymax", "label"];
 
 pub(crate) fn read(text: &str, r: &mut Reader) -> Result<(), LabelIssue> {
-    let mut csv = ::csv::ReaderBuilder::new().flexible(true).trim(::csv::Trim::All).from_reader(text.as_bytes());
-    let header = csv.headers().map_err(|e| r.error(1, e.to_string()))?.clone();
+    let mut csv = ::csv::ReaderBuilder::new()
+        .flexible(true)
+        .trim(::csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let header = csv
+        .headers()
+        .map_err(|e| r.error(1, e.to_string()))?
+        .clone();
     if header.iter().all(str::is_empty) {
         return Err(r.error(0, "no header line"));
     }
@@ -19,7 +25,15 @@ pub(crate) fn read(text: &str, r: &mut Reader) -> Result<(), LabelIssue> {
         col[k] = header
             .iter()
             .position(|h| h.eq_ignore_ascii_case(name))
-            .ok_or_else(|| r.error(1, format!("header has no \"{name}\" column (expected {})", COLUMNS.join(","))))?;
+            .ok_or_else(|| {
+                r.error(
+                    1,
+                    format!(
+                        "header has no \"{name}\" column (expected {})",
+                        COLUMNS.join(",")
+                    ),
+                )
+            })?;
     }
     for record in csv.records() {
         let row = match record {
@@ -35,13 +49,18 @@ pub(crate) fn read(text: &str, r: &mut Reader) -> Result<(), LabelIssue> {
             continue;
         }
         if row.len() != header.len() {
-            r.issue(line_no, format!("expected {} fields, found {}", header.len(), row.len()));
+            r.issue(
+                line_no,
+                format!("expected {} fields, found {}", header.len(), row.len()),
+            );
             continue;
         }
         if !r.is_frame_image(&row[col[0]]) {
             continue;
         }
-        let edges = (1..5).map(|k| super::number(&row[col[k]], COLUMNS[k])).collect::<Result<Vec<f64>, String>>();
+        let edges = (1..5)
+            .map(|k| super::number(&row[col[k]], COLUMNS[k]))
+            .collect::<Result<Vec<f64>, String>>();
         let edges = match edges {
             Ok(e) => e,
             Err(problem) => {

@@ -28,7 +28,13 @@ pub(crate) fn read(text: &str, r: &mut Reader) -> Result<(), LabelIssue> {
                 // The corner order makes a front, but DOTA's annotators used it by convention
                 // rather than by looking at the object: only the axis is trusted.
                 let shape = Shape::oriented_box_from_quad(quad);
-                r.push(line_no, &class_name, shape, Polarity::Positive, Some(HeadingMode::Axis));
+                r.push(
+                    line_no,
+                    &class_name,
+                    shape,
+                    Polarity::Positive,
+                    Some(HeadingMode::Axis),
+                );
             }
             Err(problem) => r.issue(line_no, problem),
         }
@@ -40,7 +46,10 @@ fn parse_line(line: &str) -> Result<(String, [(f64, f64); 4]), String> {
     let fields: Vec<&str> = line.split_whitespace().collect();
     // `difficult` is optional in some exports.
     if fields.len() != 9 && fields.len() != 10 {
-        return Err(format!("expected 10 fields (x1 y1 x2 y2 x3 y3 x4 y4 class difficult), found {}", fields.len()));
+        return Err(format!(
+            "expected 10 fields (x1 y1 x2 y2 x3 y3 x4 y4 class difficult), found {}",
+            fields.len()
+        ));
     }
     let mut quad = [(0.0, 0.0); 4];
     for (k, corner) in quad.iter_mut().enumerate() {
@@ -52,9 +61,11 @@ fn parse_line(line: &str) -> Result<(String, [(f64, f64); 4]), String> {
 
 /// Absolute area of a quadrilateral (shoelace).
 fn quad_area(q: &[(f64, f64); 4]) -> f64 {
-    let twice: f64 = (0..4).map(|i| {
-        let (a, b) = (q[i], q[(i + 1) % 4]);
-        a.0 * b.1 - b.0 * a.1
-    }).sum();
+    let twice: f64 = (0..4)
+        .map(|i| {
+            let (a, b) = (q[i], q[(i + 1) % 4]);
+            a.0 * b.1 - b.0 * a.1
+        })
+        .sum();
     twice.abs() / 2.0
 }

@@ -115,7 +115,9 @@ impl FromStr for LabelFormat {
             "dota" => Ok(LabelFormat::Dota),
             "geojson" => Ok(LabelFormat::GeoJson),
             "coco" => Ok(LabelFormat::Coco),
-            other => Err(format!("unknown label format \"{other}\" (expected yolo, voc, csv, dota, geojson or coco)")),
+            other => Err(format!(
+                "unknown label format \"{other}\" (expected yolo, voc, csv, dota, geojson or coco)"
+            )),
         }
     }
 }
@@ -182,7 +184,11 @@ pub fn detect_format(path: &Path) -> Option<LabelFormat> {
 fn peek(path: &Path) -> Option<String> {
     use std::io::Read;
     let mut buf = Vec::new();
-    std::fs::File::open(path).ok()?.take(PEEK_BYTES).read_to_end(&mut buf).ok()?;
+    std::fs::File::open(path)
+        .ok()?
+        .take(PEEK_BYTES)
+        .read_to_end(&mut buf)
+        .ok()?;
     Some(String::from_utf8_lossy(&buf).into_owned())
 }
 
@@ -190,9 +196,18 @@ fn peek(path: &Path) -> Option<String> {
 ///
 /// `class_names` maps YOLO class ids to names (ids are kept as text when it is empty); the
 /// other formats name their classes themselves.
-pub fn read_labels(path: &Path, format: LabelFormat, frame: &ImageFrame, class_names: &[String]) -> Result<LabelSet, LabelIssue> {
+pub fn read_labels(
+    path: &Path,
+    format: LabelFormat,
+    frame: &ImageFrame,
+    class_names: &[String],
+) -> Result<LabelSet, LabelIssue> {
     let file = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| LabelIssue { file: file.clone(), line: 0, problem: format!("cannot read: {e}") })?;
+    let bytes = std::fs::read(path).map_err(|e| LabelIssue {
+        file: file.clone(),
+        line: 0,
+        problem: format!("cannot read: {e}"),
+    })?;
     let text = String::from_utf8(bytes).map_err(|e| LabelIssue {
         file: file.clone(),
         line: line_of_offset_bytes(e.as_bytes(), e.utf8_error().valid_up_to()),
@@ -200,7 +215,11 @@ pub fn read_labels(path: &Path, format: LabelFormat, frame: &ImageFrame, class_n
     })?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     if text.trim().is_empty() {
-        return Err(LabelIssue { file, line: 0, problem: format!("empty {format} label file") });
+        return Err(LabelIssue {
+            file,
+            line: 0,
+            problem: format!("empty {format} label file"),
+        });
     }
     let mut reader = Reader::new(file, frame, class_names);
     match format {
@@ -222,22 +241,47 @@ pub fn read_labels(path: &Path, format: LabelFormat, frame: &ImageFrame, class_n
 /// squares around the point. Each feature's properties are `class`, `polarity`,
 /// `heading_mode` (when known), `heading_deg` (when the shape has one) and `shape`: the exact
 /// pixel geometry, which [`read_labels`] uses in place of the polygon on re-import.
-pub fn write_geojson_labels(path: &Path, records: &[LabelRecord], frame: &ImageFrame) -> Result<(), kestrel_geo::GeoError> {
+pub fn write_geojson_labels(
+    path: &Path,
+    records: &[LabelRecord],
+    frame: &ImageFrame,
+) -> Result<(), kestrel_geo::GeoError> {
     use kestrel_geo::vector::{write_geojson, GeoJsonOptions};
     // Map coordinates only when they can be declared: a transform without a CRS would be
     // read back as pixels.
     let georef = frame.georef.filter(|g| g.crs.is_some());
-    let features: Vec<_> = records.iter().map(|r| shape_feature(&r.shape, &r.class_name, r.polarity, r.heading_mode, georef)).collect();
-    write_geojson(path, &features, georef.and_then(|g| g.crs.as_ref()), &GeoJsonOptions { keep_source_crs: true })
+    let features: Vec<_> = records
+        .iter()
+        .map(|r| shape_feature(&r.shape, &r.class_name, r.polarity, r.heading_mode, georef))
+        .collect();
+    write_geojson(
+        path,
+        &features,
+        georef.and_then(|g| g.crs.as_ref()),
+        &GeoJsonOptions {
+            keep_source_crs: true,
+        },
+    )
 }
 
 /// The vector feature of a sample: its outline (in map coordinates through `georef`, else
 /// pixels) with class, polarity, heading mode and heading, and Kestrel's exact pixel
 /// geometry in `shape`, from which a re-import restores the sample without loss. Points get
 /// a one-pixel square, since a ring needs an area.
-pub fn shape_feature(shape: &Shape, class: &str, polarity: Polarity, heading_mode: Option<HeadingMode>, georef: Option<&Georef>) -> kestrel_geo::vector::Feature {
+pub fn shape_feature(
+    shape: &Shape,
+    class: &str,
+    polarity: Polarity,
+    heading_mode: Option<HeadingMode>,
+    georef: Option<&Georef>,
+) -> kestrel_geo::vector::Feature {
     let mut ring = match *shape {
-        Shape::Point { x, y, .. } => vec![(x - 0.5, y - 0.5), (x + 0.5, y - 0.5), (x + 0.5, y + 0.5), (x - 0.5, y + 0.5)],
+        Shape::Point { x, y, .. } => vec![
+            (x - 0.5, y - 0.5),
+            (x + 0.5, y - 0.5),
+            (x + 0.5, y + 0.5),
+            (x - 0.5, y + 0.5),
+        ],
         _ => shape.polygon(),
     };
     if let Some(g) = georef {
@@ -247,14 +291,23 @@ pub fn shape_feature(shape: &Shape, class: &str, polarity: Polarity, heading_mod
     }
     let mut properties = serde_json::Map::new();
     properties.insert("class".into(), class.into());
-    properties.insert("polarity".into(), serde_json::to_value(polarity).unwrap_or_default());
+    properties.insert(
+        "polarity".into(),
+        serde_json::to_value(polarity).unwrap_or_default(),
+    );
     if let Some(mode) = heading_mode {
-        properties.insert("heading_mode".into(), serde_json::to_value(mode).unwrap_or_default());
+        properties.insert(
+            "heading_mode".into(),
+            serde_json::to_value(mode).unwrap_or_default(),
+        );
     }
     if let Some(h) = shape.heading_deg() {
         properties.insert("heading_deg".into(), h.into());
     }
-    properties.insert("shape".into(), serde_json::to_value(shape).unwrap_or_default());
+    properties.insert(
+        "shape".into(),
+        serde_json::to_value(shape).unwrap_or_default(),
+    );
     kestrel_geo::vector::Feature { ring, properties }
 }
 
@@ -275,12 +328,23 @@ pub(crate) struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn new(file: String, frame: &'a ImageFrame<'a>, class_names: &'a [String]) -> Self {
-        Reader { file, frame, class_names, width: frame.width, height: frame.height, set: LabelSet::default() }
+        Reader {
+            file,
+            frame,
+            class_names,
+            width: frame.width,
+            height: frame.height,
+            set: LabelSet::default(),
+        }
     }
 
     /// An error about the whole file.
     pub fn error(&self, line: usize, problem: impl Into<String>) -> LabelIssue {
-        LabelIssue { file: self.file.clone(), line, problem: problem.into() }
+        LabelIssue {
+            file: self.file.clone(),
+            line,
+            problem: problem.into(),
+        }
     }
 
     /// Records a skipped line or object.
@@ -301,7 +365,13 @@ impl<'a> Reader<'a> {
             return Ok(());
         }
         if (width, height) != (self.width, self.height) {
-            return Err(self.error(line, format!("labels are for a {width}x{height} image, but the image is {}x{}", self.width, self.height)));
+            return Err(self.error(
+                line,
+                format!(
+                    "labels are for a {width}x{height} image, but the image is {}x{}",
+                    self.width, self.height
+                ),
+            ));
         }
         Ok(())
     }
@@ -316,7 +386,14 @@ impl<'a> Reader<'a> {
     }
 
     /// Checks a shape and keeps it as a record, or reports why not.
-    pub fn push(&mut self, line: usize, class_name: &str, shape: Shape, polarity: Polarity, heading_mode: Option<HeadingMode>) {
+    pub fn push(
+        &mut self,
+        line: usize,
+        class_name: &str,
+        shape: Shape,
+        polarity: Polarity,
+        heading_mode: Option<HeadingMode>,
+    ) {
         let bounds = shape.bounds();
         self.push_with_extent(line, class_name, shape, polarity, heading_mode, bounds)
     }
@@ -324,9 +401,23 @@ impl<'a> Reader<'a> {
     /// As [`Reader::push`], but checks `extent` against the image instead of the shape's own
     /// bounds: for shapes fitted to a source geometry (a rectangle fitted to a polygon may
     /// poke past the polygon's corners, and so past the image edge, where the polygon did not).
-    pub fn push_with_extent(&mut self, line: usize, class_name: &str, shape: Shape, polarity: Polarity, heading_mode: Option<HeadingMode>, extent: [f64; 4]) {
+    pub fn push_with_extent(
+        &mut self,
+        line: usize,
+        class_name: &str,
+        shape: Shape,
+        polarity: Polarity,
+        heading_mode: Option<HeadingMode>,
+        extent: [f64; 4],
+    ) {
         match self.check(&shape, extent) {
-            Ok(()) => self.set.records.push(LabelRecord { class_name: class_name.to_string(), shape, polarity, heading_mode, line }),
+            Ok(()) => self.set.records.push(LabelRecord {
+                class_name: class_name.to_string(),
+                shape,
+                polarity,
+                heading_mode,
+                line,
+            }),
             Err(problem) => self.issue(line, problem),
         }
     }
@@ -334,16 +425,30 @@ impl<'a> Reader<'a> {
     fn check(&self, shape: &Shape, extent: [f64; 4]) -> Result<(), String> {
         let finite = match *shape {
             Shape::AxisBox { cx, cy, w, h } => [cx, cy, w, h].iter().all(|v| v.is_finite()),
-            Shape::OrientedBox { cx, cy, length, width, heading_deg } => [cx, cy, length, width, heading_deg].iter().all(|v| v.is_finite()),
-            Shape::Point { x, y, heading_deg } => x.is_finite() && y.is_finite() && heading_deg.is_none_or(f64::is_finite),
+            Shape::OrientedBox {
+                cx,
+                cy,
+                length,
+                width,
+                heading_deg,
+            } => [cx, cy, length, width, heading_deg]
+                .iter()
+                .all(|v| v.is_finite()),
+            Shape::Point { x, y, heading_deg } => {
+                x.is_finite() && y.is_finite() && heading_deg.is_none_or(f64::is_finite)
+            }
         };
         if !finite || !extent.iter().all(|v| v.is_finite()) {
             return Err("coordinates are not finite numbers".into());
         }
         match *shape {
-            Shape::AxisBox { w, h, .. } if w <= 0.0 || h <= 0.0 => return Err(format!("box has zero or negative size ({w} x {h} px)")),
+            Shape::AxisBox { w, h, .. } if w <= 0.0 || h <= 0.0 => {
+                return Err(format!("box has zero or negative size ({w} x {h} px)"))
+            }
             Shape::OrientedBox { length, width, .. } if length <= 0.0 || width <= 0.0 => {
-                return Err(format!("box has zero or negative size ({length} x {width} px)"))
+                return Err(format!(
+                    "box has zero or negative size ({length} x {width} px)"
+                ))
             }
             _ => {}
         }
@@ -368,17 +473,28 @@ pub(crate) fn basename(path: &str) -> &str {
 
 /// Parses a number field, naming it in the problem when it is not one.
 pub(crate) fn number(field: &str, what: &str) -> Result<f64, String> {
-    let v: f64 = field.trim().parse().map_err(|_| format!("{what} \"{}\" is not a number", field.trim()))?;
+    let v: f64 = field
+        .trim()
+        .parse()
+        .map_err(|_| format!("{what} \"{}\" is not a number", field.trim()))?;
     if v.is_finite() {
         Ok(v)
     } else {
-        Err(format!("{what} \"{}\" is not a finite number", field.trim()))
+        Err(format!(
+            "{what} \"{}\" is not a finite number",
+            field.trim()
+        ))
     }
 }
 
 /// An axis-aligned box from its edges.
 pub(crate) fn axis_box_from_edges(xmin: f64, ymin: f64, xmax: f64, ymax: f64) -> Shape {
-    Shape::AxisBox { cx: (xmin + xmax) / 2.0, cy: (ymin + ymax) / 2.0, w: xmax - xmin, h: ymax - ymin }
+    Shape::AxisBox {
+        cx: (xmin + xmax) / 2.0,
+        cy: (ymin + ymax) / 2.0,
+        w: xmax - xmin,
+        h: ymax - ymin,
+    }
 }
 
 /// 1-based line of a byte offset.
@@ -387,7 +503,10 @@ pub(crate) fn line_of_offset(text: &str, offset: usize) -> usize {
 }
 
 fn line_of_offset_bytes(bytes: &[u8], offset: usize) -> usize {
-    1 + bytes[..offset.min(bytes.len())].iter().filter(|&&b| b == b'\n').count()
+    1 + bytes[..offset.min(bytes.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
 }
 
 /// 1-based lines where the elements of the array under top-level member `key` start, e.g.
@@ -474,7 +593,10 @@ mod tests {
     fn finds_the_lines_of_array_elements() {
         let text = "{\n \"type\": \"x\",\n \"features\": [\n  {\"a\": [1, 2]},\n  {\"b\": \"]\"}\n ,\n 3]\n}";
         assert_eq!(json_array_element_lines(text, "features"), vec![4, 5, 7]);
-        assert_eq!(json_array_element_lines(text, "missing"), Vec::<usize>::new());
+        assert_eq!(
+            json_array_element_lines(text, "missing"),
+            Vec::<usize>::new()
+        );
         // A member of a nested object with the same name is not the top-level one.
         let nested = "{\"x\": {\"features\": [1]},\n\"features\": [\n2]}";
         assert_eq!(json_array_element_lines(nested, "features"), vec![3]);
@@ -482,7 +604,14 @@ mod tests {
 
     #[test]
     fn formats_parse_by_name() {
-        for f in [LabelFormat::Yolo, LabelFormat::Voc, LabelFormat::Csv, LabelFormat::Dota, LabelFormat::GeoJson, LabelFormat::Coco] {
+        for f in [
+            LabelFormat::Yolo,
+            LabelFormat::Voc,
+            LabelFormat::Csv,
+            LabelFormat::Dota,
+            LabelFormat::GeoJson,
+            LabelFormat::Coco,
+        ] {
             assert_eq!(f.name().parse::<LabelFormat>().unwrap(), f);
         }
         assert!("shapefile".parse::<LabelFormat>().is_err());

@@ -13,19 +13,40 @@ use super::{LabelIssue, Reader};
 use crate::{HeadingMode, Polarity, Shape};
 
 pub(crate) fn read(text: &str, r: &mut Reader) -> Result<(), LabelIssue> {
-    let root = parse_xml(text).map_err(|(line, problem)| r.error(line, format!("malformed XML: {problem}")))?;
+    let root = parse_xml(text)
+        .map_err(|(line, problem)| r.error(line, format!("malformed XML: {problem}")))?;
     if root.name != "annotation" {
-        return Err(r.error(root.line, format!("not a Pascal VOC file: the root element is <{}>, not <annotation>", root.name)));
+        return Err(r.error(
+            root.line,
+            format!(
+                "not a Pascal VOC file: the root element is <{}>, not <annotation>",
+                root.name
+            ),
+        ));
     }
-    if let Some(name) = root.child("filename").map(|e| e.text.trim()).filter(|n| !n.is_empty()) {
+    if let Some(name) = root
+        .child("filename")
+        .map(|e| e.text.trim())
+        .filter(|n| !n.is_empty())
+    {
         if !r.is_frame_image(name) {
             let line = root.child("filename").map_or(0, |e| e.line);
-            return Err(r.error(line, format!("labels are for image \"{name}\", not \"{}\"", r.frame.file_name.unwrap_or_default())));
+            return Err(r.error(
+                line,
+                format!(
+                    "labels are for image \"{name}\", not \"{}\"",
+                    r.frame.file_name.unwrap_or_default()
+                ),
+            ));
         }
     }
     if let Some(size) = root.child("size") {
         // A declared size of 0 (some exporters write it) says nothing.
-        let dim = |tag: &str| size.child(tag).and_then(|e| e.text.trim().parse::<f64>().ok()).filter(|v| *v >= 0.0 && v.fract() == 0.0);
+        let dim = |tag: &str| {
+            size.child(tag)
+                .and_then(|e| e.text.trim().parse::<f64>().ok())
+                .filter(|v| *v >= 0.0 && v.fract() == 0.0)
+        };
         if let (Some(w), Some(h)) = (dim("width"), dim("height")) {
             r.declare_size(w as u32, h as u32, size.line)?;
         }
@@ -41,22 +62,38 @@ pub(crate) fn read(text: &str, r: &mut Reader) -> Result<(), LabelIssue> {
 
 /// Class name, shape and heading mode of one `<object>`.
 fn parse_object(object: &Element) -> Result<(&str, Shape, Option<HeadingMode>), String> {
-    let name = object.child("name").map(|e| e.text.trim()).filter(|n| !n.is_empty()).ok_or("object has no <name>")?;
+    let name = object
+        .child("name")
+        .map(|e| e.text.trim())
+        .filter(|n| !n.is_empty())
+        .ok_or("object has no <name>")?;
     let values = |parent: &Element, tags: &[&str]| -> Result<Vec<f64>, String> {
         tags.iter()
             .map(|tag| {
-                let e = parent.child(tag).ok_or_else(|| format!("<{}> has no <{tag}>", parent.name))?;
+                let e = parent
+                    .child(tag)
+                    .ok_or_else(|| format!("<{}> has no <{tag}>", parent.name))?;
                 super::number(&e.text, &format!("<{tag}>"))
             })
             .collect()
     };
     if let Some(rb) = object.child("robndbox") {
         let v = values(rb, &["cx", "cy", "w", "h", "angle"])?;
-        return Ok((name, oriented_from_robndbox(v[0], v[1], v[2], v[3], v[4]), Some(HeadingMode::Axis)));
+        return Ok((
+            name,
+            oriented_from_robndbox(v[0], v[1], v[2], v[3], v[4]),
+            Some(HeadingMode::Axis),
+        ));
     }
-    let bb = object.child("bndbox").ok_or("object has neither <bndbox> nor <robndbox>")?;
+    let bb = object
+        .child("bndbox")
+        .ok_or("object has neither <bndbox> nor <robndbox>")?;
     let v = values(bb, &["xmin", "ymin", "xmax", "ymax"])?;
-    Ok((name, super::axis_box_from_edges(v[0], v[1], v[2], v[3]), None))
+    Ok((
+        name,
+        super::axis_box_from_edges(v[0], v[1], v[2], v[3]),
+        None,
+    ))
 }
 
 /// roLabelImg's rotated box: `w` along the box's x axis, turned by `angle` radians clockwise
@@ -65,8 +102,18 @@ fn parse_object(object: &Element) -> Result<(&str, Shape, Option<HeadingMode>), 
 fn oriented_from_robndbox(cx: f64, cy: f64, w: f64, h: f64, angle_rad: f64) -> Shape {
     // The w side points along (cos a, sin a) in pixels, i.e. heading 90° + a clockwise from up.
     let w_heading = 90.0 + angle_rad.to_degrees();
-    let (length, width, heading) = if w >= h { (w, h, w_heading) } else { (h, w, w_heading - 90.0) };
-    Shape::OrientedBox { cx, cy, length, width, heading_deg: HeadingMode::Axis.wrap(heading) }
+    let (length, width, heading) = if w >= h {
+        (w, h, w_heading)
+    } else {
+        (h, w, w_heading - 90.0)
+    };
+    Shape::OrientedBox {
+        cx,
+        cy,
+        length,
+        width,
+        heading_deg: HeadingMode::Axis.wrap(heading),
+    }
 }
 
 /// An XML element: its name, the line of its start tag, its child elements and its text
@@ -88,13 +135,22 @@ impl Element {
 /// Parses an XML document (with `roxmltree`) into its root element, or says on which line
 /// and why it is malformed.
 pub(crate) fn parse_xml(text: &str) -> Result<Element, (usize, String)> {
-    let doc = roxmltree::Document::parse(text).map_err(|e| (e.pos().row as usize, e.to_string()))?;
+    let doc =
+        roxmltree::Document::parse(text).map_err(|e| (e.pos().row as usize, e.to_string()))?;
     fn convert(doc: &roxmltree::Document, node: roxmltree::Node) -> Element {
-        let own_text: String = node.children().filter(|c| c.is_text()).filter_map(|c| c.text()).collect();
+        let own_text: String = node
+            .children()
+            .filter(|c| c.is_text())
+            .filter_map(|c| c.text())
+            .collect();
         Element {
             name: node.tag_name().name().to_string(),
             line: doc.text_pos_at(node.range().start).row as usize,
-            children: node.children().filter(|c| c.is_element()).map(|c| convert(doc, c)).collect(),
+            children: node
+                .children()
+                .filter(|c| c.is_element())
+                .map(|c| convert(doc, c))
+                .collect(),
             text: own_text,
         }
     }
@@ -129,16 +185,40 @@ mod tests {
     #[test]
     fn robndbox_heading_follows_the_long_side() {
         // Zero angle, wide box: long side along x, heading 90°.
-        let Shape::OrientedBox { length, width, heading_deg, .. } = oriented_from_robndbox(10.0, 10.0, 8.0, 2.0, 0.0) else { panic!() };
+        let Shape::OrientedBox {
+            length,
+            width,
+            heading_deg,
+            ..
+        } = oriented_from_robndbox(10.0, 10.0, 8.0, 2.0, 0.0)
+        else {
+            panic!()
+        };
         assert_eq!((length, width), (8.0, 2.0));
         assert!((heading_deg - 90.0).abs() < 1e-9);
         // Turned 30° clockwise: the w axis points to heading 120°; corners agree.
         let s = oriented_from_robndbox(10.0, 10.0, 8.0, 2.0, 30f64.to_radians());
         let a = 30f64.to_radians();
-        let corner = (10.0 + 4.0 * a.cos() - 1.0 * -a.sin(), 10.0 + 4.0 * a.sin() + 1.0 * -a.cos());
-        assert!(s.polygon().iter().any(|p| (p.0 - corner.0).hypot(p.1 - corner.1) < 1e-9), "{:?} {corner:?}", s.polygon());
+        let corner = (
+            10.0 + 4.0 * a.cos() - 1.0 * -a.sin(),
+            10.0 + 4.0 * a.sin() + 1.0 * -a.cos(),
+        );
+        assert!(
+            s.polygon()
+                .iter()
+                .any(|p| (p.0 - corner.0).hypot(p.1 - corner.1) < 1e-9),
+            "{:?} {corner:?}",
+            s.polygon()
+        );
         // Tall box: long side is h, along the box's y axis.
-        let Shape::OrientedBox { length, heading_deg, .. } = oriented_from_robndbox(10.0, 10.0, 2.0, 8.0, 0.0) else { panic!() };
+        let Shape::OrientedBox {
+            length,
+            heading_deg,
+            ..
+        } = oriented_from_robndbox(10.0, 10.0, 2.0, 8.0, 0.0)
+        else {
+            panic!()
+        };
         assert_eq!(length, 8.0);
         assert!(heading_deg.abs() < 1e-9);
     }

@@ -6,7 +6,10 @@ use crate::{Polarity, Shape};
 
 pub(crate) fn read(text: &str, r: &mut Reader) -> Result<(), LabelIssue> {
     if r.width == 0 || r.height == 0 {
-        return Err(r.error(0, "YOLO labels are normalised: the image size must be known"));
+        return Err(r.error(
+            0,
+            "YOLO labels are normalised: the image size must be known",
+        ));
     }
     let (width, height) = (r.width as f64, r.height as f64);
     for (i, line) in text.lines().enumerate() {
@@ -17,7 +20,12 @@ pub(crate) fn read(text: &str, r: &mut Reader) -> Result<(), LabelIssue> {
         }
         match parse_line(line, r.class_names) {
             Ok((class_name, [cx, cy, w, h])) => {
-                let shape = Shape::AxisBox { cx: cx * width, cy: cy * height, w: w * width, h: h * height };
+                let shape = Shape::AxisBox {
+                    cx: cx * width,
+                    cy: cy * height,
+                    w: w * width,
+                    h: h * height,
+                };
                 r.push(line_no, &class_name, shape, Polarity::Positive, None);
             }
             Err(problem) => r.issue(line_no, problem),
@@ -30,16 +38,21 @@ pub(crate) fn read(text: &str, r: &mut Reader) -> Result<(), LabelIssue> {
 fn parse_line(line: &str, class_names: &[String]) -> Result<(String, [f64; 4]), String> {
     let fields: Vec<&str> = line.split_whitespace().collect();
     if fields.len() != 5 {
-        return Err(format!("expected 5 fields (class cx cy w h), found {}", fields.len()));
+        return Err(format!(
+            "expected 5 fields (class cx cy w h), found {}",
+            fields.len()
+        ));
     }
     let id = class_id(fields[0])?;
     let class_name = if class_names.is_empty() {
         id.to_string()
     } else {
-        class_names
-            .get(id)
-            .cloned()
-            .ok_or_else(|| format!("class id {id} is not one of the {} class names", class_names.len()))?
+        class_names.get(id).cloned().ok_or_else(|| {
+            format!(
+                "class id {id} is not one of the {} class names",
+                class_names.len()
+            )
+        })?
     };
     let names = ["cx", "cy", "w", "h"];
     let mut v = [0.0; 4];
@@ -57,6 +70,8 @@ fn class_id(field: &str) -> Result<usize, String> {
     }
     match field.parse::<f64>() {
         Ok(v) if v >= 0.0 && v.fract() == 0.0 && v < u32::MAX as f64 => Ok(v as usize),
-        _ => Err(format!("class id \"{field}\" is not a non-negative integer")),
+        _ => Err(format!(
+            "class id \"{field}\" is not a non-negative integer"
+        )),
     }
 }

@@ -49,9 +49,12 @@ impl ColourStats {
                 }
                 let buf = src.read_window(level, PixelWindow::new(col, row, ww, wh))?;
                 let pixels = buf.width * buf.height;
-                let step = ((pixels as u64 * seen.len() as u64) / MAX_SAMPLE_PIXELS).max(1) as usize;
+                let step =
+                    ((pixels as u64 * seen.len() as u64) / MAX_SAMPLE_PIXELS).max(1) as usize;
                 for p in (0..pixels).step_by(step) {
-                    let px: Vec<f64> = (0..bands).map(|b| buf.samples.get_f64(p * bands + b)).collect();
+                    let px: Vec<f64> = (0..bands)
+                        .map(|b| buf.samples.get_f64(p * bands + b))
+                        .collect();
                     if nodata.is_some_and(|nd| px.iter().all(|&v| v == nd)) {
                         continue;
                     }
@@ -75,10 +78,15 @@ impl ColourStats {
                 if v.is_empty() {
                     return vec![0.0; QUANTILES + 1];
                 }
-                (0..=QUANTILES).map(|q| v[(q * (v.len() - 1)) / QUANTILES]).collect()
+                (0..=QUANTILES)
+                    .map(|q| v[(q * (v.len() - 1)) / QUANTILES])
+                    .collect()
             })
             .collect();
-        ColourStats { bands, pixels_sampled }
+        ColourStats {
+            bands,
+            pixels_sampled,
+        }
     }
 
     /// The quantile of `value` in band `band`, in [0, 1]. A value shared by a run of equal
@@ -126,14 +134,22 @@ mod tests {
 
     #[test]
     fn monotonic_changes_leave_normalized_values_unchanged() {
-        let base: Vec<f32> = (0..5000).map(|i| ((i * 7919) % 1000) as f32 / 1000.0).collect();
+        let base: Vec<f32> = (0..5000)
+            .map(|i| ((i * 7919) % 1000) as f32 / 1000.0)
+            .collect();
         let a = ColourStats::from_values(vec![base.iter().map(|v| (v * 255.0).round()).collect()]);
-        let b = ColourStats::from_values(vec![base.iter().map(|v| (v.powf(0.5) * 65535.0).round()).collect()]);
+        let b = ColourStats::from_values(vec![base
+            .iter()
+            .map(|v| (v.powf(0.5) * 65535.0).round())
+            .collect()]);
         for &v in &[0.1f32, 0.37, 0.5, 0.9] {
             let na = a.normalize(0, (v * 255.0).round());
             let nb = b.normalize(0, (v.powf(0.5) * 65535.0).round());
             assert!((na - nb).abs() < 0.01, "{v}: {na} vs {nb}");
-            assert!((na - v).abs() < 0.01, "uniform data maps to itself: {v} -> {na}");
+            assert!(
+                (na - v).abs() < 0.01,
+                "uniform data maps to itself: {v} -> {na}"
+            );
         }
         assert_eq!(a.normalize(0, -5.0), 0.0);
         assert_eq!(a.normalize(0, 1e9), 1.0);

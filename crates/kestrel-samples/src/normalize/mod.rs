@@ -32,9 +32,13 @@ impl std::str::FromStr for ColourMethod {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
-            "quantile" => Ok(ColourMethod::Quantile { quantiles: colour::QUANTILES }),
+            "quantile" => Ok(ColourMethod::Quantile {
+                quantiles: colour::QUANTILES,
+            }),
             "stretch" => Ok(ColourMethod::Stretch),
-            other => Err(format!("unknown colour method '{other}': expected quantile or stretch")),
+            other => Err(format!(
+                "unknown colour method '{other}': expected quantile or stretch"
+            )),
         }
     }
 }
@@ -64,9 +68,21 @@ pub const CHIP_CONTEXT: f64 = 1.5;
 impl Contract {
     /// Derives the contract from the positives' sizes (metres) and GSDs: the median GSD
     /// (unless `target_gsd_m` is given) and a chip that holds the median object with context.
-    pub fn derive(lengths_m: &[f64], widths_m: &[f64], gsds_m: &[f64], bands: Vec<usize>, heading_mode: HeadingMode, target_gsd_m: Option<f64>, colour: ColourMethod) -> Option<Contract> {
+    pub fn derive(
+        lengths_m: &[f64],
+        widths_m: &[f64],
+        gsds_m: &[f64],
+        bands: Vec<usize>,
+        heading_mode: HeadingMode,
+        target_gsd_m: Option<f64>,
+        colour: ColourMethod,
+    ) -> Option<Contract> {
         let median = |v: &[f64]| {
-            let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite() && *x > 0.0).collect();
+            let mut v: Vec<f64> = v
+                .iter()
+                .copied()
+                .filter(|x| x.is_finite() && *x > 0.0)
+                .collect();
             v.sort_by(f64::total_cmp);
             (!v.is_empty()).then(|| v[v.len() / 2])
         };
@@ -123,16 +139,41 @@ pub struct SampleGeometry {
 /// Reads the neighbourhood of a sample and resolves its heading and size: given ones are
 /// kept; axis boxes and bare points get the estimated axis. For axis boxes, `aspect` (the
 /// class's elongation range) keeps the estimate consistent with the box's own shape.
-pub fn analyse_sample(src: &dyn kestrel_geo::RasterSource, stats: &ColourStats, bands: &[usize], shape: &Shape, default_size_px: f64, aspect: Option<AspectPrior>) -> kestrel_geo::Result<SampleGeometry> {
+pub fn analyse_sample(
+    src: &dyn kestrel_geo::RasterSource,
+    stats: &ColourStats,
+    bands: &[usize],
+    shape: &Shape,
+    default_size_px: f64,
+    aspect: Option<AspectPrior>,
+) -> kestrel_geo::Result<SampleGeometry> {
     let (cx, cy) = shape.centre();
     let info = src.info();
     match *shape {
-        Shape::OrientedBox { length, width, heading_deg, .. } => {
-            Ok(SampleGeometry { cx, cy, heading_deg, heading: HeadingSource::Given, length_px: length, width_px: width })
-        }
-        Shape::Point { heading_deg: Some(hd), .. } => {
-            Ok(SampleGeometry { cx, cy, heading_deg: hd, heading: HeadingSource::Given, length_px: default_size_px, width_px: default_size_px / 2.0 })
-        }
+        Shape::OrientedBox {
+            length,
+            width,
+            heading_deg,
+            ..
+        } => Ok(SampleGeometry {
+            cx,
+            cy,
+            heading_deg,
+            heading: HeadingSource::Given,
+            length_px: length,
+            width_px: width,
+        }),
+        Shape::Point {
+            heading_deg: Some(hd),
+            ..
+        } => Ok(SampleGeometry {
+            cx,
+            cy,
+            heading_deg: hd,
+            heading: HeadingSource::Given,
+            length_px: default_size_px,
+            width_px: default_size_px / 2.0,
+        }),
         Shape::AxisBox { w, h, .. } => {
             let bbox = shape.bounds();
             let radius = 0.5 * w.max(h) * 1.5 + 2.0;
@@ -143,12 +184,30 @@ pub fn analyse_sample(src: &dyn kestrel_geo::RasterSource, stats: &ColourStats, 
             Ok(match est {
                 Some(e) => {
                     let (length_px, width_px) = size_from_box(w, h, e);
-                    SampleGeometry { cx, cy, heading_deg: e.axis_deg, heading: HeadingSource::Estimated { confidence: e.confidence }, length_px, width_px }
+                    SampleGeometry {
+                        cx,
+                        cy,
+                        heading_deg: e.axis_deg,
+                        heading: HeadingSource::Estimated {
+                            confidence: e.confidence,
+                        },
+                        length_px,
+                        width_px,
+                    }
                 }
-                None => SampleGeometry { cx, cy, heading_deg: 0.0, heading: HeadingSource::None, length_px: w.max(h), width_px: w.min(h) },
+                None => SampleGeometry {
+                    cx,
+                    cy,
+                    heading_deg: 0.0,
+                    heading: HeadingSource::None,
+                    length_px: w.max(h),
+                    width_px: w.min(h),
+                },
             })
         }
-        Shape::Point { heading_deg: None, .. } => {
+        Shape::Point {
+            heading_deg: None, ..
+        } => {
             let half = default_size_px / 2.0;
             let bbox = [cx - half, cy - half, cx + half, cy + half];
             let est = NormalizedWindow::around(info.width, info.height, cx, cy, half * 1.5 + 2.0)
@@ -156,8 +215,24 @@ pub fn analyse_sample(src: &dyn kestrel_geo::RasterSource, stats: &ColourStats, 
                 .transpose()?
                 .and_then(|nw| estimate_orientation(&nw, bbox));
             Ok(match est {
-                Some(e) => SampleGeometry { cx, cy, heading_deg: e.axis_deg, heading: HeadingSource::Estimated { confidence: e.confidence }, length_px: e.length_px, width_px: e.width_px },
-                None => SampleGeometry { cx, cy, heading_deg: 0.0, heading: HeadingSource::None, length_px: default_size_px, width_px: default_size_px / 2.0 },
+                Some(e) => SampleGeometry {
+                    cx,
+                    cy,
+                    heading_deg: e.axis_deg,
+                    heading: HeadingSource::Estimated {
+                        confidence: e.confidence,
+                    },
+                    length_px: e.length_px,
+                    width_px: e.width_px,
+                },
+                None => SampleGeometry {
+                    cx,
+                    cy,
+                    heading_deg: 0.0,
+                    heading: HeadingSource::None,
+                    length_px: default_size_px,
+                    width_px: default_size_px / 2.0,
+                },
             })
         }
     }
@@ -168,18 +243,31 @@ pub fn analyse_sample(src: &dyn kestrel_geo::RasterSource, stats: &ColourStats, 
 /// 12°). Each fails in its own way (moments on low contrast and shadows, outlines on
 /// interior edges); measured on synthetic scenes their mean halves the 95th-percentile error
 /// of either. Without an aspect prior, the moments alone.
-pub fn axis_in_box(nw: &NormalizedWindow, bbox: [f64; 4], aspect: Option<AspectPrior>) -> Option<OrientationEstimate> {
+pub fn axis_in_box(
+    nw: &NormalizedWindow,
+    bbox: [f64; 4],
+    aspect: Option<AspectPrior>,
+) -> Option<OrientationEstimate> {
     let moments = estimate_orientation(nw, bbox);
     let Some(prior) = aspect else { return moments };
-    let outline = fit_outline_in_box(nw, bbox, prior, moments.map(|m| (m.axis_deg, 12.0))).map(|o| o.0);
+    let outline =
+        fit_outline_in_box(nw, bbox, prior, moments.map(|m| (m.axis_deg, 12.0))).map(|o| o.0);
     let (w, h) = (bbox[2] - bbox[0], bbox[3] - bbox[1]);
     match (moments, outline) {
         (Some(m), Some(o)) => {
             let diff = (o - m.axis_deg + 90.0).rem_euclid(180.0) - 90.0;
-            Some(OrientationEstimate { axis_deg: (m.axis_deg + diff / 2.0).rem_euclid(180.0), ..m })
+            Some(OrientationEstimate {
+                axis_deg: (m.axis_deg + diff / 2.0).rem_euclid(180.0),
+                ..m
+            })
         }
         (Some(m), None) => Some(m),
-        (None, Some(o)) => Some(OrientationEstimate { axis_deg: o, confidence: 0.0, length_px: w.max(h), width_px: w.min(h) }),
+        (None, Some(o)) => Some(OrientationEstimate {
+            axis_deg: o,
+            confidence: 0.0,
+            length_px: w.max(h),
+            width_px: w.min(h),
+        }),
         (None, None) => None,
     }
 }
@@ -206,7 +294,14 @@ fn size_from_box(w: f64, h: f64, e: OrientationEstimate) -> (f64, f64) {
 /// Resamples a chip centred on (cx, cy) (image pixels), turned so that `heading_deg` points
 /// up, at the contract's GSD. When the chip is coarser than the image, each chip pixel
 /// averages a grid of bilinear samples over its footprint (anti-aliasing).
-pub fn resample_chip(win: &NormalizedWindow, cx: f64, cy: f64, heading_deg: f64, image_gsd_m: f64, contract: &Contract) -> Chip {
+pub fn resample_chip(
+    win: &NormalizedWindow,
+    cx: f64,
+    cy: f64,
+    heading_deg: f64,
+    image_gsd_m: f64,
+    contract: &Contract,
+) -> Chip {
     let size = contract.chip_size_px as usize;
     let bands = win.planes.len();
     let scale = contract.target_gsd_m / image_gsd_m; // image pixels per chip pixel
@@ -222,8 +317,10 @@ pub fn resample_chip(win: &NormalizedWindow, cx: f64, cy: f64, heading_deg: f64,
             for sv in 0..taps {
                 for su in 0..taps {
                     // Offset from the chip centre in chip pixels, then in image pixels.
-                    let du = (u as f64 + (su as f64 + 0.5) / taps as f64 - size as f64 / 2.0) * scale;
-                    let dv = (v as f64 + (sv as f64 + 0.5) / taps as f64 - size as f64 / 2.0) * scale;
+                    let du =
+                        (u as f64 + (su as f64 + 0.5) / taps as f64 - size as f64 / 2.0) * scale;
+                    let dv =
+                        (v as f64 + (sv as f64 + 0.5) / taps as f64 - size as f64 / 2.0) * scale;
                     // Chip right = object's right; chip down = object's back.
                     let x = cx + du * rx - dv * fx;
                     let y = cy + du * ry - dv * fy;
@@ -242,5 +339,7 @@ pub fn resample_chip(win: &NormalizedWindow, cx: f64, cy: f64, heading_deg: f64,
 
 /// Radius (image pixels) of the window a chip needs.
 pub fn chip_radius_px(contract: &Contract, image_gsd_m: f64) -> f64 {
-    contract.chip_size_px as f64 * contract.target_gsd_m / image_gsd_m * std::f64::consts::FRAC_1_SQRT_2 + 2.0
+    contract.chip_size_px as f64 * contract.target_gsd_m / image_gsd_m
+        * std::f64::consts::FRAC_1_SQRT_2
+        + 2.0
 }

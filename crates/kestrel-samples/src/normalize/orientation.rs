@@ -31,7 +31,9 @@ pub fn estimate_orientation(win: &NormalizedWindow, bbox: [f64; 4]) -> Option<Or
     let bands = win.planes.len();
     let (wx, wy) = (win.window.col_off as f64, win.window.row_off as f64);
     let (w, h) = (win.width(), win.height());
-    let inside = |x: f64, y: f64, grow: f64| x >= bbox[0] - grow && x < bbox[2] + grow && y >= bbox[1] - grow && y < bbox[3] + grow;
+    let inside = |x: f64, y: f64, grow: f64| {
+        x >= bbox[0] - grow && x < bbox[2] + grow && y >= bbox[1] - grow && y < bbox[3] + grow
+    };
 
     // Background: per-band median over the ring between the box and box + margin.
     let ring: Vec<usize> = (0..h)
@@ -55,7 +57,12 @@ pub fn estimate_orientation(win: &NormalizedWindow, bbox: [f64; 4]) -> Option<Or
         })
         .collect();
     // Colour distance of pixel `i` from the background.
-    let dist = |i: usize| (0..bands).map(|b| (win.planes[b][i] - bg[b]).powi(2)).sum::<f32>().sqrt();
+    let dist = |i: usize| {
+        (0..bands)
+            .map(|b| (win.planes[b][i] - bg[b]).powi(2))
+            .sum::<f32>()
+            .sqrt()
+    };
     // Noise level of the background: median colour distance of ring pixels from it.
     let mut ring_d: Vec<f32> = ring.iter().map(|&i| dist(i)).collect();
     ring_d.sort_by(f32::total_cmp);
@@ -129,7 +136,10 @@ impl AspectPrior {
         }
         r.sort_by(f64::total_cmp);
         let max = r[((r.len() - 1) as f64 * 0.95).round() as usize].max(1.05);
-        Some(AspectPrior { min: (max / 1.5).max(1.0), max })
+        Some(AspectPrior {
+            min: (max / 1.5).max(1.0),
+            max,
+        })
     }
 }
 
@@ -170,7 +180,9 @@ pub fn constrain_to_box(axis_deg: Option<f64>, w: f64, h: f64, prior: AspectPrio
     let t1 = axis_for_box_aspect(a, prior.min);
     let t2 = axis_for_box_aspect(a, prior.max);
     let (lo, hi) = (t1.min(t2), t1.max(t2));
-    let Some(est) = axis_deg else { return (lo + hi) / 2.0 };
+    let Some(est) = axis_deg else {
+        return (lo + hi) / 2.0;
+    };
     let est = est.rem_euclid(180.0);
     // Candidate intervals: [lo, hi] and its mirror [180 - hi, 180 - lo].
     let mut best = (f64::INFINITY, est);
@@ -182,7 +194,11 @@ pub fn constrain_to_box(axis_deg: Option<f64>, w: f64, h: f64, prior: AspectPrio
             // Nearest end, measured mod 180.
             let d0 = crate::HeadingMode::Axis.difference_deg(est, a0);
             let d1 = crate::HeadingMode::Axis.difference_deg(est, a1);
-            if d0 <= d1 { a0 } else { a1 }
+            if d0 <= d1 {
+                a0
+            } else {
+                a1
+            }
         };
         let d = crate::HeadingMode::Axis.difference_deg(est, cand);
         if d < best.0 {
@@ -212,7 +228,10 @@ mod tests {
         // A 2.4:1 object lying at 30° from up: its box is w×h with w/h = box_aspect(30, 2.4).
         let a = box_aspect(30.0, 2.4);
         let fixed = constrain_to_box(Some(100.0), a, 1.0, prior);
-        assert!((fixed - 30.0).abs() < 5.0 || (fixed - 150.0).abs() < 5.0, "{fixed}");
+        assert!(
+            (fixed - 30.0).abs() < 5.0 || (fixed - 150.0).abs() < 5.0,
+            "{fixed}"
+        );
         // A consistent estimate is left alone.
         assert_eq!(constrain_to_box(Some(149.0), a, 1.0, prior), 149.0);
     }
@@ -226,7 +245,12 @@ mod tests {
 /// outline do not lie on the perimeter, so they do not pull the axis. Returns the axis
 /// (degrees from up, [0, 180)) and the best score. With `near = Some((axis, tolerance))`
 /// only axes within `tolerance` degrees of `axis` are tried.
-pub fn fit_outline_in_box(win: &NormalizedWindow, bbox: [f64; 4], prior: AspectPrior, near: Option<(f64, f64)>) -> Option<(f64, f64)> {
+pub fn fit_outline_in_box(
+    win: &NormalizedWindow,
+    bbox: [f64; 4],
+    prior: AspectPrior,
+    near: Option<(f64, f64)>,
+) -> Option<(f64, f64)> {
     let (bw, bh) = (bbox[2] - bbox[0], bbox[3] - bbox[1]);
     if !(bw > 2.0 && bh > 2.0) {
         return None;
@@ -242,9 +266,13 @@ pub fn fit_outline_in_box(win: &NormalizedWindow, bbox: [f64; 4], prior: AspectP
         for x in 1..w - 1 {
             let (mut gx, mut gy) = (0f32, 0f32);
             for p in &win.planes {
-                let at = |dx: isize, dy: isize| p[(y as isize + dy) as usize * w + (x as isize + dx) as usize];
-                let sx = (at(1, -1) + 2.0 * at(1, 0) + at(1, 1)) - (at(-1, -1) + 2.0 * at(-1, 0) + at(-1, 1));
-                let sy = (at(-1, 1) + 2.0 * at(0, 1) + at(1, 1)) - (at(-1, -1) + 2.0 * at(0, -1) + at(1, -1));
+                let at = |dx: isize, dy: isize| {
+                    p[(y as isize + dy) as usize * w + (x as isize + dx) as usize]
+                };
+                let sx = (at(1, -1) + 2.0 * at(1, 0) + at(1, 1))
+                    - (at(-1, -1) + 2.0 * at(-1, 0) + at(-1, 1));
+                let sy = (at(-1, 1) + 2.0 * at(0, 1) + at(1, 1))
+                    - (at(-1, -1) + 2.0 * at(0, -1) + at(1, -1));
                 if gx * sx + gy * sy < 0.0 {
                     gx -= sx;
                     gy -= sy;
@@ -294,8 +322,12 @@ pub fn fit_outline_in_box(win: &NormalizedWindow, bbox: [f64; 4], prior: AspectP
         }
         (n > 0).then(|| total / n as f64)
     };
-    let rhos: Vec<f64> = (0..8).map(|i| prior.min + (prior.max - prior.min) * i as f64 / 7.0).collect();
-    let allowed = |theta: f64| near.is_none_or(|(axis, tol)| crate::HeadingMode::Axis.difference_deg(theta, axis) <= tol);
+    let rhos: Vec<f64> = (0..8)
+        .map(|i| prior.min + (prior.max - prior.min) * i as f64 / 7.0)
+        .collect();
+    let allowed = |theta: f64| {
+        near.is_none_or(|(axis, tol)| crate::HeadingMode::Axis.difference_deg(theta, axis) <= tol)
+    };
     let consider = |best: &mut Option<(f64, f64)>, theta: f64| {
         if !allowed(theta) {
             return;

@@ -14,35 +14,68 @@ pub struct NormalizedWindow {
 impl NormalizedWindow {
     /// Reads `window` (clipped to the image) and normalizes `bands` (0-based) with `stats`'
     /// quantile mapping: the radiometry of chips.
-    pub fn read(src: &dyn RasterSource, window: PixelWindow, bands: &[usize], stats: &ColourStats) -> kestrel_geo::Result<Self> {
+    pub fn read(
+        src: &dyn RasterSource,
+        window: PixelWindow,
+        bands: &[usize],
+        stats: &ColourStats,
+    ) -> kestrel_geo::Result<Self> {
         Self::read_with(src, window, bands, |b, v| stats.normalize(b, v))
     }
 
     /// Reads `window` with the contract's colour method: the radiometry of chips.
-    pub fn read_for(src: &dyn RasterSource, window: PixelWindow, bands: &[usize], stats: &ColourStats, method: &super::ColourMethod) -> kestrel_geo::Result<Self> {
+    pub fn read_for(
+        src: &dyn RasterSource,
+        window: PixelWindow,
+        bands: &[usize],
+        stats: &ColourStats,
+        method: &super::ColourMethod,
+    ) -> kestrel_geo::Result<Self> {
         match method {
             super::ColourMethod::Quantile { .. } => Self::read(src, window, bands, stats),
-            super::ColourMethod::Stretch => Self::read_with(src, window, bands, |b, v| stats.stretch(b, v).clamp(-0.5, 1.5)),
+            super::ColourMethod::Stretch => Self::read_with(src, window, bands, |b, v| {
+                stats.stretch(b, v).clamp(-0.5, 1.5)
+            }),
         }
     }
 
     /// Reads `window` with a linear 2–98 % stretch: the radiometry of geometric analysis.
-    pub fn read_stretched(src: &dyn RasterSource, window: PixelWindow, bands: &[usize], stats: &ColourStats) -> kestrel_geo::Result<Self> {
+    pub fn read_stretched(
+        src: &dyn RasterSource,
+        window: PixelWindow,
+        bands: &[usize],
+        stats: &ColourStats,
+    ) -> kestrel_geo::Result<Self> {
         Self::read_with(src, window, bands, |b, v| stats.stretch(b, v))
     }
 
-    fn read_with(src: &dyn RasterSource, window: PixelWindow, bands: &[usize], map: impl Fn(usize, f32) -> f32) -> kestrel_geo::Result<Self> {
+    fn read_with(
+        src: &dyn RasterSource,
+        window: PixelWindow,
+        bands: &[usize],
+        map: impl Fn(usize, f32) -> f32,
+    ) -> kestrel_geo::Result<Self> {
         let buf = src.read_window(0, window)?;
         let n = buf.width * buf.height;
         let planes = bands
             .iter()
-            .map(|&b| (0..n).map(|p| map(b, buf.samples.get_f64(p * buf.bands + b) as f32)).collect())
+            .map(|&b| {
+                (0..n)
+                    .map(|p| map(b, buf.samples.get_f64(p * buf.bands + b) as f32))
+                    .collect()
+            })
             .collect();
         Ok(NormalizedWindow { window, planes })
     }
 
     /// The window around a centre (image pixels) with the given radius, clipped to the image.
-    pub fn around(width: u32, height: u32, cx: f64, cy: f64, radius_px: f64) -> Option<PixelWindow> {
+    pub fn around(
+        width: u32,
+        height: u32,
+        cx: f64,
+        cy: f64,
+        radius_px: f64,
+    ) -> Option<PixelWindow> {
         let x0 = (cx - radius_px).floor().max(0.0) as u32;
         let y0 = (cy - radius_px).floor().max(0.0) as u32;
         let x1 = ((cx + radius_px).ceil() as u32).min(width);
