@@ -286,3 +286,74 @@ pub fn chips(work: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// `kestrel bench network`: the network's training and inference throughput, and the same
+/// architecture in PyTorch (CPU, 2 threads) in the same run when `KESTREL_TORCH_PYTHON`
+/// names a Python with torch (see bench/README.md).
+pub fn network(quick: bool) -> Result<()> {
+    let steps = if quick { 4 } else { 10 };
+    let config = kestrel_model::network::NetworkConfig::new(3, 1);
+    let (chip, batch, tile) = (52, 64, 1024);
+    println!("kestrel bench network — chips {chip}×{chip}×3, batch {batch}, dense tile {tile}²; median of {steps} steps");
+    let ours = kestrel_model::bench::measure(&config, chip, batch, tile, steps);
+    let macs = config.macs_per_output_cell() as f64
+        / (kestrel_model::network::STRIDE * kestrel_model::network::STRIDE) as f64;
+    println!(
+        "  network: {} parameters, {:.0} MAC per input pixel ({:.2} GFLOP per megapixel)",
+        ours.parameters,
+        macs,
+        2.0 * macs * 1e6 / 1e9
+    );
+    println!(
+        "  kestrel (burn flex): train {:7.1} img/s, infer {:7.1} img/s, dense tile {:.3} s = {:.2} Mpx/s ({:.1} GFLOP/s)",
+        ours.train_images_per_s, ours.infer_images_per_s, ours.tile_seconds, ours.tile_mpx_per_s, ours.tile_gflop_per_s
+    );
+    let Ok(python) = std::env::var("KESTREL_TORCH_PYTHON") else {
+        println!("  PyTorch: not measured (set KESTREL_TORCH_PYTHON to a Python with torch; see bench/README.md)");
+        return Ok(());
+    };
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/network_pytorch.py");
+    let out = Command::new(&python)
+        .arg(&script)
+        .args([
+            "--chip",
+            &chip.to_string(),
+            "--batch",
+            &batch.to_string(),
+            "--tile",
+            &tile.to_string(),
+            "--steps",
+            &steps.to_string(),
+            "--threads",
+            "2",
+        ])
+        .output()
+        .with_context(|| format!("running {python} {}", script.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{} failed: {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let peer: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("reading the PyTorch benchmark's JSON")?;
+    let f = |k: &str| peer[k].as_f64().unwrap_or(f64::NAN);
+    println!(
+        "  PyTorch {} CPU ({} threads, {} parameters): train {:7.1} img/s, infer {:7.1} img/s, dense tile {:.3} s = {:.2} Mpx/s",
+        peer["torch"].as_str().unwrap_or("?"),
+        peer["threads"],
+        peer["parameters"],
+        f("train_images_per_s"),
+        f("infer_images_per_s"),
+        f("tile_seconds"),
+        f("tile_mpx_per_s")
+    );
+    println!(
+        "  kestrel/PyTorch: train {:.2}×, infer {:.2}×, dense tile {:.2}×",
+        ours.train_images_per_s / f("train_images_per_s"),
+        ours.infer_images_per_s / f("infer_images_per_s"),
+        ours.tile_mpx_per_s / f("tile_mpx_per_s")
+    );
+    Ok(())
+}

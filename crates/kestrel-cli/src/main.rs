@@ -19,6 +19,10 @@ use std::path::PathBuf;
     about = "Find objects with their heading in geospatial imagery and point clouds"
 )]
 struct Cli {
+    /// Where the network runs: auto (the GPU when this build has one and it answers), cpu or
+    /// gpu. The environment variable KESTREL_DEVICE sets the same.
+    #[arg(long, global = true)]
+    device: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -125,6 +129,16 @@ enum Command {
         learning_rate: f64,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Stop after this many epochs without a better validation F1.
+        #[arg(long, default_value_t = 4)]
+        patience: usize,
+        /// Decay of the weight average that is validated and shipped (0: the last weights).
+        #[arg(long, default_value_t = 0.99)]
+        average_decay: f32,
+        /// Hard-negative mining rounds: score the training images, add the confident false
+        /// positives as negatives, retrain.
+        #[arg(long, default_value_t = 0)]
+        mine_rounds: usize,
         /// Automatic negatives per positive.
         #[arg(long, default_value_t = 2.0)]
         negatives: f64,
@@ -140,8 +154,9 @@ enum Command {
     },
     /// Measure I/O throughput against GDAL and laspy on this machine.
     Bench {
-        /// What to measure: 'io' (rasters and point clouds against GDAL and laspy) or
-        /// 'chips' (sample normalization throughput).
+        /// What to measure: 'io' (rasters and point clouds against GDAL and laspy),
+        /// 'chips' (sample normalization throughput) or 'network' (training and inference
+        /// against the same network in PyTorch).
         #[arg(default_value = "io")]
         what: String,
         /// Folder for the generated test files.
@@ -175,7 +190,17 @@ fn main() {
 }
 
 fn run() -> Result<()> {
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    let device = cli
+        .device
+        .clone()
+        .or_else(|| std::env::var("KESTREL_DEVICE").ok())
+        .unwrap_or_else(|| "auto".into());
+    if matches!(cli.command, Command::Train { .. } | Command::Bench { .. }) {
+        let chosen = kestrel_model::device::select(&device)?;
+        eprintln!("network device: {chosen}");
+    }
+    match cli.command {
         Command::Info { path, json, gsd } => info(&path, json, gsd),
         Command::Dsm {
             cloud,
@@ -213,7 +238,8 @@ fn run() -> Result<()> {
         Command::Bench { what, work, quick } => match what.as_str() {
             "io" => bench::run(&work, quick),
             "chips" => bench::chips(&work),
-            other => anyhow::bail!("unknown benchmark '{other}': expected io or chips"),
+            "network" => bench::network(quick),
+            other => anyhow::bail!("unknown benchmark '{other}': expected io, chips or network"),
         },
         Command::Import {
             project,
@@ -247,6 +273,9 @@ fn run() -> Result<()> {
             batch,
             learning_rate,
             seed,
+            patience,
+            average_decay,
+            mine_rounds,
             negatives,
             json,
             resume,
@@ -262,11 +291,14 @@ fn run() -> Result<()> {
                 batch_size: batch,
                 learning_rate,
                 seed,
+                patience,
+                average_decay,
                 ..Default::default()
             },
             negatives,
             json,
             resume,
+            mine_rounds,
         }),
         Command::Export {
             project,

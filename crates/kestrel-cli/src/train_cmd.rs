@@ -2,12 +2,30 @@
 //! network trained with a progress bar (or JSON lines), and the model package written.
 
 use anyhow::{bail, Context, Result};
+use kestrel_detect::mine::{mine_hard_negatives, MineOptions};
 use kestrel_model::package::{save_package, PackageMeta, TrainingSummary, PACKAGE_VERSION};
 use kestrel_model::train::{train, TrainEvent, TrainOptions};
 use kestrel_samples::chips::{build_chips, ChipOptions};
 use kestrel_samples::dataset::TrainingSet;
+use kestrel_samples::store::SampleFilter;
 use kestrel_samples::{Polarity, Project};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::path::Path;
+
+/// A mined hard negative as the checkpoint folder records it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct MinedRecord {
+    /// The round whose training it joined (1 = the first retraining).
+    round: usize,
+    image_uri: String,
+    centre_px: [f64; 2],
+    heading_deg: f64,
+    score: f32,
+}
+
+/// Automatic negatives per positive in the validation set.
+pub const VALIDATION_NEGATIVES: f64 = 2.0;
 
 pub struct TrainArgs<'a> {
     pub project: &'a Path,
@@ -19,6 +37,8 @@ pub struct TrainArgs<'a> {
     pub json: bool,
     pub resume: bool,
     pub colour: kestrel_samples::normalize::ColourMethod,
+    /// Hard-negative mining rounds after the first training.
+    pub mine_rounds: usize,
 }
 
 pub fn run(a: TrainArgs) -> Result<()> {
@@ -61,12 +81,16 @@ pub fn run(a: TrainArgs) -> Result<()> {
         bar.set_length(t as u64);
         bar.set_position(d as u64);
     })?;
+    // Chip-level precision depends on how many negatives there are: validation always has
+    // VALIDATION_NEGATIVES automatic negatives per positive (plus the explicit ones), whatever
+    // the training ratio, so that runs compare.
     let val_chips = build_chips(
         &project,
         a.class,
         &ChipOptions {
             images: Some(val_ids),
             contract: Some(train_chips.contract.clone()),
+            auto_negative_ratio: VALIDATION_NEGATIVES,
             ..chips.clone()
         },
         |_, _| {},
@@ -92,50 +116,132 @@ pub fn run(a: TrainArgs) -> Result<()> {
         contract.chip_size_px,
         contract.target_gsd_m
     );
-    let batches = train_set.len().div_ceil(a.options.batch_size);
-    let bar = crate::progress::count_bar("training");
-    bar.set_length((batches * a.options.epochs) as u64);
     let json = a.json;
-    // Checkpoints beside the package: `car.kestrel` → `car.kestrel.checkpoints/`.
-    let checkpoints = kestrel_model::train::Checkpoints {
-        dir: std::path::PathBuf::from(format!("{}.checkpoints", a.output.display())),
-        resume: a.resume,
-    };
+    // Checkpoints beside the package: `car.kestrel` → `car.kestrel.checkpoints/`, one
+    // folder per round, and the negatives mined so far in `mined.json`.
+    let ckpt_root = std::path::PathBuf::from(format!("{}.checkpoints", a.output.display()));
+    let mined_path = ckpt_root.join("mined.json");
+    let mut train_set = train_set;
+    let mut mined: Vec<MinedRecord> = Vec::new();
     if a.resume {
-        eprintln!("resuming from {}", checkpoints.dir.display());
+        eprintln!("resuming from {}", ckpt_root.display());
+        if mined_path.exists() {
+            let text = std::fs::read(&mined_path)
+                .with_context(|| format!("reading {}", mined_path.display()))?;
+            mined = serde_json::from_slice(&text).with_context(|| {
+                format!("{}: corrupt list of mined negatives", mined_path.display())
+            })?;
+        }
+    } else if mined_path.exists() {
+        std::fs::remove_file(&mined_path)
+            .with_context(|| format!("removing the old {}", mined_path.display()))?;
     }
-    let (network, config, history) = train(
-        &train_set,
-        &val_set,
-        &a.options,
-        Some(&checkpoints),
-        |e| {
-            if json {
-                println!("{}", serde_json::to_string(e).unwrap_or_default());
+    for m in &mined {
+        train_set.add_negative(&m.image_uri, m.centre_px[0], m.centre_px[1], m.heading_deg)?;
+    }
+    // Samples of every class, so that mining does not call a labelled truck a false car.
+    let mut labelled: HashMap<String, Vec<[f64; 2]>> = HashMap::new();
+    let uris: HashMap<i64, String> = images.iter().map(|i| (i.id, i.uri.clone())).collect();
+    for s in project.samples(&SampleFilter::default())? {
+        if let Some(uri) = uris.get(&s.image_id) {
+            let (x, y) = s.shape.centre();
+            labelled.entry(uri.clone()).or_default().push([x, y]);
+        }
+    }
+    let first_round = mined.iter().map(|m| m.round).max().unwrap_or(0);
+    let mut result = None;
+    for round in first_round..=a.mine_rounds {
+        let batches = train_set.len().div_ceil(a.options.batch_size);
+        let bar = crate::progress::count_bar(&if round == 0 {
+            "training".to_string()
+        } else {
+            format!("training, round {}", round + 1)
+        });
+        bar.set_length((batches * a.options.epochs) as u64);
+        let checkpoints = kestrel_model::train::Checkpoints {
+            dir: ckpt_root.join(format!("round-{round}")),
+            resume: a.resume && round == first_round,
+        };
+        // A round that only feeds mining needs a network that finds the look-alikes, not the
+        // best one: half the epochs.
+        let options = if round < a.mine_rounds {
+            TrainOptions {
+                epochs: a.options.epochs.div_ceil(2),
+                ..a.options.clone()
             }
-            match e {
-                TrainEvent::Batch {
-                    epoch, batch, loss, ..
-                } => {
-                    bar.set_position((epoch * batches + batch) as u64);
-                    bar.set_message(format!("epoch {} loss {loss:.3}", epoch + 1));
+        } else {
+            a.options.clone()
+        };
+        bar.set_length((batches * options.epochs) as u64);
+        let (network, config, history) = train(
+            &train_set,
+            &val_set,
+            &options,
+            Some(&checkpoints),
+            |e| {
+                if json {
+                    println!("{}", serde_json::to_string(e).unwrap_or_default());
                 }
-                TrainEvent::Epoch(m) => {
-                    let line = format!(
-                    "epoch {:>2}: train loss {:.3}, val loss {:.3}, precision {:.3}, recall {:.3}, F1 {:.3}, heading error {:.1}°, {:.0} img/s",
-                    m.epoch, m.train_loss, m.val_loss, m.precision, m.recall, m.f1, m.heading_error_deg, m.train_images_per_s
-                );
-                    // The bar prints only to a terminal; the epoch summary must reach logs too.
-                    if bar.is_hidden() {
-                        eprintln!("{line}");
-                    } else {
-                        bar.println(line);
+                match e {
+                    TrainEvent::Batch {
+                        epoch, batch, loss, ..
+                    } => {
+                        bar.set_position((epoch * batches + batch) as u64);
+                        bar.set_message(format!("epoch {} loss {loss:.3}", epoch + 1));
+                    }
+                    TrainEvent::Epoch(m) => {
+                        let line = format!(
+                        "epoch {:>2}: train loss {:.3}, val loss {:.3}, precision {:.3}, recall {:.3}, F1 {:.3}, heading error {:.1}°, length error {:.0} %, {:.0} img/s",
+                        m.epoch, m.train_loss, m.val_loss, m.precision, m.recall, m.f1, m.heading_error_deg, m.length_error * 100.0, m.train_images_per_s
+                    );
+                        // The bar prints only to a terminal; the epoch summary must reach logs too.
+                        if bar.is_hidden() {
+                            eprintln!("{line}");
+                        } else {
+                            bar.println(line);
+                        }
                     }
                 }
+            },
+        )?;
+        bar.finish_and_clear();
+        if round < a.mine_rounds {
+            let found =
+                mine_hard_negatives(&network, &train_set, &labelled, &MineOptions::default())?;
+            eprintln!(
+                "round {}: mined {} hard negatives from {} training image(s); retraining",
+                round + 1,
+                found.len(),
+                train_imgs.len()
+            );
+            for f in &found {
+                train_set.add_negative(
+                    &f.image_uri,
+                    f.centre_px[0],
+                    f.centre_px[1],
+                    f.heading_deg,
+                )?;
+                mined.push(MinedRecord {
+                    round: round + 1,
+                    image_uri: f.image_uri.clone(),
+                    centre_px: f.centre_px,
+                    heading_deg: f.heading_deg,
+                    score: f.score,
+                });
             }
-        },
-    )?;
-    bar.finish_and_clear();
+            // Written before the next round starts, so that a resumed run rebuilds its set.
+            std::fs::create_dir_all(&ckpt_root)
+                .with_context(|| format!("creating {}", ckpt_root.display()))?;
+            let tmp = ckpt_root.join("mined.json.partial");
+            std::fs::write(&tmp, serde_json::to_vec_pretty(&mined)?)
+                .with_context(|| format!("writing {}", tmp.display()))?;
+            std::fs::rename(&tmp, &mined_path)
+                .with_context(|| format!("writing {}", mined_path.display()))?;
+        }
+        result = Some((network, config, history));
+    }
+    let (network, config, history) = result.context("no training round ran")?;
+    let negatives = negatives + mined.len();
     let meta = PackageMeta {
         package_version: PACKAGE_VERSION,
         kestrel_version: env!("CARGO_PKG_VERSION").to_string(),

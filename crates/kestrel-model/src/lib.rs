@@ -3,6 +3,9 @@
 //!
 //! It knows chips and tensors, not files of imagery (those come through `kestrel-samples`).
 
+pub mod bench;
+pub mod device;
+pub mod ema;
 pub mod network;
 pub mod package;
 pub mod train;

@@ -3,6 +3,7 @@
 //! metrics after every epoch (loss, precision, recall, F1, heading error), early stopping
 //! on validation F1, and the best weights kept.
 
+use crate::ema::WeightAverage;
 use crate::network::{centre_cell, Network, NetworkConfig};
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
@@ -22,6 +23,13 @@ pub struct TrainOptions {
     pub patience: usize,
     /// Threads that cut chips.
     pub threads: usize,
+    /// Decay of the weight average that is validated and kept (0 = the raw weights).
+    #[serde(default = "default_average_decay")]
+    pub average_decay: f32,
+}
+
+fn default_average_decay() -> f32 {
+    0.99
 }
 
 impl Default for TrainOptions {
@@ -33,6 +41,7 @@ impl Default for TrainOptions {
             seed: 1,
             patience: 4,
             threads: 2,
+            average_decay: default_average_decay(),
         }
     }
 }
@@ -48,6 +57,9 @@ pub struct EpochMetrics {
     pub f1: f64,
     /// Median absolute heading error on validation positives, degrees (mod 180 or 360).
     pub heading_error_deg: f64,
+    /// Median relative error of the predicted object length on validation positives.
+    #[serde(default)]
+    pub length_error: f64,
     pub seconds: f64,
     pub train_images_per_s: f64,
 }
@@ -75,19 +87,31 @@ pub enum TrainError {
     Missing(&'static str),
 }
 
-/// Tensors of a batch: chips `[b, c, s, s]`, class targets `[b]` (0 background, 1 the
-/// class), heading targets `[b, 2]`, and a positive mask `[b, 1]`.
-fn to_tensors(
-    examples: &[Example],
-    mode: HeadingMode,
-    device: &Device,
-) -> (Tensor<4>, Tensor<1, Int>, Tensor<2>, Tensor<2>) {
+/// A batch as tensors.
+pub(crate) struct Batch {
+    /// Chips `[b, c, s, s]`.
+    pub(crate) x: Tensor<4>,
+    /// Class targets `[b]`: 0 background, 1 the class.
+    pub(crate) y: Tensor<1, Int>,
+    /// Heading targets `[b, 2]`: (sin, cos) of θ or 2θ.
+    pub(crate) heading: Tensor<2>,
+    /// ln(length_m), ln(width_m) targets `[b, 2]`.
+    pub(crate) size: Tensor<2>,
+    /// 1 for positives (the regression targets count), `[b, 1]`.
+    pub(crate) positive: Tensor<2>,
+    /// 1 for positives with a known size, `[b, 1]`.
+    pub(crate) sized: Tensor<2>,
+}
+
+fn to_tensors(examples: &[Example], mode: HeadingMode, device: &Device) -> Batch {
     let b = examples.len();
     let (c, s) = (examples[0].chip.bands, examples[0].chip.size);
     let mut x = Vec::with_capacity(b * c * s * s);
     let mut y = Vec::with_capacity(b);
     let mut h = Vec::with_capacity(b * 2);
     let mut m = Vec::with_capacity(b);
+    let mut size = Vec::with_capacity(b * 2);
+    let mut sized = Vec::with_capacity(b);
     let k = match mode {
         HeadingMode::Directed => 1.0,
         HeadingMode::Axis => 2.0,
@@ -99,32 +123,78 @@ fn to_tensors(
         h.push(t.sin() as f32);
         h.push(t.cos() as f32);
         m.push(if e.positive { 1.0f32 } else { 0.0 });
+        let [l, w] = e.size_m.unwrap_or([1.0, 1.0]);
+        size.push(l.max(1e-3).ln() as f32);
+        size.push(w.max(1e-3).ln() as f32);
+        sized.push(if e.size_m.is_some() { 1.0f32 } else { 0.0 });
     }
+    Batch {
+        x: Tensor::from_data(TensorData::new(x, [b, c, s, s]), device),
+        y: Tensor::from_data(TensorData::new(y, [b]), device),
+        heading: Tensor::from_data(TensorData::new(h, [b, 2]), device),
+        size: Tensor::from_data(TensorData::new(size, [b, 2]), device),
+        positive: Tensor::from_data(TensorData::new(m, [b, 1]), device),
+        sized: Tensor::from_data(TensorData::new(sized, [b, 1]), device),
+    }
+}
+
+/// What the heads predict at the centre cell, `[b, channels]`.
+struct CentreOutputs {
+    logits: Tensor<2>,
+    heading: Tensor<2>,
+    size: Tensor<2>,
+}
+
+/// Class-balanced cross-entropy plus squared errors of heading (sin, cos) and log size on
+/// the positives. `class_weights` are (background, class).
+fn loss(
+    model: &Network,
+    batch: Batch,
+    class_weights: [f32; 2],
+    device: &Device,
+) -> (Tensor<1>, CentreOutputs) {
+    let out = model.forward(batch.x);
+    let logits = centre_cell(out.class_logits);
+    let heading = centre_cell(out.heading);
+    let size = centre_cell(out.size);
+    let ce = CrossEntropyLossConfig::new()
+        .with_weights(Some(class_weights.to_vec()))
+        .init(device)
+        .forward(logits.clone(), batch.y);
+    let positives = batch.positive.clone().sum().clamp_min(1.0);
+    let heading_loss = ((heading.clone() - batch.heading) * batch.positive)
+        .powi_scalar(2)
+        .sum()
+        / positives;
+    let sized = batch.sized.clone().sum().clamp_min(1.0);
+    let size_loss = ((size.clone() - batch.size) * batch.sized)
+        .powi_scalar(2)
+        .sum()
+        / sized;
     (
-        Tensor::from_data(TensorData::new(x, [b, c, s, s]), device),
-        Tensor::from_data(TensorData::new(y, [b]), device),
-        Tensor::from_data(TensorData::new(h, [b, 2]), device),
-        Tensor::from_data(TensorData::new(m, [b, 1]), device),
+        ce + heading_loss * 0.5 + size_loss * 0.5,
+        CentreOutputs {
+            logits,
+            heading,
+            size,
+        },
     )
 }
 
-fn loss(
-    model: &Network,
-    x: Tensor<4>,
-    y: Tensor<1, Int>,
-    h: Tensor<2>,
-    m: Tensor<2>,
-    device: &Device,
-) -> (Tensor<1>, Tensor<2>, Tensor<2>) {
-    let out = model.forward(x);
-    let logits = centre_cell(out.class_logits);
-    let heading = centre_cell(out.heading);
-    let ce = CrossEntropyLossConfig::new()
-        .init(device)
-        .forward(logits.clone(), y);
-    let positives = m.clone().sum().clamp_min(1.0);
-    let heading_loss = ((heading.clone() - h) * m).powi_scalar(2).sum() / positives;
-    (ce + heading_loss * 0.5, logits, heading)
+/// The training loss, unweighted, for the benchmark.
+pub(crate) fn loss_for_bench(model: &Network, batch: Batch, device: &Device) -> Tensor<1> {
+    loss(model, batch, [1.0, 1.0], device).0
+}
+
+/// Cross-entropy weights that give positives and negatives equal total weight.
+fn balance(set: &TrainingSet) -> [f32; 2] {
+    let positives = (0..set.len())
+        .filter(|&i| set.is_positive(i))
+        .count()
+        .max(1) as f32;
+    let negatives = (set.len() as f32 - positives).max(1.0);
+    let total = positives + negatives;
+    [total / (2.0 * negatives), total / (2.0 * positives)]
 }
 
 /// What a checkpoint folder records besides the weights and the optimizer state.
@@ -135,6 +205,12 @@ struct CheckpointState {
     best_f1: Option<f64>,
     since_best: usize,
     options: TrainOptions,
+    /// Updates folded into the weight average so far.
+    #[serde(default)]
+    average_steps: u64,
+    /// Chips in the training and validation sets: a resumed run must see the same data.
+    #[serde(default)]
+    set_sizes: [usize; 2],
 }
 
 /// Where checkpoints go and whether to continue from them.
@@ -158,6 +234,7 @@ fn ckpt_err(path: &std::path::Path, problem: impl ToString) -> TrainError {
 fn save_checkpoint(
     dir: &std::path::Path,
     model: &Network,
+    average: &Network,
     best: Option<&Network>,
     optim: &burn::optim::ModuleOptimizer,
     state: &CheckpointState,
@@ -167,6 +244,10 @@ fn save_checkpoint(
     model
         .clone()
         .save_file(dir.join(format!("model-{epoch}.bpk")))
+        .map_err(|e| ckpt_err(dir, e))?;
+    average
+        .clone()
+        .save_file(dir.join(format!("average-{epoch}.bpk")))
         .map_err(|e| ckpt_err(dir, e))?;
     if let Some(b) = best {
         b.clone()
@@ -185,7 +266,7 @@ fn save_checkpoint(
     std::fs::rename(&tmp, dir.join("state.json")).map_err(|e| ckpt_err(dir, e))?;
     // The previous epoch's files are no longer referenced.
     if epoch > 0 {
-        for name in ["model", "best", "optimizer"] {
+        for name in ["model", "average", "best", "optimizer"] {
             let _ = std::fs::remove_file(dir.join(format!("{name}-{}.bpk", epoch - 1)));
         }
     }
@@ -211,8 +292,8 @@ pub fn train(
             return Err(TrainError::Missing("negatives"));
         }
     }
-    Device::default().seed(options.seed);
-    let device = Device::default().autodiff();
+    crate::device::current().seed(options.seed);
+    let device = crate::device::current().autodiff();
     let config = NetworkConfig::new(train.contract.bands.len(), 1);
     let mut model = config.init(&device);
     let mut optim = AdamConfig::new().init();
@@ -222,12 +303,32 @@ pub fn train(
     let mut best: Option<(f64, Network)> = None;
     let mut since_best = 0;
     let mut first_epoch = 0;
+    let class_weights = balance(train);
+    let mut average = WeightAverage::new(model.valid(), options.average_decay);
     if let Some(c) = checkpoints.filter(|c| c.resume) {
         let state_path = c.dir.join("state.json");
         let text = std::fs::read(&state_path)
             .map_err(|e| ckpt_err(&state_path, format!("cannot resume: {e}")))?;
         let state: CheckpointState = serde_json::from_slice(&text)
             .map_err(|e| ckpt_err(&state_path, format!("corrupt: {e}")))?;
+        // Resuming with other data or other settings would silently mix two runs.
+        if state.set_sizes != [0, 0] && state.set_sizes != [train.len(), val.len()] {
+            return Err(ckpt_err(&state_path, format!(
+                "was written for {} training and {} validation chips, but the sets now hold {} and {}: the samples changed since; start afresh without --resume",
+                state.set_sizes[0], state.set_sizes[1], train.len(), val.len()
+            )));
+        }
+        let (o, n) = (&state.options, options);
+        if o.batch_size != n.batch_size
+            || o.learning_rate != n.learning_rate
+            || o.seed != n.seed
+            || o.average_decay != n.average_decay
+        {
+            return Err(ckpt_err(&state_path, format!(
+                "was written with batch {}, learning rate {}, seed {}, average decay {}; this run asks for batch {}, learning rate {}, seed {}, average decay {}: resume with the same settings",
+                o.batch_size, o.learning_rate, o.seed, o.average_decay, n.batch_size, n.learning_rate, n.seed, n.average_decay
+            )));
+        }
         let e = state.epochs_done;
         model = config
             .init(&device)
@@ -238,11 +339,16 @@ pub fn train(
             .map_err(|err| ckpt_err(&c.dir, format!("optimizer state: {err}")))?;
         if let Some(f1) = state.best_f1 {
             let b = config
-                .init(&Device::default())
+                .init(&crate::device::current())
                 .try_load_file(c.dir.join(format!("best-{e}.bpk")))
                 .map_err(|err| ckpt_err(&c.dir, format!("best weights: {err}")))?;
             best = Some((f1, b));
         }
+        let averaged = config
+            .init(&crate::device::current())
+            .try_load_file(c.dir.join(format!("average-{e}.bpk")))
+            .map_err(|err| ckpt_err(&c.dir, format!("averaged weights: {err}")))?;
+        average = WeightAverage::resumed(averaged, options.average_decay, state.average_steps);
         history = state.history;
         since_best = state.since_best;
         first_epoch = e;
@@ -262,12 +368,17 @@ pub fn train(
         for (bi, idx) in order.chunks(options.batch_size).enumerate() {
             let examples =
                 train.batch(idx, &augment, options.seed, epoch as u64, options.threads)?;
-            let (x, y, h, m) = to_tensors(&examples, mode, &device);
-            let (l, _, _) = loss(&model, x, y, h, m, &device);
+            let (l, _) = loss(
+                &model,
+                to_tensors(&examples, mode, &device),
+                class_weights,
+                &device,
+            );
             let value = f64::from(l.clone().into_scalar::<f32>());
             total += value * idx.len() as f64;
             let grads = GradientsParams::from_grads(l.backward(), &model);
             model = optim.step(lr, model, grads);
+            average.update(&model.valid());
             events(&TrainEvent::Batch {
                 epoch,
                 batch: bi + 1,
@@ -276,7 +387,12 @@ pub fn train(
             });
         }
         let train_s = start.elapsed().as_secs_f64();
-        let mut metrics = evaluate(&model.valid(), val, options)?;
+        let scored = if options.average_decay > 0.0 {
+            average.model.valid()
+        } else {
+            model.valid()
+        };
+        let mut metrics = evaluate(&scored, val, options)?;
         metrics.epoch = epoch + 1;
         metrics.train_loss = total / order.len() as f64;
         metrics.seconds = start.elapsed().as_secs_f64();
@@ -285,7 +401,7 @@ pub fn train(
         let better = best.as_ref().is_none_or(|(f1, _)| metrics.f1 > *f1);
         history.push(metrics.clone());
         if better {
-            best = Some((metrics.f1, model.valid()));
+            best = Some((metrics.f1, scored));
             since_best = 0;
         } else {
             since_best += 1;
@@ -297,8 +413,17 @@ pub fn train(
                 best_f1: best.as_ref().map(|b| b.0),
                 since_best,
                 options: options.clone(),
+                average_steps: average.steps(),
+                set_sizes: [train.len(), val.len()],
             };
-            save_checkpoint(&c.dir, &model, best.as_ref().map(|b| &b.1), &optim, &state)?;
+            save_checkpoint(
+                &c.dir,
+                &model,
+                &average.model,
+                best.as_ref().map(|b| &b.1),
+                &optim,
+                &state,
+            )?;
         }
     }
     let (_, model) = best.ok_or(TrainError::Missing("epochs"))?;
@@ -311,23 +436,34 @@ pub fn evaluate(
     set: &TrainingSet,
     options: &TrainOptions,
 ) -> Result<EpochMetrics, TrainError> {
-    let device = Device::default();
+    let device = crate::device::current();
     let model = model.clone().to_device(&device);
     let mode = set.contract.heading_mode;
     let (mut tp, mut fp, mut fneg) = (0usize, 0usize, 0usize);
     let mut total = 0.0;
     let mut heading_errors = Vec::new();
+    let mut length_errors = Vec::new();
+    let class_weights = balance(set);
     let indices: Vec<usize> = (0..set.len()).collect();
     for idx in indices.chunks(options.batch_size) {
         let examples = set.batch(idx, &Augment::none(), options.seed, 0, options.threads)?;
-        let (x, y, h, m) = to_tensors(&examples, mode, &device);
-        let (l, logits, heading) = loss(&model, x, y, h, m, &device);
+        let (l, out) = loss(
+            &model,
+            to_tensors(&examples, mode, &device),
+            class_weights,
+            &device,
+        );
         total += f64::from(l.into_scalar::<f32>()) * idx.len() as f64;
-        let probs: Vec<f32> = burn::tensor::activation::softmax(logits, 1)
+        let probs: Vec<f32> = burn::tensor::activation::softmax(out.logits, 1)
             .into_data()
             .try_to_vec::<f32>()
             .unwrap_or_default();
-        let hv: Vec<f32> = heading.into_data().try_to_vec::<f32>().unwrap_or_default();
+        let hv: Vec<f32> = out
+            .heading
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap_or_default();
+        let sv: Vec<f32> = out.size.into_data().try_to_vec::<f32>().unwrap_or_default();
         for (i, e) in examples.iter().enumerate() {
             let predicted = probs[i * 2 + 1] >= 0.5;
             match (predicted, e.positive) {
@@ -343,12 +479,16 @@ pub fn evaluate(
                     .to_degrees()
                     / k;
                 heading_errors.push(mode.difference_deg(est, e.heading_deg));
+                if let Some([l, _]) = e.size_m {
+                    length_errors.push((f64::from(sv[i * 2]).exp() / l - 1.0).abs());
+                }
             }
         }
     }
     let precision = tp as f64 / (tp + fp).max(1) as f64;
     let recall = tp as f64 / (tp + fneg).max(1) as f64;
     heading_errors.sort_by(f64::total_cmp);
+    length_errors.sort_by(f64::total_cmp);
     Ok(EpochMetrics {
         val_loss: total / set.len().max(1) as f64,
         precision,
@@ -360,6 +500,10 @@ pub fn evaluate(
         },
         heading_error_deg: heading_errors
             .get(heading_errors.len() / 2)
+            .copied()
+            .unwrap_or(f64::NAN),
+        length_error: length_errors
+            .get(length_errors.len() / 2)
             .copied()
             .unwrap_or(f64::NAN),
         ..Default::default()

@@ -195,6 +195,27 @@ fn an_interrupted_run_resumes_from_its_checkpoint() {
         "uninterrupted {a:.3} vs resumed {b:.3}"
     );
 
+    // Other settings or other data than the checkpoint's are refused, naming the difference.
+    let err = train(
+        &train_set,
+        &val_set,
+        &TrainOptions {
+            seed: 9,
+            ..full.clone()
+        },
+        Some(&resumed_ck),
+        |_| {},
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(err.contains("seed 1") && err.contains("seed 9"), "{err}");
+    let err = train(&val_set, &val_set, &full, Some(&resumed_ck), |_| {})
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("samples changed"), "{err}");
+
     // A corrupt checkpoint is a clear error.
     std::fs::write(ck.dir.join("state.json"), b"{ not json").unwrap();
     let err = train(&train_set, &val_set, &full, Some(&resumed_ck), |_| {})

@@ -6,7 +6,9 @@
 
 use crate::chips::{ChipError, ChipRecord, ChipSet, OpenImage};
 use crate::normalize::window::NormalizedWindow;
-use crate::normalize::{chip_radius_px, resample_chip, Chip, Contract};
+use crate::normalize::{
+    chip_radius_px, resample_chip, resample_square, Chip, Contract, HeadingSource,
+};
 use crate::sample::{HeadingMode, Polarity};
 use crate::synthetic::Rng;
 use std::collections::HashMap;
@@ -54,6 +56,9 @@ pub struct Example {
     /// Heading of the object in the chip, degrees clockwise from up (positives; 0 without
     /// augmentation because chips are canonical).
     pub heading_deg: f64,
+    /// Object length and width in metres as the chip shows them at the contract's GSD
+    /// (positives; scale augmentation changes them alike).
+    pub size_m: Option<[f64; 2]>,
     /// Index of the chip in the set it came from.
     pub source: usize,
 }
@@ -172,12 +177,104 @@ impl TrainingSet {
             }
         }
         let mode: HeadingMode = self.contract.heading_mode;
+        // A chip cut at a coarser GSD shows the object smaller: to the network it is an
+        // object of length / scale at the contract's GSD.
+        let size_m = match (rec.length_m, rec.width_m) {
+            (Some(l), Some(w)) if rec.polarity == Polarity::Positive => {
+                Some([l / scale, w / scale])
+            }
+            _ => None,
+        };
         Ok(Example {
             chip,
             positive: rec.polarity == Polarity::Positive,
             heading_deg: mode.wrap(heading),
+            size_m,
             source: index,
         })
+    }
+
+    /// The images the set's chips come from: URI, width and height (pixels), GSD (m).
+    pub fn images(&self) -> Vec<(String, u32, u32, f64)> {
+        let mut out: Vec<_> = self
+            .images
+            .iter()
+            .map(|(uri, img)| {
+                let info = img.source.info();
+                (uri.clone(), info.width, info.height, img.gsd_m)
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// An unrotated `size`×`size` square of image `uri` at the contract's GSD, bands and
+    /// colour, centred on (cx, cy) in image pixels: what detection feeds the network.
+    pub fn cut_tile(&self, uri: &str, cx: f64, cy: f64, size: usize) -> Result<Chip, ChipError> {
+        let img = self.images.get(uri).ok_or_else(|| {
+            ChipError::Geo(kestrel_geo::GeoError::Invalid(format!(
+                "{uri} is not an image of this training set"
+            )))
+        })?;
+        let info = img.source.info();
+        let zoom = img.gsd_m / self.contract.target_gsd_m;
+        let radius = size as f64 / zoom * std::f64::consts::FRAC_1_SQRT_2 + 2.0;
+        let win =
+            NormalizedWindow::around(info.width, info.height, cx, cy, radius).ok_or_else(|| {
+                ChipError::Geo(kestrel_geo::GeoError::Invalid(format!(
+                    "tile centre ({cx:.0}, {cy:.0}) outside {uri}"
+                )))
+            })?;
+        let nw = NormalizedWindow::read_for(
+            img.source.as_ref(),
+            win,
+            &self.contract.bands,
+            &img.stats,
+            &self.contract.colour,
+        )?;
+        Ok(resample_square(&nw, cx, cy, 0.0, zoom, size))
+    }
+
+    /// Adds a negative at (cx, cy) of image `uri` (one of the set's images), e.g. a mined
+    /// hard negative; it is cut, augmented, like any other.
+    pub fn add_negative(
+        &mut self,
+        uri: &str,
+        cx: f64,
+        cy: f64,
+        heading_deg: f64,
+    ) -> Result<(), ChipError> {
+        let img = self.images.get(uri).ok_or_else(|| {
+            ChipError::Geo(kestrel_geo::GeoError::Invalid(format!(
+                "{uri} is not an image of this training set"
+            )))
+        })?;
+        self.items.push(ChipRecord {
+            sample_id: None,
+            image_uri: uri.to_string(),
+            polarity: Polarity::Negative,
+            centre_px: [cx, cy],
+            heading_deg,
+            heading: HeadingSource::Given,
+            scale: self.contract.target_gsd_m / img.gsd_m,
+            length_m: None,
+            width_m: None,
+            chip: Chip {
+                size: 0,
+                bands: 0,
+                data: Vec::new(),
+            },
+        });
+        Ok(())
+    }
+
+    /// Centres (image pixels) of the set's chips on image `uri`, positives and negatives.
+    pub fn centres(&self, uri: &str) -> Vec<([f64; 2], bool)> {
+        self.items
+            .iter()
+            .filter(|r| r.image_uri == uri)
+            .map(|r| (r.centre_px, r.polarity == Polarity::Positive))
+            .collect()
     }
 
     /// The order of an epoch: a seeded shuffle of all indices.

@@ -292,8 +292,7 @@ fn size_from_box(w: f64, h: f64, e: OrientationEstimate) -> (f64, f64) {
 }
 
 /// Resamples a chip centred on (cx, cy) (image pixels), turned so that `heading_deg` points
-/// up, at the contract's GSD. When the chip is coarser than the image, each chip pixel
-/// averages a grid of bilinear samples over its footprint (anti-aliasing).
+/// up, at the contract's GSD.
 pub fn resample_chip(
     win: &NormalizedWindow,
     cx: f64,
@@ -302,9 +301,29 @@ pub fn resample_chip(
     image_gsd_m: f64,
     contract: &Contract,
 ) -> Chip {
-    let size = contract.chip_size_px as usize;
+    resample_square(
+        win,
+        cx,
+        cy,
+        heading_deg,
+        image_gsd_m / contract.target_gsd_m,
+        contract.chip_size_px as usize,
+    )
+}
+
+/// Resamples a `size`×`size` square centred on (cx, cy) (image pixels), turned so that
+/// `heading_deg` points up, with `zoom` chip pixels per image pixel. When the chip is coarser than the image, each chip
+/// pixel averages a grid of bilinear samples over its footprint (anti-aliasing).
+pub fn resample_square(
+    win: &NormalizedWindow,
+    cx: f64,
+    cy: f64,
+    heading_deg: f64,
+    zoom: f64,
+    size: usize,
+) -> Chip {
     let bands = win.planes.len();
-    let scale = contract.target_gsd_m / image_gsd_m; // image pixels per chip pixel
+    let scale = 1.0 / zoom; // image pixels per chip pixel
     let t = heading_deg.to_radians();
     let (fx, fy) = (t.sin(), -t.cos()); // front, in image pixel axes
     let (rx, ry) = (t.cos(), t.sin()); // object's right

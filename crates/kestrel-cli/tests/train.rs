@@ -1,0 +1,137 @@
+//! `kestrel train` as a user runs it: killed mid-epoch and resumed, with a mining round,
+//! ending in a model package that `kestrel info` describes.
+
+use kestrel_samples::synthetic::{Scene, SceneSpec, TruthBoxes};
+use kestrel_samples::{HeadingMode, Project};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+fn synthetic_project(dir: &Path) -> std::path::PathBuf {
+    let p = dir.join("vehicles");
+    let mut project = Project::create(&p).unwrap();
+    let class = project.add_class("vehicle", HeadingMode::Directed).unwrap();
+    for seed in [61, 62, 63, 64] {
+        let scene = Scene::generate(&SceneSpec {
+            seed,
+            vehicles: 40,
+            width_px: 560,
+            height_px: 560,
+            ..Default::default()
+        });
+        scene
+            .add_to_project(
+                &mut project,
+                &dir.join(format!("scene_{seed}.tif")),
+                class.id,
+                TruthBoxes::Oriented,
+            )
+            .unwrap();
+    }
+    p
+}
+
+#[test]
+fn a_run_killed_mid_epoch_resumes_mines_and_writes_its_package() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = synthetic_project(dir.path());
+    let model = dir.path().join("vehicle.kestrel");
+    let args = |extra: &[&str]| {
+        let mut v: Vec<String> = [
+            "train",
+            "--project",
+            project.to_str().unwrap(),
+            "--class",
+            "vehicle",
+            "-o",
+            model.to_str().unwrap(),
+            "--validate-on",
+            "scene_64",
+            "--epochs",
+            "8",
+            "--batch",
+            "32",
+            "--mine-rounds",
+            "1",
+            "--json",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    // Kill the run as soon as the second epoch of the mining round has begun: the first
+    // epoch's checkpoint is complete, the second is half done.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kestrel"))
+        .args(args(&[]))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut killed_at = None;
+    for line in stdout.lines() {
+        let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if v["event"] == "batch" && v["epoch"] == 1 && v["batch"] == 2 {
+            child.kill().unwrap();
+            killed_at = Some(v["epoch"].as_u64().unwrap());
+            break;
+        }
+    }
+    let _ = child.wait();
+    assert_eq!(killed_at, Some(1), "the run was killed in its second epoch");
+    assert!(!model.exists(), "a killed run leaves no package");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_kestrel"))
+        .args(args(&["--resume"]))
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    let epochs: Vec<u64> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["event"] == "epoch")
+        .map(|v| v["epoch"].as_u64().unwrap())
+        .collect();
+    // Round 1 (half the epochs, 4) resumes after its first epoch; round 2 runs all 8.
+    assert_eq!(epochs, vec![2, 3, 4, 1, 2, 3, 4, 5, 6, 7, 8], "{stderr}");
+    let reported: usize = stderr
+        .split("mined ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no mining report: {stderr}"));
+    let mined: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("vehicle.kestrel.checkpoints/mined.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(mined.as_array().map(Vec::len), Some(reported), "{mined}");
+    let info = Command::new(env!("CARGO_BIN_EXE_kestrel"))
+        .args(["info", model.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    assert!(info.status.success());
+    let meta: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(meta["classes"][0], "vehicle");
+    let (positives, negatives) = (
+        meta["training"]["positives"].as_u64().unwrap(),
+        meta["training"]["negatives"].as_u64().unwrap(),
+    );
+    assert_eq!(
+        negatives,
+        2 * positives + reported as u64,
+        "automatic plus mined negatives"
+    );
+    let best = meta["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["f1"].as_f64().unwrap())
+        .fold(0.0, f64::max);
+    assert!(best > 0.8, "best F1 {best}");
+}

@@ -1,0 +1,119 @@
+//! Throughput of the network on this machine, for `kestrel bench network`: training steps
+//! (forward, loss, backward, Adam) and inference on batches of chips, and a dense pass over a
+//! large tile. `bench/network_pytorch.py` measures the same architecture in PyTorch.
+
+use crate::network::NetworkConfig;
+use crate::train::{loss_for_bench, Batch};
+use burn::module::Module;
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::tensor::{Distribution, Int, Tensor};
+use serde::Serialize;
+use std::time::Instant;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct NetworkBench {
+    pub chip_px: usize,
+    pub batch: usize,
+    pub parameters: usize,
+    pub train_images_per_s: f64,
+    pub infer_images_per_s: f64,
+    pub tile_px: usize,
+    pub tile_seconds: f64,
+    pub tile_mpx_per_s: f64,
+    pub tile_gflop_per_s: f64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Median of `steps` timed repetitions after two warm-up ones.
+pub fn measure(
+    config: &NetworkConfig,
+    chip_px: usize,
+    batch: usize,
+    tile_px: usize,
+    steps: usize,
+) -> NetworkBench {
+    let device = crate::device::current();
+    let ad = device.clone().autodiff();
+    let c = config.in_channels;
+    let mut model = config.init(&ad);
+    let parameters = model.num_params();
+    let mut optim = AdamConfig::new().init();
+    let mut train_s = Vec::new();
+    for i in 0..steps + 2 {
+        let batch_t = Batch {
+            x: Tensor::random(
+                [batch, c, chip_px, chip_px],
+                Distribution::Uniform(0.0, 1.0),
+                &ad,
+            ),
+            y: Tensor::<1, Int>::from_data(
+                burn::tensor::TensorData::new(
+                    (0..batch as i64).map(|k| k % 2).collect::<Vec<_>>(),
+                    [batch],
+                ),
+                &ad,
+            ),
+            heading: Tensor::random([batch, 2], Distribution::Uniform(-1.0, 1.0), &ad),
+            size: Tensor::random([batch, 2], Distribution::Uniform(0.0, 2.0), &ad),
+            positive: Tensor::ones([batch, 1], &ad),
+            sized: Tensor::ones([batch, 1], &ad),
+        };
+        let t = Instant::now();
+        let l = loss_for_bench(&model, batch_t, &ad);
+        let grads = GradientsParams::from_grads(l.backward(), &model);
+        model = optim.step(1e-3, model, grads);
+        // Wait for the step to finish (the backend may run lazily).
+        let _ = model.clone().valid().num_params();
+        if i >= 2 {
+            train_s.push(t.elapsed().as_secs_f64());
+        }
+    }
+    let net = model.valid();
+    let mut infer_s = Vec::new();
+    for i in 0..steps + 2 {
+        let x: Tensor<4> = Tensor::random(
+            [batch, c, chip_px, chip_px],
+            Distribution::Uniform(0.0, 1.0),
+            &device,
+        );
+        let t = Instant::now();
+        let out = net.forward(x);
+        let _ = out.class_logits.into_data();
+        if i >= 2 {
+            infer_s.push(t.elapsed().as_secs_f64());
+        }
+    }
+    let mut tile_s = Vec::new();
+    for i in 0..(steps / 2).max(1) + 1 {
+        let x: Tensor<4> = Tensor::random(
+            [1, c, tile_px, tile_px],
+            Distribution::Uniform(0.0, 1.0),
+            &device,
+        );
+        let t = Instant::now();
+        let out = net.forward(x);
+        let _ = out.class_logits.into_data();
+        let _ = out.heading.into_data();
+        let _ = out.size.into_data();
+        if i >= 1 {
+            tile_s.push(t.elapsed().as_secs_f64());
+        }
+    }
+    let (train, infer, tile) = (median(train_s), median(infer_s), median(tile_s));
+    let cells = (tile_px / crate::network::STRIDE).pow(2) as f64;
+    NetworkBench {
+        chip_px,
+        batch,
+        parameters,
+        train_images_per_s: batch as f64 / train,
+        infer_images_per_s: batch as f64 / infer,
+        tile_px,
+        tile_seconds: tile,
+        tile_mpx_per_s: (tile_px * tile_px) as f64 / 1e6 / tile,
+        tile_gflop_per_s: 2.0 * config.macs_per_output_cell() as f64 * cells / 1e9 / tile,
+    }
+}
