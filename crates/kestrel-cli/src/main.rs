@@ -2,6 +2,8 @@
 //! lives in the library crates.
 
 mod bench;
+mod detect_cmd;
+mod eval_cmd;
 mod progress;
 mod samples_cmd;
 mod train_cmd;
@@ -114,6 +116,55 @@ enum Command {
         #[arg(long, default_value = "quantile")]
         colour: String,
     },
+    /// Detect a model's class across whole rasters, into GeoJSON (lon/lat) or GeoPackage.
+    Detect {
+        /// The model package (from `kestrel train`).
+        #[arg(long)]
+        model: PathBuf,
+        /// Rasters: files, https:// or s3:// COGs.
+        #[arg(required = true)]
+        images: Vec<String>,
+        /// OUT.geojson or OUT.gpkg.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Objectness at or above which an object is reported.
+        #[arg(long, default_value_t = 0.5)]
+        threshold: f32,
+        /// Ground sample distance in metres, for images without georeferencing.
+        #[arg(long)]
+        gsd: Option<f64>,
+        /// Area of interest: min_x,min_y,max_x,max_y in the image's CRS (pixels without one).
+        #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+        bbox: Option<Vec<f64>>,
+        /// Tile edge in network pixels.
+        #[arg(long, default_value_t = 512)]
+        tile: usize,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Score detections against ground truth: precision, recall, F1, AP50, AP50:95, heading error.
+    Eval {
+        /// Truth label files (any format `kestrel import` reads), each beside its image.
+        #[arg(long, num_args = 1.., required = true)]
+        truth: Vec<PathBuf>,
+        /// Detections written by `kestrel detect` (GeoJSON).
+        #[arg(long)]
+        pred: PathBuf,
+        #[arg(long, default_value_t = 0.5)]
+        iou: f64,
+        /// The detection threshold to report besides the best one.
+        #[arg(long, default_value_t = 0.5)]
+        threshold: f32,
+        /// Names of YOLO class ids 0, 1, …, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        class_names: Vec<String>,
+        /// Score only truth of this class.
+        #[arg(long)]
+        only: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Train a detector for a class from the project's positives and negatives.
     Train {
         #[command(flatten)]
@@ -196,7 +247,7 @@ fn run() -> Result<()> {
         .clone()
         .or_else(|| std::env::var("KESTREL_DEVICE").ok())
         .unwrap_or_else(|| "auto".into());
-    if matches!(cli.command, Command::Train { .. } | Command::Bench { .. }) {
+    if matches!(cli.command, Command::Train { .. } | Command::Bench { .. } | Command::Detect { .. }) {
         let chosen = kestrel_model::device::select(&device)?;
         eprintln!("network device: {chosen}");
     }
@@ -235,6 +286,8 @@ fn run() -> Result<()> {
             );
             Ok(())
         }
+        Command::Detect { model, images, output, threshold, gsd, bbox, tile, json } => detect_cmd::run(detect_cmd::DetectArgs { model, images, output, threshold, gsd, bbox, tile, json }),
+        Command::Eval { truth, pred, iou, threshold, class_names, only, json } => eval_cmd::run(eval_cmd::EvalArgs { truth, pred, iou, threshold, class_names, only, json }).map(|_| ()),
         Command::Bench { what, work, quick } => match what.as_str() {
             "io" => bench::run(&work, quick),
             "chips" => bench::chips(&work),

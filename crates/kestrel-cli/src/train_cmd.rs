@@ -103,6 +103,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         .count();
     let negatives = train_chips.chips.len() - positives;
     let contract = train_chips.contract.clone();
+    let pattern = kestrel_model::pattern::Pattern::from_chips(train_chips.chips.iter().filter(|c| c.polarity == Polarity::Positive).map(|c| &c.chip));
     let train_set = TrainingSet::new(train_chips);
     let val_set = TrainingSet::new(val_chips);
     eprintln!(
@@ -256,6 +257,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
             options: a.options.clone(),
         },
         metrics: history.clone(),
+        pattern,
         created_unix_s: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),

@@ -3,5 +3,8 @@
 //! objectness map turned into candidates with heading and size, and hard-negative mining,
 //! which is detection over the labelled images of a training set.
 
+pub mod detect;
+pub mod eval;
+pub mod geometry;
 pub mod mine;
 pub mod scan;

@@ -8,4 +8,5 @@ pub mod device;
 pub mod ema;
 pub mod network;
 pub mod package;
+pub mod pattern;
 pub mod train;

@@ -36,6 +36,9 @@ pub struct PackageMeta {
     pub metrics: Vec<EpochMetrics>,
     /// Seconds since the Unix epoch when the package was written.
     pub created_unix_s: u64,
+    /// The class's rotational pattern (mean canonical positive) for heading refinement.
+    #[serde(default)]
+    pub pattern: Option<crate::pattern::Pattern>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,111 @@
+//! `kestrel eval`: detections scored against ground truth in any label format `kestrel
+//! import` reads. Truth files are paired with images by file stem (`MOS74.txt` ↔
+//! `MOS74.png`), detections with images by their `image` property.
+
+use anyhow::{bail, Context, Result};
+use kestrel_detect::eval::{evaluate, EvalReport, PredictedBox, TruthBox};
+use kestrel_detect::geometry::OrientedBox;
+use kestrel_samples::labels::{detect_format, read_labels, ImageFrame};
+use kestrel_samples::{HeadingMode, Polarity, Shape};
+use std::path::{Path, PathBuf};
+
+pub struct EvalArgs {
+    pub truth: Vec<PathBuf>,
+    pub pred: PathBuf,
+    pub iou: f64,
+    pub threshold: f32,
+    pub class_names: Vec<String>,
+    pub only: Option<String>,
+    pub json: bool,
+}
+
+fn stem(p: &str) -> String {
+    Path::new(p).file_stem().and_then(|s| s.to_str()).unwrap_or(p).to_string()
+}
+
+/// The image beside a truth file: same stem, any raster extension.
+fn image_beside(truth: &Path) -> Option<PathBuf> {
+    ["tif", "tiff", "png", "jpg", "jpeg"].iter().map(|e| truth.with_extension(e)).find(|p| p.exists())
+}
+
+fn read_truth(a: &EvalArgs) -> Result<Vec<TruthBox>> {
+    let mut out = Vec::new();
+    for path in &a.truth {
+        let format = detect_format(path).with_context(|| format!("{}: cannot tell the label format", path.display()))?;
+        let image = image_beside(path);
+        let info = match &image {
+            Some(i) => Some(kestrel_geo::open_raster(i)?.info().clone()),
+            None => None,
+        };
+        let frame = ImageFrame { width: info.as_ref().map_or(0, |i| i.width), height: info.as_ref().map_or(0, |i| i.height), georef: info.as_ref().and_then(|i| i.georef.as_ref()), file_name: None };
+        let set = read_labels(path, format, &frame, &a.class_names).map_err(|e| anyhow::anyhow!("{}:{}: {}", e.file, e.line, e.problem))?;
+        for issue in &set.issues {
+            eprintln!("warning: {}:{}: {}", issue.file, issue.line, issue.problem);
+        }
+        for r in set.records {
+            if r.polarity != Polarity::Positive || a.only.as_ref().is_some_and(|c| *c != r.class_name) {
+                continue;
+            }
+            let (bbox, axis_aligned) = match r.shape {
+                Shape::AxisBox { cx, cy, w, h } => (OrientedBox { cx, cy, length: h, width: w, heading_deg: 0.0 }, true),
+                Shape::OrientedBox { cx, cy, length, width, heading_deg } => (OrientedBox { cx, cy, length, width, heading_deg }, false),
+                Shape::Point { .. } => bail!("{}:{}: points cannot be scored by IoU; the truth needs boxes", path.display(), r.line),
+            };
+            out.push(TruthBox { image: stem(&path.display().to_string()), bbox, axis_aligned, heading: if axis_aligned { None } else { Some(r.heading_mode.unwrap_or(HeadingMode::Axis)) } });
+        }
+    }
+    Ok(out)
+}
+
+/// Reads Kestrel's own detections (their `pixel_polygon`, `score` and `image`).
+fn read_predictions(path: &Path) -> Result<Vec<PredictedBox>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
+    let features = v["features"].as_array().with_context(|| format!("{}: not a GeoJSON FeatureCollection", path.display()))?;
+    let mut out = Vec::new();
+    for (i, f) in features.iter().enumerate() {
+        let p = &f["properties"];
+        let bad = |what: &str| anyhow::anyhow!("{}: feature {}: {what} (Kestrel detections carry pixel_polygon, score and image)", path.display(), i + 1);
+        let ring: Vec<(f64, f64)> = p["pixel_polygon"].as_array().ok_or_else(|| bad("no pixel_polygon"))?.iter().filter_map(|c| Some((c[0].as_f64()?, c[1].as_f64()?))).collect();
+        if ring.len() != 4 {
+            return Err(bad("pixel_polygon is not four corners"));
+        }
+        // Corners front-left, front-right, back-right, back-left.
+        let (fl, fr, bl) = (ring[0], ring[1], ring[3]);
+        let cx = ring.iter().map(|c| c.0).sum::<f64>() / 4.0;
+        let cy = ring.iter().map(|c| c.1).sum::<f64>() / 4.0;
+        let length = (fl.0 - bl.0).hypot(fl.1 - bl.1);
+        let width = (fl.0 - fr.0).hypot(fl.1 - fr.1);
+        let heading_deg = (fl.0 - bl.0).atan2(-(fl.1 - bl.1)).to_degrees().rem_euclid(360.0);
+        let score = p["score"].as_f64().ok_or_else(|| bad("no score"))? as f32;
+        let image = p["image"].as_str().ok_or_else(|| bad("no image"))?;
+        out.push(PredictedBox { image: stem(image), bbox: OrientedBox { cx, cy, length, width, heading_deg }, score });
+    }
+    Ok(out)
+}
+
+pub fn run(a: EvalArgs) -> Result<EvalReport> {
+    if a.truth.is_empty() {
+        bail!("no truth files given (--truth FILE ...)");
+    }
+    let truth = read_truth(&a)?;
+    let preds = read_predictions(&a.pred)?;
+    // Only images that have truth are scored: detections elsewhere have nothing to match.
+    let with_truth: std::collections::HashSet<&str> = truth.iter().map(|t| t.image.as_str()).collect();
+    let preds: Vec<PredictedBox> = preds.into_iter().filter(|p| with_truth.contains(p.image.as_str())).collect();
+    let report = evaluate(&truth, &preds, a.iou, a.threshold);
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        let r = &report;
+        println!("{} truth objects in {} image(s), IoU ≥ {}", r.truth, with_truth.len(), r.iou);
+        println!("  at threshold {:.2}: precision {:.3}, recall {:.3}, F1 {:.3} ({} detections)", r.at_default.threshold, r.at_default.precision, r.at_default.recall, r.at_default.f1, r.at_default.detections);
+        println!("  at the best threshold {:.2}: precision {:.3}, recall {:.3}, F1 {:.3}", r.at_best.threshold, r.at_best.precision, r.at_best.recall, r.at_best.f1);
+        println!("  AP50 {:.3}, AP50:95 {:.3}, count error {:+.1} %", r.ap50, r.ap50_95, r.count_error * 100.0);
+        match (r.heading_error_median_deg, r.heading_error_p90_deg) {
+            (Some(m), Some(p)) => println!("  heading error: median {m:.1}°, 90th percentile {p:.1}°"),
+            _ => println!("  heading error: not measured (the truth has no headings)"),
+        }
+    }
+    Ok(report)
+}
