@@ -305,8 +305,8 @@ pub fn network(quick: bool) -> Result<()> {
         2.0 * macs * 1e6 / 1e9
     );
     println!(
-        "  kestrel (burn flex): train {:7.1} img/s, infer {:7.1} img/s, dense tile {:.3} s = {:.2} Mpx/s ({:.1} GFLOP/s)",
-        ours.train_images_per_s, ours.infer_images_per_s, ours.tile_seconds, ours.tile_mpx_per_s, ours.tile_gflop_per_s
+        "  kestrel ({}): train {:7.1} img/s, infer {:7.1} img/s, dense tile {:.3} s = {:.2} Mpx/s ({:.1} GFLOP/s)",
+        kestrel_model::device::describe(&kestrel_model::device::current()), ours.train_images_per_s, ours.infer_images_per_s, ours.tile_seconds, ours.tile_mpx_per_s, ours.tile_gflop_per_s
     );
     let Ok(python) = std::env::var("KESTREL_TORCH_PYTHON") else {
         println!("  PyTorch: not measured (set KESTREL_TORCH_PYTHON to a Python with torch; see bench/README.md)");

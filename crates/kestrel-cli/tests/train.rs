@@ -135,3 +135,38 @@ fn a_run_killed_mid_epoch_resumes_mines_and_writes_its_package() {
         .fold(0.0, f64::max);
     assert!(best > 0.8, "best F1 {best}");
 }
+
+#[test]
+fn sample_sets_a_detector_cannot_learn_from_are_clear_errors() {
+    use kestrel_samples::store::NewSample;
+    use kestrel_samples::{Origin, Polarity, Shape};
+    let dir = tempfile::tempdir().unwrap();
+    let project = synthetic_project(dir.path());
+    {
+        let mut p = Project::open(&project).unwrap();
+        p.add_class("ship", HeadingMode::Axis).unwrap();
+        let only_neg = p.add_class("crane", HeadingMode::Axis).unwrap();
+        let image = p.images().unwrap()[0].id;
+        p.add_samples(&[NewSample { image_id: image, class_id: only_neg.id, polarity: Polarity::Negative, shape: Shape::Point { x: 50.0, y: 50.0, heading_deg: None }, heading_mode: None, origin: Origin::Drawn }]).unwrap();
+    }
+    let before = Project::open(&project).unwrap().samples(&Default::default()).unwrap().len();
+    let run = |class: &str, extra: &[&str]| {
+        let model = dir.path().join(format!("{class}.kestrel"));
+        let mut args = vec!["train", "--project", project.to_str().unwrap(), "--class", class, "-o", model.to_str().unwrap(), "--validate-on", "scene_64", "--epochs", "1"];
+        args.extend_from_slice(extra);
+        let out = Command::new(env!("CARGO_BIN_EXE_kestrel")).args(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success() && !stderr.contains("panicked"), "{stderr}");
+        assert!(!model.exists());
+        stderr
+    };
+    let e = run("ship", &[]);
+    assert!(e.contains("ship") && e.contains("positive"), "empty class: {e}");
+    let e = run("crane", &[]);
+    assert!(e.contains("crane") && e.contains("positive"), "only negatives: {e}");
+    let e = run("vehicle", &["--negatives", "0"]);
+    assert!(e.contains("negatives"), "only positives: {e}");
+    let e = run("submarine", &[]);
+    assert!(e.contains("submarine"), "unknown class: {e}");
+    assert_eq!(Project::open(&project).unwrap().samples(&Default::default()).unwrap().len(), before, "nothing stored is lost");
+}

@@ -42,7 +42,12 @@ pub fn current() -> Device {
 }
 
 pub fn describe(device: &Device) -> String {
-    format!("{device:?}")
+    let debug = format!("{device:?}");
+    if debug.contains("Flex") {
+        "CPU (burn flex)".into()
+    } else {
+        format!("GPU (burn wgpu, {debug})")
+    }
 }
 
 #[cfg(feature = "gpu")]

@@ -304,7 +304,11 @@ pub fn train(
     let mut since_best = 0;
     let mut first_epoch = 0;
     let class_weights = balance(train);
-    let mut average = WeightAverage::new(model.valid(), options.average_decay);
+    // The average spans about one epoch at most: a small set takes few steps per epoch, and
+    // an average over more than the run would lag behind it.
+    let steps_per_epoch = train.len().div_ceil(options.batch_size.max(1)).max(1);
+    let decay = options.average_decay.min(1.0 - 1.0 / steps_per_epoch as f32).max(0.0);
+    let mut average = WeightAverage::new(model.valid(), decay);
     if let Some(c) = checkpoints.filter(|c| c.resume) {
         let state_path = c.dir.join("state.json");
         let text = std::fs::read(&state_path)
@@ -348,7 +352,7 @@ pub fn train(
             .init(&crate::device::current())
             .try_load_file(c.dir.join(format!("average-{e}.bpk")))
             .map_err(|err| ckpt_err(&c.dir, format!("averaged weights: {err}")))?;
-        average = WeightAverage::resumed(averaged, options.average_decay, state.average_steps);
+        average = WeightAverage::resumed(averaged, decay, state.average_steps);
         history = state.history;
         since_best = state.since_best;
         first_epoch = e;
