@@ -133,23 +133,9 @@ impl TrainingSet {
         // Cutting at heading h − rot shows the object turned by +rot.
         let mut contract = self.contract.clone();
         contract.target_gsd_m *= scale;
-        let info = img.source.info();
         let r = chip_radius_px(&contract, img.gsd_m);
         let (cx, cy) = (rec.centre_px[0], rec.centre_px[1]);
-        let win =
-            NormalizedWindow::around(info.width, info.height, cx, cy, r).ok_or_else(|| {
-                ChipError::Geo(kestrel_geo::GeoError::Invalid(format!(
-                    "chip centre outside {}",
-                    rec.image_uri
-                )))
-            })?;
-        let nw = NormalizedWindow::read_for(
-            img.source.as_ref(),
-            win,
-            &self.contract.bands,
-            &img.stats,
-            &self.contract.colour,
-        )?;
+        let nw = self.read_around(img, &rec.image_uri, cx, cy, r)?;
         let base = rec.heading_deg - self.contract.canonical_heading_deg;
         let mut chip = resample_chip(&nw, cx, cy, base - rot, img.gsd_m, &contract);
         let mut heading = rot;
@@ -216,23 +202,20 @@ impl TrainingSet {
                 "{uri} is not an image of this training set"
             )))
         })?;
-        let info = img.source.info();
         let zoom = img.gsd_m / self.contract.target_gsd_m;
-        let radius = size as f64 / zoom * std::f64::consts::FRAC_1_SQRT_2 + 2.0;
-        let win =
-            NormalizedWindow::around(info.width, info.height, cx, cy, radius).ok_or_else(|| {
-                ChipError::Geo(kestrel_geo::GeoError::Invalid(format!(
-                    "tile centre ({cx:.0}, {cy:.0}) outside {uri}"
-                )))
-            })?;
-        let nw = NormalizedWindow::read_for(
-            img.source.as_ref(),
-            win,
-            &self.contract.bands,
-            &img.stats,
-            &self.contract.colour,
-        )?;
+        // Unrotated: half the square's edge, plus a pixel for interpolation.
+        let radius = size as f64 / zoom / 2.0 + 2.0;
+        let nw = self.read_around(img, uri, cx, cy, radius)?;
         Ok(resample_square(&nw, cx, cy, 0.0, zoom, size))
+    }
+
+    /// The colour-normalized square of `radius` image pixels around (cx, cy), in the
+    /// contract's bands and colour method.
+    fn read_around(&self, img: &OpenImage, uri: &str, cx: f64, cy: f64, radius: f64) -> Result<NormalizedWindow, ChipError> {
+        let info = img.source.info();
+        let win = NormalizedWindow::around(info.width, info.height, cx, cy, radius)
+            .ok_or_else(|| ChipError::Geo(kestrel_geo::GeoError::Invalid(format!("centre ({cx:.0}, {cy:.0}) outside {uri}"))))?;
+        Ok(NormalizedWindow::read_for(img.source.as_ref(), win, &self.contract.bands, &img.stats, &self.contract.colour)?)
     }
 
     /// Adds a negative at (cx, cy) of image `uri` (one of the set's images), e.g. a mined
