@@ -175,29 +175,39 @@ pub fn detect_raster(src: &dyn RasterSource, gsd_m: f64, stats: &ColourStats, ne
             let grid = score_tile(network, contract, &p.chip);
             timing.network += t.elapsed();
             let t = Instant::now();
+            // Proposals: peaks in the tile's core, strongest first, one per half object length.
+            let min_gap_px = 0.5 * contract.object_length_m / gsd_m;
+            let mut proposals: Vec<(f64, f64, f64)> = Vec::new();
             for peak in peaks(&grid, options.threshold) {
                 let u = p.left + grid.origin_px + (peak.col as f64 + peak.offset[0]) * STRIDE as f64;
                 let v = p.top + grid.origin_px + (peak.row as f64 + peak.offset[1]) * STRIDE as f64;
                 if u < p.core[0] || u >= p.core[2] || v < p.core[1] || v >= p.core[3] {
                     continue;
                 }
-                let cell = peak.row * grid.cols + peak.col;
                 let (x, y) = (u / zoom, v / zoom);
-                let [length_m, width_m] = grid.size_m[cell];
-                let mut heading = grid.heading_deg[cell];
-                let mut match_score = None;
-                if let Some(pat) = pattern {
-                    let (h, s) = refine_heading(&p.window, x, y, heading, zoom, contract.heading_mode, contract.canonical_heading_deg, pat);
-                    heading = h;
-                    match_score = s;
+                if proposals.iter().any(|q| (q.0 - x).hypot(q.1 - y) < min_gap_px) {
+                    continue;
                 }
+                proposals.push((x, y, grid.heading_deg[peak.row * grid.cols + peak.col]));
+            }
+            let mut match_scores = Vec::with_capacity(proposals.len());
+            if let Some(pat) = pattern {
+                for q in &mut proposals {
+                    let (h, s) = refine_heading(&p.window, q.0, q.1, q.2, zoom, contract.heading_mode, contract.canonical_heading_deg, pat);
+                    q.2 = h;
+                    match_scores.push(s);
+                }
+            }
+            let verified = verify_many(network, contract, &p.window, &proposals, zoom);
+            for (i, v) in verified.into_iter().enumerate() {
+                let Some(v) = v.filter(|v| v.score >= options.threshold) else { continue };
                 candidates.push(Detection {
                     class: class.clone(),
-                    bbox: OrientedBox { cx: x, cy: y, length: length_m / gsd_m, width: width_m / gsd_m, heading_deg: contract.heading_mode.wrap(heading) },
-                    length_m,
-                    width_m,
-                    score: peak.score,
-                    match_score,
+                    bbox: OrientedBox { cx: v.x, cy: v.y, length: v.length_m / gsd_m, width: v.width_m / gsd_m, heading_deg: v.heading_deg },
+                    length_m: v.length_m,
+                    width_m: v.width_m,
+                    score: v.score,
+                    match_score: match_scores.get(i).copied().flatten(),
                 });
             }
             timing.post += t.elapsed();
@@ -250,6 +260,94 @@ pub fn refine_heading(window: &NormalizedWindow, x: f64, y: f64, heading_deg: f6
         }
         None => (heading_deg, None),
     }
+}
+
+/// A candidate as the network sees it centred.
+#[derive(Clone, Copy, Debug)]
+pub struct Verified {
+    pub x: f64,
+    pub y: f64,
+    pub score: f32,
+    pub heading_deg: f64,
+    pub length_m: f64,
+    pub width_m: f64,
+}
+
+/// The second look: the network was trained on chips with the object at the centre, turned to
+/// the canonical pose, so each candidate is cut that way on a 3×3 grid of positions half a cell
+/// apart; the position is where the centre cell's score peaks (a parabola through the grid),
+/// and the score, the heading (the cut's angle plus what the network reads in the chip) and
+/// the size are read there.
+pub fn verify_many(network: &Network, contract: &kestrel_samples::normalize::Contract, window: &NormalizedWindow, candidates: &[(f64, f64, f64)], zoom: f64) -> Vec<Option<Verified>> {
+    use burn::tensor::activation::softmax;
+    use burn::tensor::{Tensor, TensorData};
+    /// Candidates per forward pass (9 chips each).
+    const PER_PASS: usize = 32;
+    let size = contract.chip_size_px as usize;
+    let bands = contract.bands.len();
+    let step = STRIDE as f64 / 2.0 / zoom; // image pixels
+    let offsets: Vec<(f64, f64)> = (-1..=1).flat_map(|j| (-1..=1).map(move |i| (f64::from(i) * step, f64::from(j) * step))).collect();
+    let m = offsets.len();
+    let turns = match contract.heading_mode {
+        HeadingMode::Directed => 1.0,
+        HeadingMode::Axis => 2.0,
+    };
+    let device = kestrel_model::device::current();
+    let centre = kestrel_model::network::centre_cell;
+    let mut out = Vec::with_capacity(candidates.len());
+    for part in candidates.chunks(PER_PASS) {
+        let mut data = Vec::with_capacity(part.len() * m * bands * size * size);
+        for &(x, y, h) in part {
+            for &(dx, dy) in &offsets {
+                data.extend(resample_square(window, x + dx, y + dy, h - contract.canonical_heading_deg, zoom, size).data);
+            }
+        }
+        let input: Tensor<4> = Tensor::from_data(TensorData::new(data, [part.len() * m, bands, size, size]), &device);
+        let heads = network.forward(input);
+        let (Ok(probs), Ok(heading), Ok(sizes)) = (
+            softmax(centre(heads.class_logits), 1).into_data().try_to_vec::<f32>(),
+            centre(heads.heading).into_data().try_to_vec::<f32>(),
+            centre(heads.size).into_data().try_to_vec::<f32>(),
+        ) else {
+            out.extend(part.iter().map(|_| None));
+            continue;
+        };
+        let k = probs.len() / (part.len() * m);
+        for (c, &(x, y, h)) in part.iter().enumerate() {
+            let score = |i: usize| 1.0 - probs[(c * m + i) * k];
+            let Some(best) = (0..m).max_by(|&a, &b| score(a).total_cmp(&score(b))) else {
+                out.push(None);
+                continue;
+            };
+            // Sub-step position from the scores around the best along each axis.
+            let (bi, bj) = (best % 3, best / 3);
+            let along = |a: Option<usize>, b: Option<usize>| match (a, b) {
+                (Some(a), Some(b)) => {
+                    let (l, mid, r) = (f64::from(score(a)), f64::from(score(best)), f64::from(score(b)));
+                    let d = l - 2.0 * mid + r;
+                    if d < 0.0 {
+                        (0.5 * (l - r) / d).clamp(-0.5, 0.5)
+                    } else {
+                        0.0
+                    }
+                }
+                _ => 0.0,
+            };
+            let sx = along((bi > 0).then(|| best - 1), (bi < 2).then_some(best + 1));
+            let sy = along((bj > 0).then(|| best - 3), (bj < 2).then_some(best + 3));
+            let at = (c * m + best) * 2;
+            let residual = f64::from(heading[at]).atan2(f64::from(heading[at + 1])).to_degrees() / turns;
+            out.push(Some(Verified {
+                x: x + offsets[best].0 + sx * step,
+                y: y + offsets[best].1 + sy * step,
+                score: score(best),
+                heading_deg: contract.heading_mode.wrap(h + residual),
+                length_m: f64::from(sizes[at]).exp(),
+                width_m: f64::from(sizes[at + 1]).exp(),
+            }));
+        }
+    }
+    out
 }
 
 /// Oriented non-maximum suppression: strongest first, dropping any detection that overlaps a

@@ -1,0 +1,117 @@
+//! `kestrel detect` and `kestrel eval` as a user runs them: a model trained on synthetic
+//! scenes finds the vehicles of a scene it never saw, with their heading, in a GeoJSON and a
+//! GeoPackage that GDAL opens; eval scores them against DOTA truth; bad input is a clear
+//! error that leaves no output behind.
+
+use kestrel_samples::synthetic::{Scene, SceneSpec, TruthBoxes};
+use kestrel_samples::{HeadingMode, Project, Shape};
+use std::process::Command;
+
+fn kestrel(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_kestrel")).args(args).output().unwrap();
+    let (o, e) = (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+    assert!(!e.contains("panicked"), "{e}");
+    (out.status.success(), o, e)
+}
+
+fn scene(seed: u64) -> Scene {
+    Scene::generate(&SceneSpec { seed, vehicles: 40, width_px: 600, height_px: 600, ..Default::default() })
+}
+
+fn gdal_available() -> bool {
+    let ok = Command::new("ogrinfo").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(std::env::var("KESTREL_REQUIRE_ORACLES").is_err(), "ogrinfo is required (KESTREL_REQUIRE_ORACLES is set)");
+        eprintln!("skipping the GDAL checks: ogrinfo not found");
+    }
+    ok
+}
+
+#[test]
+fn detections_of_an_unseen_scene_are_found_written_and_scored() {
+    let dir = tempfile::tempdir().unwrap();
+    let keep = std::env::var("KESTREL_KEEP_TEST_DIR").ok().map(std::path::PathBuf::from);
+    let d = keep.as_deref().unwrap_or(dir.path());
+    let _ = std::fs::remove_dir_all(d.join("p"));
+    let project = d.join("p");
+    {
+        let mut p = Project::create(&project).unwrap();
+        let class = p.add_class("vehicle", HeadingMode::Directed).unwrap();
+        for seed in [71, 72, 73, 74] {
+            scene(seed).add_to_project(&mut p, &d.join(format!("train_{seed}.tif")), class.id, TruthBoxes::Oriented).unwrap();
+        }
+    }
+    let model = d.join("vehicle.kestrel");
+    let (ok, _, e) = kestrel(&["train", "--project", project.to_str().unwrap(), "--class", "vehicle", "-o", model.to_str().unwrap(), "--validate-on", "train_74", "--epochs", "10", "--batch", "32"]);
+    assert!(ok, "{e}");
+
+    // A held-out scene, and its truth as DOTA corners.
+    let held = scene(79);
+    let tif = d.join("held.tif");
+    held.write_geotiff(&tif).unwrap();
+    let mut dota = String::new();
+    for t in held.truth.iter().filter(|t| t.class == "vehicle") {
+        let Shape::OrientedBox { cx, cy, length, width, heading_deg } = t.shape else { panic!() };
+        let c = kestrel_detect::geometry::OrientedBox { cx, cy, length, width, heading_deg }.corners();
+        dota.push_str(&format!("{} vehicle 0\n", c.iter().map(|p| format!("{:.2} {:.2}", p.0, p.1)).collect::<Vec<_>>().join(" ")));
+    }
+    std::fs::write(d.join("held.txt"), dota).unwrap();
+
+    let geojson = d.join("held.geojson");
+    let (ok, out, e) = kestrel(&["detect", "--model", model.to_str().unwrap(), tif.to_str().unwrap(), "-o", geojson.to_str().unwrap(), "--json"]);
+    assert!(ok, "{e}");
+    let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(summary["coordinates"], "map");
+    let fc: serde_json::Value = serde_json::from_slice(&std::fs::read(&geojson).unwrap()).unwrap();
+    let features = fc["features"].as_array().unwrap();
+    assert!(!features.is_empty());
+    let p = &features[0]["properties"];
+    for key in ["class", "score", "match_score", "heading_deg", "length_m", "width_m", "image", "pixel_polygon"] {
+        assert!(!p[key].is_null(), "property {key} missing: {p}");
+    }
+    // RFC 7946: longitude/latitude.
+    let lon = features[0]["geometry"]["coordinates"][0][0][0].as_f64().unwrap();
+    assert!((-180.0..=180.0).contains(&lon));
+
+    let (ok, out, e) = kestrel(&["eval", "--truth", d.join("held.txt").to_str().unwrap(), "--pred", geojson.to_str().unwrap(), "--iou", "0.5", "--json"]);
+    assert!(ok, "{e}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    eprintln!("{r}");
+    assert_eq!(r["truth"], 40);
+    // The objects it does find, it finds with their heading.
+    let heading = r["heading_error_median_deg"].as_f64().unwrap();
+    assert!(heading < 10.0, "median heading error {heading}°");
+    for key in ["ap50", "ap50_95", "count_error"] {
+        assert!(r[key].as_f64().is_some_and(f64::is_finite), "{key}: {r}");
+    }
+
+    // GeoPackage in the source CRS; both open in GDAL.
+    let gpkg = d.join("held.gpkg");
+    let (ok, _, e) = kestrel(&["detect", "--model", model.to_str().unwrap(), tif.to_str().unwrap(), "-o", gpkg.to_str().unwrap()]);
+    assert!(ok, "{e}");
+    if gdal_available() {
+        for f in [&geojson, &gpkg] {
+            let o = Command::new("ogrinfo").args(["-so", "-al", f.to_str().unwrap()]).output().unwrap();
+            let text = String::from_utf8_lossy(&o.stdout);
+            assert!(o.status.success() && text.contains(&format!("Feature Count: {}", features.len())), "{}: {text}", f.display());
+            assert!(text.contains("heading_deg") && text.contains("score"), "{text}");
+        }
+    }
+
+    // Bad input: a truncated raster, a model for bands the image lacks, a wrong extension.
+    let bytes = std::fs::read(&tif).unwrap();
+    let cut = d.join("cut.tif");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let out_cut = d.join("cut.geojson");
+    let (ok, _, e) = kestrel(&["detect", "--model", model.to_str().unwrap(), cut.to_str().unwrap(), "-o", out_cut.to_str().unwrap()]);
+    assert!(!ok && e.contains("cut.tif"), "{e}");
+    assert!(!out_cut.exists() && !d.join(".cut.geojson.partial").exists(), "no output is left behind");
+    let grey = d.join("grey.tif");
+    assert!(Command::new("gdal_translate").args(["-q", "-b", "1", tif.to_str().unwrap(), grey.to_str().unwrap()]).status().is_ok_and(|s| s.success()) || !gdal_available());
+    if grey.exists() {
+        let (ok, _, e) = kestrel(&["detect", "--model", model.to_str().unwrap(), grey.to_str().unwrap(), "-o", d.join("g.geojson").to_str().unwrap()]);
+        assert!(!ok && e.contains("band"), "{e}");
+    }
+    let (ok, _, e) = kestrel(&["detect", "--model", model.to_str().unwrap(), tif.to_str().unwrap(), "-o", d.join("x.shp").to_str().unwrap()]);
+    assert!(!ok && e.contains(".geojson or .gpkg"), "{e}");
+}
