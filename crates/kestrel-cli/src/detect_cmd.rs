@@ -99,6 +99,11 @@ pub fn run(a: DetectArgs) -> Result<()> {
             Some(_) => bail!("--bbox takes four numbers: min_x,min_y,max_x,max_y"),
         };
         let stats = ColourStats::from_raster(src.as_ref()).with_context(|| format!("sampling the colours of {image}"))?;
+        if let Some(r) = &meta.radiometry {
+            for d in r.departures(&stats, &meta.contract.bands) {
+                eprintln!("warning: {image}: {d}");
+            }
+        }
         let bar = crate::progress::count_bar(&format!("detecting in {}", Path::new(image).file_name().and_then(|n| n.to_str()).unwrap_or(image)));
         let started = std::time::Instant::now();
         let (detections, timing) = detect_raster(src.as_ref(), gsd_m, &stats, &network, &meta, &DetectOptions { area_px, ..options.clone() }, |p| {

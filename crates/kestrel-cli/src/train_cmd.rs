@@ -106,6 +106,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let pattern = kestrel_model::pattern::Pattern::from_chips(train_chips.chips.iter().filter(|c| c.polarity == Polarity::Positive).map(|c| &c.chip));
     let train_set = TrainingSet::new(train_chips);
     let val_set = TrainingSet::new(val_chips);
+    let radiometry = train_set.radiometry();
     eprintln!(
         "training '{}' on {} chips ({positives} positive) from {} image(s), validating on {} chips from {} image(s); {}×{} px at {:.3} m",
         a.class,
@@ -258,6 +259,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         },
         metrics: history.clone(),
         pattern,
+        radiometry,
         created_unix_s: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),

@@ -108,6 +108,12 @@ fn detections_of_an_unseen_scene_are_found_written_and_scored() {
     assert!(!out_cut.exists() && !d.join(".cut.geojson.partial").exists(), "no output is left behind");
     let grey = d.join("grey.tif");
     assert!(Command::new("gdal_translate").args(["-q", "-b", "1", tif.to_str().unwrap(), grey.to_str().unwrap()]).status().is_ok_and(|s| s.success()) || !gdal_available());
+    // Domain shift: the same scene as 16-bit is detected, with a warning naming the bands.
+    let deep = d.join("held16.tif");
+    if Command::new("gdal_translate").args(["-q", "-scale", "0", "255", "0", "65535", "-ot", "UInt16", tif.to_str().unwrap(), deep.to_str().unwrap()]).status().is_ok_and(|s| s.success()) {
+        let (ok, _, e) = kestrel(&["detect", "--model", model.to_str().unwrap(), deep.to_str().unwrap(), "-o", d.join("deep.geojson").to_str().unwrap()]);
+        assert!(ok && e.contains("warning") && e.contains("band 1") && e.contains("bit depth"), "{e}");
+    }
     if grey.exists() {
         let (ok, _, e) = kestrel(&["detect", "--model", model.to_str().unwrap(), grey.to_str().unwrap(), "-o", d.join("g.geojson").to_str().unwrap()]);
         assert!(!ok && e.contains("band"), "{e}");

@@ -39,6 +39,9 @@ pub struct PackageMeta {
     /// The class's rotational pattern (mean canonical positive) for heading refinement.
     #[serde(default)]
     pub pattern: Option<crate::pattern::Pattern>,
+    /// The training images' radiometry, for detection's domain-shift warnings.
+    #[serde(default)]
+    pub radiometry: Option<kestrel_samples::normalize::colour::Radiometry>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -251,6 +251,11 @@ impl TrainingSet {
         Ok(())
     }
 
+    /// The radiometry of the set's images, in the contract's bands.
+    pub fn radiometry(&self) -> Option<crate::normalize::colour::Radiometry> {
+        crate::normalize::colour::Radiometry::from_images(self.images.values().map(|i| &i.stats), &self.contract.bands)
+    }
+
     /// Centres (image pixels) of the set's chips on image `uri`, positives and negatives.
     pub fn centres(&self, uri: &str) -> Vec<([f64; 2], bool)> {
         self.items

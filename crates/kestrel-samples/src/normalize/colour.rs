@@ -128,9 +128,90 @@ impl ColourStats {
     }
 }
 
+impl ColourStats {
+    /// The value at percentile `p` (0–100) of band `band`.
+    pub fn percentile(&self, band: usize, p: f64) -> f32 {
+        let q = &self.bands[band];
+        q[((p / 100.0) * QUANTILES as f64).round().clamp(0.0, QUANTILES as f64) as usize]
+    }
+
+    /// Where band `band`'s median lies between its 2nd and 98th percentiles, 0–1: the
+    /// histogram's shape, which gain and offset keep and gamma or lighting change.
+    pub fn median_position(&self, band: usize) -> f64 {
+        let (lo, mid, hi) = (self.percentile(band, 2.0), self.percentile(band, 50.0), self.percentile(band, 98.0));
+        if hi > lo {
+            f64::from((mid - lo) / (hi - lo))
+        } else {
+            0.5
+        }
+    }
+}
+
+/// The radiometry a model was trained on, per input band (the contract's order): the median
+/// over the training images of each band's median position and 98th percentile.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Radiometry {
+    pub median_position: Vec<f64>,
+    pub p98: Vec<f64>,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+impl Radiometry {
+    /// From the statistics of the training images; `bands` are the contract's source bands.
+    pub fn from_images<'a>(stats: impl IntoIterator<Item = &'a ColourStats>, bands: &[usize]) -> Option<Radiometry> {
+        let stats: Vec<&ColourStats> = stats.into_iter().filter(|s| bands.iter().all(|&b| b < s.bands.len())).collect();
+        if stats.is_empty() {
+            return None;
+        }
+        Some(Radiometry {
+            median_position: bands.iter().map(|&b| median(stats.iter().map(|s| s.median_position(b)).collect())).collect(),
+            p98: bands.iter().map(|&b| median(stats.iter().map(|s| f64::from(s.percentile(b, 98.0))).collect())).collect(),
+        })
+    }
+
+    /// How an image's radiometry departs from the training's, in words (empty: it does not).
+    /// The histogram's shape is what normalization cannot undo; the value range is reported
+    /// because it usually means another sensor or bit depth.
+    pub fn departures(&self, image: &ColourStats, bands: &[usize]) -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, &b) in bands.iter().enumerate() {
+            if b >= image.bands.len() || i >= self.median_position.len() {
+                continue;
+            }
+            let (img, train) = (image.median_position(b), self.median_position[i]);
+            if (img - train).abs() > 0.15 {
+                out.push(format!("band {}: its median lies at {:.0} % of the 2–98 % range, {:.0} % in training (gamma, haze or lighting differ)", b + 1, img * 100.0, train * 100.0));
+            }
+            let (img98, train98) = (f64::from(image.percentile(b, 98.0)), self.p98[i]);
+            if train98 > 0.0 && img98 > 0.0 && !(0.25..=4.0).contains(&(img98 / train98)) {
+                out.push(format!("band {}: values reach {img98:.0} (98th percentile), {train98:.0} in training (another bit depth or sensor; normalization maps both)", b + 1));
+            }
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn departures_name_a_gamma_change_and_a_bit_depth_change() {
+        let base: Vec<f32> = (0..5000).map(|i| ((i * 7919) % 1000) as f32 / 1000.0).collect();
+        let u8 = ColourStats::from_values(vec![base.iter().map(|v| (v * 255.0).round()).collect()]);
+        let train = Radiometry::from_images([&u8, &u8], &[0]).unwrap();
+        assert!(train.departures(&u8, &[0]).is_empty());
+        let dark = ColourStats::from_values(vec![base.iter().map(|v| (v.powf(2.0) * 255.0).round()).collect()]);
+        let d = train.departures(&dark, &[0]);
+        assert!(d.len() == 1 && d[0].contains("band 1") && d[0].contains("gamma"), "{d:?}");
+        let u16 = ColourStats::from_values(vec![base.iter().map(|v| (v * 65535.0).round()).collect()]);
+        let d = train.departures(&u16, &[0]);
+        assert!(d.len() == 1 && d[0].contains("bit depth"), "{d:?}");
+    }
 
     #[test]
     fn monotonic_changes_leave_normalized_values_unchanged() {
