@@ -11,12 +11,17 @@ use std::path::{Path, PathBuf};
 
 pub struct EvalArgs {
     pub truth: Vec<PathBuf>,
-    pub pred: PathBuf,
+    pub pred: Option<PathBuf>,
     pub iou: f64,
     pub threshold: f32,
     pub class_names: Vec<String>,
     pub only: Option<String>,
     pub json: bool,
+    /// With `robustness`: the model to run on the transformed test images.
+    pub model: Option<PathBuf>,
+    pub robustness: bool,
+    /// Ground sample distance of test images without georeferencing.
+    pub gsd: Option<f64>,
 }
 
 fn stem(p: &str) -> String {
@@ -57,6 +62,56 @@ fn read_truth(a: &EvalArgs) -> Result<Vec<TruthBox>> {
     Ok(out)
 }
 
+/// `--robustness`: every test image turned, rescaled and re-coloured (truth alike), detected
+/// with the model, scored; AP50 per transform.
+fn robustness(a: &EvalArgs) -> Result<EvalReport> {
+    use kestrel_detect::detect::{detect_raster, DetectOptions};
+    use kestrel_detect::robustness::{apply, Transform};
+    let model = a.model.as_ref().context("--robustness needs --model MODEL (detection runs on each transformed image)")?;
+    let (meta, network) = kestrel_model::package::load_package(model, &kestrel_model::device::current())?;
+    let truth = read_truth(a)?;
+    let mut images = Vec::new();
+    for path in &a.truth {
+        let image = image_beside(path).with_context(|| format!("{}: no image beside it (same name, .tif/.png/.jpg)", path.display()))?;
+        let src = kestrel_geo::open_raster(&image)?;
+        let gsd_m = match (a.gsd, src.info().gsd_xy_m()) {
+            (Some(g), _) => g,
+            (None, Some((x, y))) => (x + y) / 2.0,
+            (None, None) => bail!("{}: no georeferencing; give its GSD with --gsd", image.display()),
+        };
+        let name = stem(&path.display().to_string());
+        let own: Vec<TruthBox> = truth.iter().filter(|t| t.image == name).cloned().collect();
+        images.push((name, src, gsd_m, own));
+    }
+    let options = DetectOptions { threshold: 0.05, ..Default::default() };
+    let mut rows = Vec::new();
+    let mut baseline = None;
+    for t in Transform::standard_set() {
+        let mut all_truth = Vec::new();
+        let mut preds = Vec::new();
+        for (name, src, gsd_m, own) in &images {
+            let (img, gsd, moved) = apply(src.as_ref(), *gsd_m, own, t)?;
+            let stats = kestrel_samples::normalize::colour::ColourStats::from_raster(&img)?;
+            let (dets, _) = detect_raster(&img, gsd, &stats, &network, &meta, &options, |_| {})?;
+            preds.extend(dets.into_iter().map(|d| PredictedBox { image: name.clone(), bbox: d.bbox, score: d.score }));
+            all_truth.extend(moved);
+        }
+        let r = evaluate(&all_truth, &preds, a.iou, a.threshold);
+        if baseline.is_none() {
+            baseline = Some(r.clone());
+        }
+        let base = baseline.as_ref().map_or(r.ap50, |b| b.ap50);
+        if !a.json {
+            println!("{:<32} AP50 {:.3} ({:+.1} points), F1 at best {:.3}, heading error {}", t.label(), r.ap50, (r.ap50 - base) * 100.0, r.at_best.f1, r.heading_error_median_deg.map_or("n/a".into(), |h| format!("{h:.1}°")));
+        }
+        rows.push(serde_json::json!({"transform": t.label(), "ap50": r.ap50, "ap50_delta_points": (r.ap50 - base) * 100.0, "f1_best": r.at_best.f1, "heading_error_median_deg": r.heading_error_median_deg}));
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"iou": a.iou, "transforms": rows}))?);
+    }
+    baseline.context("no transform ran")
+}
+
 /// Reads Kestrel's own detections (their `pixel_polygon`, `score` and `image`).
 fn read_predictions(path: &Path) -> Result<Vec<PredictedBox>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -88,8 +143,11 @@ pub fn run(a: EvalArgs) -> Result<EvalReport> {
     if a.truth.is_empty() {
         bail!("no truth files given (--truth FILE ...)");
     }
+    if a.robustness {
+        return robustness(&a);
+    }
     let truth = read_truth(&a)?;
-    let preds = read_predictions(&a.pred)?;
+    let preds = read_predictions(a.pred.as_ref().context("--pred DETECTIONS is needed")?)?;
     // Only images that have truth are scored: detections elsewhere have nothing to match.
     let with_truth: std::collections::HashSet<&str> = truth.iter().map(|t| t.image.as_str()).collect();
     let preds: Vec<PredictedBox> = preds.into_iter().filter(|p| with_truth.contains(p.image.as_str())).collect();

@@ -148,9 +148,10 @@ enum Command {
         /// Truth label files (any format `kestrel import` reads), each beside its image.
         #[arg(long, num_args = 1.., required = true)]
         truth: Vec<PathBuf>,
-        /// Detections written by `kestrel detect` (GeoJSON).
-        #[arg(long)]
-        pred: PathBuf,
+        /// Detections written by `kestrel detect` (GeoJSON); not with --robustness, which
+        /// detects itself.
+        #[arg(long, required_unless_present = "robustness")]
+        pred: Option<PathBuf>,
         #[arg(long, default_value_t = 0.5)]
         iou: f64,
         /// The detection threshold to report besides the best one.
@@ -164,6 +165,16 @@ enum Command {
         only: Option<String>,
         #[arg(long)]
         json: bool,
+        /// Turn (0–345° by 15°), rescale (0.5–2×) and re-colour (gamma 0.5–2, white balance,
+        /// u8 → u16) each test image, truth alike, detect with --model, and report AP50 each.
+        #[arg(long, requires = "model")]
+        robustness: bool,
+        /// The model for --robustness.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Ground sample distance (m) of test images without georeferencing, for --robustness.
+        #[arg(long)]
+        gsd: Option<f64>,
     },
     /// Train a detector for a class from the project's positives and negatives.
     Train {
@@ -247,7 +258,7 @@ fn run() -> Result<()> {
         .clone()
         .or_else(|| std::env::var("KESTREL_DEVICE").ok())
         .unwrap_or_else(|| "auto".into());
-    if matches!(cli.command, Command::Train { .. } | Command::Bench { .. } | Command::Detect { .. }) {
+    if matches!(cli.command, Command::Train { .. } | Command::Bench { .. } | Command::Detect { .. } | Command::Eval { robustness: true, .. }) {
         let chosen = kestrel_model::device::select(&device)?;
         eprintln!("network device: {chosen}");
     }
@@ -287,7 +298,7 @@ fn run() -> Result<()> {
             Ok(())
         }
         Command::Detect { model, images, output, threshold, gsd, bbox, tile, json } => detect_cmd::run(detect_cmd::DetectArgs { model, images, output, threshold, gsd, bbox, tile, json }),
-        Command::Eval { truth, pred, iou, threshold, class_names, only, json } => eval_cmd::run(eval_cmd::EvalArgs { truth, pred, iou, threshold, class_names, only, json }).map(|_| ()),
+        Command::Eval { truth, pred, iou, threshold, class_names, only, json, robustness, model, gsd } => eval_cmd::run(eval_cmd::EvalArgs { truth, pred, iou, threshold, class_names, only, json, model, robustness, gsd }).map(|_| ()),
         Command::Bench { what, work, quick } => match what.as_str() {
             "io" => bench::run(&work, quick),
             "chips" => bench::chips(&work),

@@ -85,6 +85,16 @@ fn detections_of_an_unseen_scene_are_found_written_and_scored() {
         assert!(r[key].as_f64().is_some_and(f64::is_finite), "{key}: {r}");
     }
 
+    // Robustness: 24 turns, 4 scales, 6 re-colourings of the held-out scene, truth alike.
+    let (ok, out, e) = kestrel(&["eval", "--truth", d.join("held.txt").to_str().unwrap(), "--robustness", "--model", model.to_str().unwrap(), "--json"]);
+    assert!(ok, "{e}");
+    let rob: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let rows = rob["transforms"].as_array().unwrap();
+    assert_eq!(rows.len(), 34, "{rob}");
+    let ap = |label: &str| rows.iter().find(|r| r["transform"] == label).and_then(|r| r["ap50"].as_f64()).unwrap_or_else(|| panic!("no {label}: {rob}"));
+    // Spreading 8 bits over 16 is a gain: colour normalization must make it invisible.
+    assert!((ap("u8 → u16") - ap("rotate 0°")).abs() < 0.02, "{rob}");
+
     // GeoPackage in the source CRS; both open in GDAL.
     let gpkg = d.join("held.gpkg");
     let (ok, _, e) = kestrel(&["detect", "--model", model.to_str().unwrap(), tif.to_str().unwrap(), "-o", gpkg.to_str().unwrap()]);

@@ -7,4 +7,5 @@ pub mod detect;
 pub mod eval;
 pub mod geometry;
 pub mod mine;
+pub mod robustness;
 pub mod scan;

@@ -7,6 +7,7 @@
 mod buffer;
 mod geotiff;
 mod image_file;
+mod memory;
 #[cfg(feature = "remote")]
 mod remote;
 mod writer;
@@ -14,6 +15,7 @@ mod writer;
 pub use buffer::{DataType, RasterBuffer, Samples};
 pub use geotiff::GeoTiffSource;
 pub use image_file::ImageFileSource;
+pub use memory::MemoryRaster;
 pub use writer::{CogWriter, CogWriterOptions};
 
 /// True for URIs (`http(s)://`, `s3://`) that name a remote raster.
