@@ -201,6 +201,9 @@ enum Command {
         /// positives as negatives, retrain.
         #[arg(long, default_value_t = 0)]
         mine_rounds: usize,
+        /// At most this many mined negatives per training image and round, strongest first.
+        #[arg(long, default_value_t = 20)]
+        mine_per_image: usize,
         /// Automatic negatives per positive.
         #[arg(long, default_value_t = 2.0)]
         negatives: f64,
@@ -340,6 +343,7 @@ fn run() -> Result<()> {
             patience,
             average_decay,
             mine_rounds,
+            mine_per_image,
             negatives,
             json,
             resume,
@@ -363,6 +367,7 @@ fn run() -> Result<()> {
             json,
             resume,
             mine_rounds,
+            mine_per_image,
         }),
         Command::Export {
             project,

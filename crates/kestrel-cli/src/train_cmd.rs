@@ -39,6 +39,8 @@ pub struct TrainArgs<'a> {
     pub colour: kestrel_samples::normalize::ColourMethod,
     /// Hard-negative mining rounds after the first training.
     pub mine_rounds: usize,
+    /// At most this many mined negatives per image and round.
+    pub mine_per_image: usize,
 }
 
 pub fn run(a: TrainArgs) -> Result<()> {
@@ -209,7 +211,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         bar.finish_and_clear();
         if round < a.mine_rounds {
             let found =
-                mine_hard_negatives(&network, &train_set, &labelled, &MineOptions::default())?;
+                mine_hard_negatives(&network, &train_set, &labelled, &MineOptions { max_per_image: a.mine_per_image, ..MineOptions::default() })?;
             eprintln!(
                 "round {}: mined {} hard negatives from {} training image(s); retraining",
                 round + 1,
