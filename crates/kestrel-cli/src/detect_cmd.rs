@@ -14,7 +14,7 @@ pub struct DetectArgs {
     pub model: PathBuf,
     pub images: Vec<String>,
     pub output: PathBuf,
-    pub threshold: f32,
+    pub threshold: Option<f32>,
     pub gsd: Option<f64>,
     pub bbox: Option<Vec<f64>>,
     pub tile: usize,
@@ -57,7 +57,8 @@ pub fn run(a: DetectArgs) -> Result<()> {
     let device = kestrel_model::device::current();
     let (meta, network) = kestrel_model::package::load_package(&a.model, &device)?;
     let mode = meta.contract.heading_mode;
-    let options = DetectOptions { threshold: a.threshold, tile_px: a.tile, ..Default::default() };
+    let threshold = a.threshold.unwrap_or_else(|| meta.default_threshold());
+    let options = DetectOptions { threshold, tile_px: a.tile, ..Default::default() };
     let mut features = Vec::new();
     let mut crs = None;
     let mut total = Timing::default();

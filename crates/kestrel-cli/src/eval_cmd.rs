@@ -13,7 +13,7 @@ pub struct EvalArgs {
     pub truth: Vec<PathBuf>,
     pub pred: Option<PathBuf>,
     pub iou: f64,
-    pub threshold: f32,
+    pub threshold: Option<f32>,
     pub class_names: Vec<String>,
     pub only: Option<String>,
     pub json: bool,
@@ -96,7 +96,7 @@ fn robustness(a: &EvalArgs) -> Result<EvalReport> {
             preds.extend(dets.into_iter().map(|d| PredictedBox { image: name.clone(), bbox: d.bbox, score: d.score }));
             all_truth.extend(moved);
         }
-        let r = evaluate(&all_truth, &preds, a.iou, a.threshold);
+        let r = evaluate(&all_truth, &preds, a.iou, a.threshold.unwrap_or_else(|| meta.default_threshold()));
         if baseline.is_none() {
             baseline = Some(r.clone());
         }
@@ -151,7 +151,12 @@ pub fn run(a: EvalArgs) -> Result<EvalReport> {
     // Only images that have truth are scored: detections elsewhere have nothing to match.
     let with_truth: std::collections::HashSet<&str> = truth.iter().map(|t| t.image.as_str()).collect();
     let preds: Vec<PredictedBox> = preds.into_iter().filter(|p| with_truth.contains(p.image.as_str())).collect();
-    let report = evaluate(&truth, &preds, a.iou, a.threshold);
+    let threshold = match (a.threshold, &a.model) {
+        (Some(t), _) => t,
+        (None, Some(m)) => kestrel_model::package::read_meta(m)?.default_threshold(),
+        (None, None) => 0.5,
+    };
+    let report = evaluate(&truth, &preds, a.iou, threshold);
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -127,9 +127,10 @@ enum Command {
         /// OUT.geojson or OUT.gpkg.
         #[arg(short, long)]
         output: PathBuf,
-        /// Objectness at or above which an object is reported.
-        #[arg(long, default_value_t = 0.5)]
-        threshold: f32,
+        /// Score at or above which an object is reported (default: the model's, chosen on its
+        /// validation images).
+        #[arg(long)]
+        threshold: Option<f32>,
         /// Ground sample distance in metres, for images without georeferencing.
         #[arg(long)]
         gsd: Option<f64>,
@@ -154,9 +155,9 @@ enum Command {
         pred: Option<PathBuf>,
         #[arg(long, default_value_t = 0.5)]
         iou: f64,
-        /// The detection threshold to report besides the best one.
-        #[arg(long, default_value_t = 0.5)]
-        threshold: f32,
+        /// The detection threshold to report besides the best one (default: --model's, else 0.5).
+        #[arg(long)]
+        threshold: Option<f32>,
         /// Names of YOLO class ids 0, 1, …, comma-separated.
         #[arg(long, value_delimiter = ',')]
         class_names: Vec<String>,
@@ -169,7 +170,7 @@ enum Command {
         /// u8 → u16) each test image, truth alike, detect with --model, and report AP50 each.
         #[arg(long, requires = "model")]
         robustness: bool,
-        /// The model for --robustness.
+        /// The model: its default threshold, and the detector for --robustness.
         #[arg(long)]
         model: Option<PathBuf>,
         /// Ground sample distance (m) of test images without georeferencing, for --robustness.

@@ -245,8 +245,12 @@ pub fn run(a: TrainArgs) -> Result<()> {
         result = Some((network, config, history));
     }
     let (network, config, history) = result.context("no training round ran")?;
+    let calibrate = |meta: &PackageMeta| -> Result<Option<kestrel_detect::calibrate::DetectionCalibration>> {
+        eprintln!("choosing the detection threshold on the {} validation image(s)", val.len());
+        Ok(kestrel_detect::calibrate::calibrate_threshold(&network, meta, &val_set)?)
+    };
     let negatives = negatives + mined.len();
-    let meta = PackageMeta {
+    let mut meta = PackageMeta {
         package_version: PACKAGE_VERSION,
         kestrel_version: env!("CARGO_PKG_VERSION").to_string(),
         classes: vec![a.class.to_string()],
@@ -262,10 +266,18 @@ pub fn run(a: TrainArgs) -> Result<()> {
         metrics: history.clone(),
         pattern,
         radiometry,
+        detection: None,
         created_unix_s: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
     };
+    meta.detection = calibrate(&meta)?;
+    if let Some(d) = &meta.detection {
+        eprintln!(
+            "detection on the validation images: F1 {:.3} (precision {:.3}, recall {:.3}) at threshold {:.2}, the model's default",
+            d.f1, d.precision, d.recall, d.threshold
+        );
+    }
     save_package(a.output, &meta, &network)
         .with_context(|| format!("writing {}", a.output.display()))?;
     let best = history

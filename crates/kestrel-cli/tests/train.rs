@@ -127,6 +127,9 @@ fn a_run_killed_mid_epoch_resumes_mines_and_writes_its_package() {
         2 * positives + reported as u64,
         "automatic plus mined negatives"
     );
+    // The default threshold was chosen by detecting on the validation image.
+    let det = &meta["detection"];
+    assert!(det["threshold"].as_f64().is_some_and(|t| t > 0.0 && t <= 1.0) && det["objects"].as_u64() == Some(40), "{det}");
     let best = meta["metrics"]
         .as_array()
         .unwrap()

@@ -3,6 +3,7 @@
 //! objectness map turned into candidates with heading and size, and hard-negative mining,
 //! which is detection over the labelled images of a training set.
 
+pub mod calibrate;
 pub mod detect;
 pub mod eval;
 pub mod geometry;

@@ -42,6 +42,28 @@ pub struct PackageMeta {
     /// The training images' radiometry, for detection's domain-shift warnings.
     #[serde(default)]
     pub radiometry: Option<kestrel_samples::normalize::colour::Radiometry>,
+    /// Detection on the validation images at the default threshold it chose.
+    #[serde(default)]
+    pub detection: Option<DetectionCalibration>,
+}
+
+/// Whole-image detection on the validation images: the threshold of best F1 (the model's
+/// default) and what it gives.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DetectionCalibration {
+    pub threshold: f32,
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+    pub objects: usize,
+    pub images: usize,
+}
+
+impl PackageMeta {
+    /// The detection threshold to use when none is asked for.
+    pub fn default_threshold(&self) -> f32 {
+        self.detection.as_ref().map_or(0.5, |d| d.threshold)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -106,6 +106,7 @@ fn a_package_round_trips_and_bad_packages_are_clear_errors() {
         created_unix_s: 0,
         pattern: None,
         radiometry: None,
+        detection: None,
     };
     let path = dir.path().join("m.kestrel");
     save_package(&path, &meta, &network).unwrap();

@@ -251,6 +251,13 @@ impl TrainingSet {
         Ok(())
     }
 
+    /// The set's open images: URI, source, colour statistics, GSD (m).
+    pub fn sources(&self) -> Vec<(&str, &dyn kestrel_geo::RasterSource, &crate::normalize::colour::ColourStats, f64)> {
+        let mut v: Vec<_> = self.images.iter().map(|(uri, i)| (uri.as_str(), i.source.as_ref(), &i.stats, i.gsd_m)).collect();
+        v.sort_by(|a, b| a.0.cmp(b.0));
+        v
+    }
+
     /// The radiometry of the set's images, in the contract's bands.
     pub fn radiometry(&self) -> Option<crate::normalize::colour::Radiometry> {
         crate::normalize::colour::Radiometry::from_images(self.images.values().map(|i| &i.stats), &self.contract.bands)
