@@ -76,8 +76,9 @@ pub fn run(a: DetectArgs) -> Result<()> {
         if !(0.5..=2.0).contains(&ratio) {
             eprintln!("warning: {image}: GSD {gsd_m:.3} m is {ratio:.2}× the model's {:.3} m; detection resamples, but objects this far from the training scale are less reliable", meta.contract.target_gsd_m);
         }
-        if info.bands as usize != meta.contract.bands.iter().max().map_or(0, |b| b + 1) && info.bands < 3 {
-            eprintln!("warning: {image}: {} band(s), the model was trained on bands {:?}", info.bands, meta.contract.bands.iter().map(|b| b + 1).collect::<Vec<_>>());
+        // Too few bands is an error in detection; more than the model reads, a note.
+        if info.bands as usize > meta.contract.bands.iter().max().map_or(0, |b| b + 1) {
+            eprintln!("note: {image}: the model reads bands {:?} of its {}", meta.contract.bands.iter().map(|b| b + 1).collect::<Vec<_>>(), info.bands);
         }
         let georef = info.georef.clone();
         if let Some(g) = &georef {

@@ -245,10 +245,6 @@ pub fn run(a: TrainArgs) -> Result<()> {
         result = Some((network, config, history));
     }
     let (network, config, history) = result.context("no training round ran")?;
-    let calibrate = |meta: &PackageMeta| -> Result<Option<kestrel_detect::calibrate::DetectionCalibration>> {
-        eprintln!("choosing the detection threshold on the {} validation image(s)", val.len());
-        Ok(kestrel_detect::calibrate::calibrate_threshold(&network, meta, &val_set)?)
-    };
     let negatives = negatives + mined.len();
     let mut meta = PackageMeta {
         package_version: PACKAGE_VERSION,
@@ -271,7 +267,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
     };
-    meta.detection = calibrate(&meta)?;
+    eprintln!("choosing the detection threshold on the {} validation image(s)", val.len());
+    meta.detection = kestrel_detect::calibrate::calibrate_threshold(&network, &meta, &val_set)?;
     if let Some(d) = &meta.detection {
         eprintln!(
             "detection on the validation images: F1 {:.3} (precision {:.3}, recall {:.3}) at threshold {:.2}, the model's default",

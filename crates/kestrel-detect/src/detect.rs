@@ -6,14 +6,14 @@
 //! network scores the current one. Memory holds one or two tiles and the detections.
 
 use crate::geometry::{rotated_iou, OrientedBox};
-use crate::scan::{peaks, score_tile};
+use crate::scan::{parabola_vertex, peaks, score_tile};
 use kestrel_geo::{PixelWindow, RasterSource};
 use kestrel_model::network::{Network, STRIDE};
 use kestrel_model::package::PackageMeta;
 use kestrel_model::pattern::Pattern;
 use kestrel_samples::normalize::colour::ColourStats;
 use kestrel_samples::normalize::window::NormalizedWindow;
-use kestrel_samples::normalize::{resample_square, Chip};
+use kestrel_samples::normalize::{resample_square, Chip, Contract};
 use kestrel_samples::HeadingMode;
 use std::time::{Duration, Instant};
 
@@ -37,11 +37,14 @@ pub struct DetectOptions {
     pub area_px: Option<[f64; 4]>,
     /// Refine headings by rotational pattern matching (when the model has a pattern).
     pub refine_heading: bool,
+    /// Look at each peak again as the network saw its training chips (see `verify_many`);
+    /// without it, the dense map's peaks are the detections.
+    pub second_look: bool,
 }
 
 impl Default for DetectOptions {
     fn default() -> Self {
-        DetectOptions { threshold: 0.5, tile_px: 512, nms_iou: 0.3, area_px: None, refine_heading: true }
+        DetectOptions { threshold: 0.5, tile_px: 512, nms_iou: 0.3, area_px: None, refine_heading: true, second_look: true }
     }
 }
 
@@ -111,9 +114,24 @@ fn tile_grid(area: [f64; 4], core: f64) -> Vec<(f64, f64)> {
 }
 
 /// Detects the model's class in `src`, whose ground sample distance is `gsd_m`.
-pub fn detect_raster(src: &dyn RasterSource, gsd_m: f64, stats: &ColourStats, network: &Network, meta: &PackageMeta, options: &DetectOptions, mut progress: impl FnMut(Progress)) -> Result<(Vec<Detection>, Timing), DetectError> {
+pub fn detect_raster(src: &dyn RasterSource, gsd_m: f64, stats: &ColourStats, network: &Network, meta: &PackageMeta, options: &DetectOptions, progress: impl FnMut(Progress)) -> Result<(Vec<Detection>, Timing), DetectError> {
+    let model = Model { network, contract: &meta.contract, pattern: meta.pattern.as_ref(), class: meta.classes.first().map_or("", String::as_str) };
+    detect_with(src, gsd_m, stats, &model, options, progress)
+}
+
+/// What detection needs of a model: during training (mining, calibration) there is no
+/// package yet.
+pub struct Model<'a> {
+    pub network: &'a Network,
+    pub contract: &'a Contract,
+    pub pattern: Option<&'a Pattern>,
+    pub class: &'a str,
+}
+
+/// [`detect_raster`] with the model's parts given one by one.
+pub fn detect_with(src: &dyn RasterSource, gsd_m: f64, stats: &ColourStats, model: &Model, options: &DetectOptions, mut progress: impl FnMut(Progress)) -> Result<(Vec<Detection>, Timing), DetectError> {
     let info = src.info().clone();
-    let contract = &meta.contract;
+    let (network, contract) = (model.network, model.contract);
     let path = info.path.clone();
     if let Some(&b) = contract.bands.iter().find(|&&b| b >= info.bands as usize) {
         return Err(DetectError::Input { path, problem: format!("the model reads band {} but the image has {} band(s)", b + 1, info.bands) });
@@ -136,8 +154,8 @@ pub fn detect_raster(src: &dyn RasterSource, gsd_m: f64, stats: &ColourStats, ne
     let tiles = grid.len();
     let mut timing = Timing::default();
     let mut candidates: Vec<Detection> = Vec::new();
-    let pattern = meta.pattern.as_ref().filter(|_| options.refine_heading);
-    let class = meta.classes.first().cloned().unwrap_or_default();
+    let pattern = model.pattern.filter(|_| options.refine_heading);
+    let class = model.class.to_string();
     let result: Result<(), DetectError> = std::thread::scope(|scope| {
         let (tx_tiles, rx_tiles) = std::sync::mpsc::sync_channel::<Result<PreparedTile, DetectError>>(2);
         let grid = &grid;
@@ -177,7 +195,7 @@ pub fn detect_raster(src: &dyn RasterSource, gsd_m: f64, stats: &ColourStats, ne
             let t = Instant::now();
             // Proposals: peaks in the tile's core, strongest first, one per half object length.
             let min_gap_px = 0.5 * contract.object_length_m / gsd_m;
-            let mut proposals: Vec<(f64, f64, f64)> = Vec::new();
+            let mut proposals: Vec<Proposal> = Vec::new();
             for peak in peaks(&grid, options.threshold) {
                 let u = p.left + grid.origin_px + (peak.col as f64 + peak.offset[0]) * STRIDE as f64;
                 let v = p.top + grid.origin_px + (peak.row as f64 + peak.offset[1]) * STRIDE as f64;
@@ -185,29 +203,36 @@ pub fn detect_raster(src: &dyn RasterSource, gsd_m: f64, stats: &ColourStats, ne
                     continue;
                 }
                 let (x, y) = (u / zoom, v / zoom);
-                if proposals.iter().any(|q| (q.0 - x).hypot(q.1 - y) < min_gap_px) {
+                if proposals.iter().any(|q| (q.x - x).hypot(q.y - y) < min_gap_px) {
                     continue;
                 }
-                proposals.push((x, y, grid.heading_deg[peak.row * grid.cols + peak.col]));
+                let cell = peak.row * grid.cols + peak.col;
+                proposals.push(Proposal { x, y, heading_deg: grid.heading_deg[cell], score: peak.score, size_m: grid.size_m[cell], match_score: None });
             }
-            let mut match_scores = Vec::with_capacity(proposals.len());
             if let Some(pat) = pattern {
                 for q in &mut proposals {
-                    let (h, s) = refine_heading(&p.window, q.0, q.1, q.2, zoom, contract.heading_mode, contract.canonical_heading_deg, pat);
-                    q.2 = h;
-                    match_scores.push(s);
+                    let (h, s) = refine_heading(&p.window, q.x, q.y, q.heading_deg, zoom, contract.heading_mode, contract.canonical_heading_deg, pat);
+                    q.heading_deg = h;
+                    q.match_score = s;
                 }
             }
-            let verified = verify_many(network, contract, &p.window, &proposals, zoom);
-            for (i, v) in verified.into_iter().enumerate() {
-                let Some(v) = v.filter(|v| v.score >= options.threshold) else { continue };
+            if options.second_look {
+                let verified = verify_many(network, contract, &p.window, &proposals, zoom);
+                for (q, v) in proposals.iter_mut().zip(verified) {
+                    // A candidate the second look cannot score is dropped.
+                    let v = v.unwrap_or(Verified { score: f32::NEG_INFINITY, ..Verified::default() });
+                    (q.x, q.y, q.heading_deg, q.score, q.size_m) = (v.x, v.y, v.heading_deg, v.score, [v.length_m, v.width_m]);
+                }
+            }
+            for q in proposals.into_iter().filter(|q| q.score >= options.threshold) {
+                let [length_m, width_m] = q.size_m;
                 candidates.push(Detection {
                     class: class.clone(),
-                    bbox: OrientedBox { cx: v.x, cy: v.y, length: v.length_m / gsd_m, width: v.width_m / gsd_m, heading_deg: v.heading_deg },
-                    length_m: v.length_m,
-                    width_m: v.width_m,
-                    score: v.score,
-                    match_score: match_scores.get(i).copied().flatten(),
+                    bbox: OrientedBox { cx: q.x, cy: q.y, length: length_m / gsd_m, width: width_m / gsd_m, heading_deg: contract.heading_mode.wrap(q.heading_deg) },
+                    length_m,
+                    width_m,
+                    score: q.score,
+                    match_score: q.match_score,
                 });
             }
             timing.post += t.elapsed();
@@ -253,17 +278,23 @@ pub fn refine_heading(window: &NormalizedWindow, x: f64, y: f64, heading_deg: f6
         }
     }
     match best {
-        Some((a, s, before, after)) => {
-            let d = f64::from(before) - 2.0 * f64::from(s) + f64::from(after);
-            let shift = if d < 0.0 { (0.5 * (f64::from(before) - f64::from(after)) / d).clamp(-0.5, 0.5) } else { 0.0 };
-            (mode.wrap(a + shift * STEP_DEG), Some(s))
-        }
+        Some((a, s, before, after)) => (mode.wrap(a + parabola_vertex(before, s, after) * STEP_DEG), Some(s)),
         None => (heading_deg, None),
     }
 }
 
+/// A peak of the dense map, on its way to becoming a detection.
+struct Proposal {
+    x: f64,
+    y: f64,
+    heading_deg: f64,
+    score: f32,
+    size_m: [f64; 2],
+    match_score: Option<f32>,
+}
+
 /// A candidate as the network sees it centred.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Verified {
     pub x: f64,
     pub y: f64,
@@ -278,7 +309,7 @@ pub struct Verified {
 /// apart; the position is where the centre cell's score peaks (a parabola through the grid),
 /// and the score, the heading (the cut's angle plus what the network reads in the chip) and
 /// the size are read there.
-pub fn verify_many(network: &Network, contract: &kestrel_samples::normalize::Contract, window: &NormalizedWindow, candidates: &[(f64, f64, f64)], zoom: f64) -> Vec<Option<Verified>> {
+fn verify_many(network: &Network, contract: &kestrel_samples::normalize::Contract, window: &NormalizedWindow, candidates: &[Proposal], zoom: f64) -> Vec<Option<Verified>> {
     use burn::tensor::activation::softmax;
     use burn::tensor::{Tensor, TensorData};
     /// Candidates per forward pass (9 chips each).
@@ -297,7 +328,8 @@ pub fn verify_many(network: &Network, contract: &kestrel_samples::normalize::Con
     let mut out = Vec::with_capacity(candidates.len());
     for part in candidates.chunks(PER_PASS) {
         let mut data = Vec::with_capacity(part.len() * m * bands * size * size);
-        for &(x, y, h) in part {
+        for q in part {
+            let (x, y, h) = (q.x, q.y, q.heading_deg);
             for &(dx, dy) in &offsets {
                 data.extend(resample_square(window, x + dx, y + dy, h - contract.canonical_heading_deg, zoom, size).data);
             }
@@ -313,7 +345,8 @@ pub fn verify_many(network: &Network, contract: &kestrel_samples::normalize::Con
             continue;
         };
         let k = probs.len() / (part.len() * m);
-        for (c, &(x, y, h)) in part.iter().enumerate() {
+        for (c, q) in part.iter().enumerate() {
+            let (x, y, h) = (q.x, q.y, q.heading_deg);
             let score = |i: usize| 1.0 - probs[(c * m + i) * k];
             let Some(best) = (0..m).max_by(|&a, &b| score(a).total_cmp(&score(b))) else {
                 out.push(None);
@@ -322,15 +355,7 @@ pub fn verify_many(network: &Network, contract: &kestrel_samples::normalize::Con
             // Sub-step position from the scores around the best along each axis.
             let (bi, bj) = (best % 3, best / 3);
             let along = |a: Option<usize>, b: Option<usize>| match (a, b) {
-                (Some(a), Some(b)) => {
-                    let (l, mid, r) = (f64::from(score(a)), f64::from(score(best)), f64::from(score(b)));
-                    let d = l - 2.0 * mid + r;
-                    if d < 0.0 {
-                        (0.5 * (l - r) / d).clamp(-0.5, 0.5)
-                    } else {
-                        0.0
-                    }
-                }
+                (Some(a), Some(b)) => parabola_vertex(score(a), score(best), score(b)),
                 _ => 0.0,
             };
             let sx = along((bi > 0).then(|| best - 1), (bi < 2).then_some(best + 1));

@@ -96,7 +96,7 @@ pub struct Peak {
 }
 
 /// The vertex of the parabola through (−1, a), (0, b), (1, c), clamped to ±0.5.
-fn parabola_vertex(a: f32, b: f32, c: f32) -> f64 {
+pub fn parabola_vertex(a: f32, b: f32, c: f32) -> f64 {
     let d = f64::from(a) - 2.0 * f64::from(b) + f64::from(c);
     if d >= 0.0 {
         return 0.0;

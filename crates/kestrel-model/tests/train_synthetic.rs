@@ -31,21 +31,20 @@ fn project_of(dir: &Path, name: &str, seeds: &[u64]) -> Project {
     project
 }
 
+/// Training and validation sets from synthetic scenes of the given seeds, two automatic
+/// negatives per positive; validation is cut with the training contract, as detection would.
+fn training_and_validation(dir: &Path, train_seeds: &[u64], val_seeds: &[u64]) -> (TrainingSet, TrainingSet) {
+    let opts = ChipOptions { auto_negative_ratio: 2.0, ..Default::default() };
+    let train_chips = build_chips(&project_of(dir, "train", train_seeds), "vehicle", &opts, |_, _| {}).unwrap();
+    let mut val_chips = build_chips(&project_of(dir, "val", val_seeds), "vehicle", &opts, |_, _| {}).unwrap();
+    val_chips.contract = train_chips.contract.clone();
+    (TrainingSet::new(train_chips), TrainingSet::new(val_chips))
+}
+
 #[test]
 fn vehicles_are_learned_and_recognized_on_an_unseen_scene() {
     let dir = tempfile::tempdir().unwrap();
-    let train_project = project_of(dir.path(), "train", &[31, 32, 33]);
-    let val_project = project_of(dir.path(), "val", &[34]);
-    let opts = ChipOptions {
-        auto_negative_ratio: 2.0,
-        ..Default::default()
-    };
-    let train_chips = build_chips(&train_project, "vehicle", &opts, |_, _| {}).unwrap();
-    let mut val_chips = build_chips(&val_project, "vehicle", &opts, |_, _| {}).unwrap();
-    // Validation is cut with the training contract, as detection would.
-    val_chips.contract = train_chips.contract.clone();
-    let train_set = TrainingSet::new(train_chips);
-    let val_set = TrainingSet::new(val_chips);
+    let (train_set, val_set) = training_and_validation(dir.path(), &[31, 32, 33], &[34]);
     let options = TrainOptions {
         epochs: 10,
         batch_size: 32,
@@ -138,17 +137,7 @@ fn a_package_round_trips_and_bad_packages_are_clear_errors() {
 fn an_interrupted_run_resumes_from_its_checkpoint() {
     use kestrel_model::train::Checkpoints;
     let dir = tempfile::tempdir().unwrap();
-    let train_project = project_of(dir.path(), "train", &[41, 42]);
-    let val_project = project_of(dir.path(), "val", &[43]);
-    let opts = ChipOptions {
-        auto_negative_ratio: 2.0,
-        ..Default::default()
-    };
-    let train_chips = build_chips(&train_project, "vehicle", &opts, |_, _| {}).unwrap();
-    let mut val_chips = build_chips(&val_project, "vehicle", &opts, |_, _| {}).unwrap();
-    val_chips.contract = train_chips.contract.clone();
-    let train_set = TrainingSet::new(train_chips);
-    let val_set = TrainingSet::new(val_chips);
+    let (train_set, val_set) = training_and_validation(dir.path(), &[41, 42], &[43]);
     let full = TrainOptions {
         epochs: 6,
         batch_size: 32,

@@ -7,7 +7,7 @@
 use crate::chips::{ChipError, ChipRecord, ChipSet, OpenImage};
 use crate::normalize::window::NormalizedWindow;
 use crate::normalize::{
-    chip_radius_px, resample_chip, resample_square, Chip, Contract, HeadingSource,
+    chip_radius_px, resample_chip, Chip, Contract, HeadingSource,
 };
 use crate::sample::{HeadingMode, Polarity};
 use crate::synthetic::Rng;
@@ -178,35 +178,6 @@ impl TrainingSet {
             size_m,
             source: index,
         })
-    }
-
-    /// The images the set's chips come from: URI, width and height (pixels), GSD (m).
-    pub fn images(&self) -> Vec<(String, u32, u32, f64)> {
-        let mut out: Vec<_> = self
-            .images
-            .iter()
-            .map(|(uri, img)| {
-                let info = img.source.info();
-                (uri.clone(), info.width, info.height, img.gsd_m)
-            })
-            .collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        out
-    }
-
-    /// An unrotated `size`×`size` square of image `uri` at the contract's GSD, bands and
-    /// colour, centred on (cx, cy) in image pixels: what detection feeds the network.
-    pub fn cut_tile(&self, uri: &str, cx: f64, cy: f64, size: usize) -> Result<Chip, ChipError> {
-        let img = self.images.get(uri).ok_or_else(|| {
-            ChipError::Geo(kestrel_geo::GeoError::Invalid(format!(
-                "{uri} is not an image of this training set"
-            )))
-        })?;
-        let zoom = img.gsd_m / self.contract.target_gsd_m;
-        // Unrotated: half the square's edge, plus a pixel for interpolation.
-        let radius = size as f64 / zoom / 2.0 + 2.0;
-        let nw = self.read_around(img, uri, cx, cy, radius)?;
-        Ok(resample_square(&nw, cx, cy, 0.0, zoom, size))
     }
 
     /// The colour-normalized square of `radius` image pixels around (cx, cy), in the
