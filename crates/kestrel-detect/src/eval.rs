@@ -139,7 +139,9 @@ fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
 /// Scores `preds` against `truth` at IoU `iou`; `default_threshold` is the model's.
 pub fn evaluate(truth: &[TruthBox], preds: &[PredictedBox], iou: f64, default_threshold: f32) -> EvalReport {
     let ranked = match_all(truth, preds, iou);
-    let mut at_best = at(&ranked, truth.len(), f32::NEG_INFINITY);
+    // Starting from every detection kept: the lowest score is that threshold.
+    let lowest = ranked.last().map_or(0.0, |r| r.0);
+    let mut at_best = at(&ranked, truth.len(), lowest);
     for &(s, _) in &ranked {
         let a = at(&ranked, truth.len(), s);
         if a.f1 > at_best.f1 {
@@ -203,6 +205,7 @@ mod tests {
         assert!((r.heading_error_p90_deg.unwrap() - 2.0).abs() < 1e-9);
         assert_eq!(r.heading_error_median_deg, Some(0.0));
         assert!((r.count_error - 0.0).abs() < 1e-12);
+        assert!(r.at_best.threshold.is_finite());
         let perfect = evaluate(&t, &t.iter().map(|t| pred(t.bbox.cx, 30.0, 0.9)).collect::<Vec<_>>(), 0.5, 0.5);
         assert!((perfect.ap50 - 1.0).abs() < 1e-12 && (perfect.ap50_95 - 1.0).abs() < 1e-12 && perfect.at_best.f1 == 1.0);
         // Detections on another image match nothing.
