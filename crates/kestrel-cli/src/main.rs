@@ -6,6 +6,7 @@ mod detect_cmd;
 mod eval_cmd;
 mod progress;
 mod samples_cmd;
+mod serve;
 mod train_cmd;
 
 use anyhow::{Context, Result};
@@ -218,6 +219,8 @@ enum Command {
         #[arg(long, default_value = "quantile")]
         colour: String,
     },
+    /// Start the labelling and review GUI: open the printed address in a browser.
+    Serve(ServeOptions),
     /// Measure I/O throughput against GDAL and laspy on this machine.
     Bench {
         /// What to measure: 'io' (rasters and point clouds against GDAL and laspy),
@@ -232,6 +235,27 @@ enum Command {
         #[arg(long)]
         quick: bool,
     },
+}
+
+#[derive(clap::Args)]
+struct ServeOptions {
+    /// The project folder (created if missing); without it, the demo project (made on first
+    /// run under $KESTREL_HOME, default ~/.local/share/kestrel).
+    #[arg(long)]
+    project: Option<PathBuf>,
+    /// Address to listen on. Another address than a loopback one needs a token.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: std::net::SocketAddr,
+    /// Required on every API call (`Authorization: Bearer TOKEN` or `?token=TOKEN`).
+    #[arg(long, env = "KESTREL_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// A folder whose images may be added through the GUI (repeatable); default: the project
+    /// folder and the current directory.
+    #[arg(long = "image-root")]
+    image_roots: Vec<PathBuf>,
+    /// Serve the web app from this folder instead of the copy built into the binary.
+    #[arg(long)]
+    web_dir: Option<PathBuf>,
 }
 
 /// A project, one of its classes, and where to write the result.
@@ -262,12 +286,13 @@ fn run() -> Result<()> {
         .clone()
         .or_else(|| std::env::var("KESTREL_DEVICE").ok())
         .unwrap_or_else(|| "auto".into());
-    if matches!(cli.command, Command::Train { .. } | Command::Bench { .. } | Command::Detect { .. } | Command::Eval { robustness: true, .. }) {
+    if matches!(cli.command, Command::Train { .. } | Command::Bench { .. } | Command::Detect { .. } | Command::Eval { robustness: true, .. } | Command::Serve(_)) {
         let chosen = kestrel_model::device::select(&device)?;
         eprintln!("network device: {chosen}");
     }
     match cli.command {
         Command::Info { path, json, gsd } => info(&path, json, gsd),
+        Command::Serve(o) => serve::run(serve::ServeArgs { project: o.project, addr: o.addr, token: o.token, image_roots: o.image_roots, web_dir: o.web_dir }),
         Command::Dsm {
             cloud,
             output,

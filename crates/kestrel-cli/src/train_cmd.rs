@@ -43,7 +43,98 @@ pub struct TrainArgs<'a> {
     pub mine_per_image: usize,
 }
 
+/// What a training run reports as it goes: the CLI turns it into progress bars, the GUI's
+/// job into progress and a live chart.
+pub enum TrainReport<'e> {
+    /// A new stage begins ("normalizing samples", "training", …) with this many steps.
+    Stage(String, usize),
+    /// Steps done in the current stage.
+    Step(usize),
+    /// The network's own event (batch loss, epoch metrics).
+    Train(&'e TrainEvent),
+    /// A line for the user.
+    Note(String),
+}
+
+/// What a finished run produced.
+pub struct TrainOutcome {
+    pub output: std::path::PathBuf,
+    pub best: kestrel_model::train::EpochMetrics,
+    pub detection: Option<kestrel_model::package::DetectionCalibration>,
+}
+
+/// `kestrel train` on a terminal: progress bars (or JSON lines) and a closing line.
 pub fn run(a: TrainArgs) -> Result<()> {
+    let json = a.json;
+    let mut bar: Option<indicatif::ProgressBar> = None;
+    let mut batches = 1;
+    let outcome = run_with(a, &mut |r| match r {
+        TrainReport::Stage(name, steps) => {
+            if let Some(b) = bar.take() {
+                b.finish_and_clear();
+            }
+            let b = crate::progress::count_bar(&name);
+            b.set_length(steps as u64);
+            bar = Some(b);
+        }
+        TrainReport::Step(done) => {
+            if let Some(b) = &bar {
+                b.set_position(done as u64);
+            }
+        }
+        TrainReport::Note(line) => match &bar {
+            Some(b) if !b.is_hidden() => b.println(line),
+            _ => eprintln!("{line}"),
+        },
+        TrainReport::Train(event) => {
+            if json {
+                println!("{}", serde_json::to_string(event).unwrap_or_default());
+            }
+            let Some(b) = &bar else { return };
+            match event {
+                TrainEvent::Batch { epoch, batch, batches: n, loss } => {
+                    batches = *n;
+                    b.set_position((epoch * batches + batch) as u64);
+                    b.set_message(format!("epoch {} loss {loss:.3}", epoch + 1));
+                }
+                TrainEvent::Epoch(m) => {
+                    let line = format!(
+                        "epoch {:>2}: train loss {:.3}, val loss {:.3}, precision {:.3}, recall {:.3}, F1 {:.3}, heading error {:.1}°, length error {:.0} %, {:.0} img/s",
+                        m.epoch, m.train_loss, m.val_loss, m.precision, m.recall, m.f1, m.heading_error_deg, m.length_error * 100.0, m.train_images_per_s
+                    );
+                    // The bar prints only to a terminal; the epoch summary must reach logs too.
+                    if b.is_hidden() {
+                        eprintln!("{line}");
+                    } else {
+                        b.println(line);
+                    }
+                }
+            }
+        }
+    });
+    if let Some(b) = bar.take() {
+        b.finish_and_clear();
+    }
+    let outcome = outcome?;
+    if let Some(d) = &outcome.detection {
+        eprintln!(
+            "detection on the validation images: F1 {:.3} (precision {:.3}, recall {:.3}) at threshold {:.2}, the model's default",
+            d.f1, d.precision, d.recall, d.threshold
+        );
+    }
+    println!(
+        "{}: best validation F1 {:.3} (precision {:.3}, recall {:.3}) at epoch {}",
+        outcome.output.display(),
+        outcome.best.f1,
+        outcome.best.precision,
+        outcome.best.recall,
+        outcome.best.epoch
+    );
+    Ok(())
+}
+
+/// Trains `a.class` of the project and writes the package, reporting through `report`.
+pub fn run_with(a: TrainArgs, report: &mut dyn FnMut(TrainReport)) -> Result<TrainOutcome> {
     let project = Project::open(a.project)?;
     let images = project.images()?;
     if images.len() < 2 {
@@ -58,7 +149,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         Some(pattern) => images.iter().partition(|i| i.uri.contains(pattern)),
         None => {
             let cut = images.len() - (images.len() / 5).max(1);
-            eprintln!("warning: no --validate-on given; validating on the last {} image(s). Consecutive frames of one flight line overlap: choose a separate area with --validate-on", images.len() - cut);
+            report(TrainReport::Note(format!("warning: no --validate-on given; validating on the last {} image(s). Consecutive frames of one flight line overlap: choose a separate area with --validate-on", images.len() - cut)));
             let (t, v) = images.split_at(cut);
             (v.iter().collect(), t.iter().collect())
         }
@@ -72,16 +163,20 @@ pub fn run(a: TrainArgs) -> Result<()> {
     }
     let train_ids: Vec<i64> = train_imgs.iter().map(|i| i.id).collect();
     let val_ids: Vec<i64> = val.iter().map(|i| i.id).collect();
-    let bar = crate::progress::count_bar("normalizing samples");
+    report(TrainReport::Stage("normalizing samples".into(), 0));
     let chips = ChipOptions {
         auto_negative_ratio: a.negatives,
         images: Some(train_ids),
         colour: a.colour.clone(),
         ..Default::default()
     };
+    let mut last_total = 0;
     let train_chips = build_chips(&project, a.class, &chips, |d, t| {
-        bar.set_length(t as u64);
-        bar.set_position(d as u64);
+        if t != last_total {
+            last_total = t;
+            report(TrainReport::Stage("normalizing samples".into(), t));
+        }
+        report(TrainReport::Step(d));
     })?;
     // Chip-level precision depends on how many negatives there are: validation always has
     // VALIDATION_NEGATIVES automatic negatives per positive (plus the explicit ones), whatever
@@ -97,7 +192,6 @@ pub fn run(a: TrainArgs) -> Result<()> {
         },
         |_, _| {},
     )?;
-    bar.finish_and_clear();
     let positives = train_chips
         .chips
         .iter()
@@ -109,7 +203,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let train_set = TrainingSet::new(train_chips);
     let val_set = TrainingSet::new(val_chips);
     let radiometry = train_set.radiometry();
-    eprintln!(
+    report(TrainReport::Note(format!(
         "training '{}' on {} chips ({positives} positive) from {} image(s), validating on {} chips from {} image(s); {}×{} px at {:.3} m",
         a.class,
         train_set.len(),
@@ -119,8 +213,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         contract.chip_size_px,
         contract.chip_size_px,
         contract.target_gsd_m
-    );
-    let json = a.json;
+    )));
     // Checkpoints beside the package: `car.kestrel` → `car.kestrel.checkpoints/`, one
     // folder per round, and the negatives mined so far in `mined.json`.
     let ckpt_root = std::path::PathBuf::from(format!("{}.checkpoints", a.output.display()));
@@ -128,7 +221,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let mut train_set = train_set;
     let mut mined: Vec<MinedRecord> = Vec::new();
     if a.resume {
-        eprintln!("resuming from {}", ckpt_root.display());
+        report(TrainReport::Note(format!("resuming from {}", ckpt_root.display())));
         if mined_path.exists() {
             let text = std::fs::read(&mined_path)
                 .with_context(|| format!("reading {}", mined_path.display()))?;
@@ -156,12 +249,6 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let mut result = None;
     for round in first_round..=a.mine_rounds {
         let batches = train_set.len().div_ceil(a.options.batch_size);
-        let bar = crate::progress::count_bar(&if round == 0 {
-            "training".to_string()
-        } else {
-            format!("training, round {}", round + 1)
-        });
-        bar.set_length((batches * a.options.epochs) as u64);
         let checkpoints = kestrel_model::train::Checkpoints {
             dir: ckpt_root.join(format!("round-{round}")),
             resume: a.resume && round == first_round,
@@ -176,48 +263,24 @@ pub fn run(a: TrainArgs) -> Result<()> {
         } else {
             a.options.clone()
         };
-        bar.set_length((batches * options.epochs) as u64);
+        let stage = if round == 0 { "training".to_string() } else { format!("training, round {}", round + 1) };
+        report(TrainReport::Stage(stage, batches * options.epochs));
         let (network, config, history) = train(
             &train_set,
             &val_set,
             &options,
             Some(&checkpoints),
-            |e| {
-                if json {
-                    println!("{}", serde_json::to_string(e).unwrap_or_default());
-                }
-                match e {
-                    TrainEvent::Batch {
-                        epoch, batch, loss, ..
-                    } => {
-                        bar.set_position((epoch * batches + batch) as u64);
-                        bar.set_message(format!("epoch {} loss {loss:.3}", epoch + 1));
-                    }
-                    TrainEvent::Epoch(m) => {
-                        let line = format!(
-                        "epoch {:>2}: train loss {:.3}, val loss {:.3}, precision {:.3}, recall {:.3}, F1 {:.3}, heading error {:.1}°, length error {:.0} %, {:.0} img/s",
-                        m.epoch, m.train_loss, m.val_loss, m.precision, m.recall, m.f1, m.heading_error_deg, m.length_error * 100.0, m.train_images_per_s
-                    );
-                        // The bar prints only to a terminal; the epoch summary must reach logs too.
-                        if bar.is_hidden() {
-                            eprintln!("{line}");
-                        } else {
-                            bar.println(line);
-                        }
-                    }
-                }
-            },
+            |e| report(TrainReport::Train(e)),
         )?;
-        bar.finish_and_clear();
         if round < a.mine_rounds {
             let found =
                 mine_hard_negatives(&network, &train_set, &labelled, &MineOptions { max_per_image: a.mine_per_image, ..MineOptions::default() })?;
-            eprintln!(
+            report(TrainReport::Note(format!(
                 "round {}: mined {} hard negatives from {} training image(s); retraining",
                 round + 1,
                 found.len(),
                 train_imgs.len()
-            );
+            )));
             for f in &found {
                 train_set.add_negative(
                     &f.image_uri,
@@ -267,27 +330,14 @@ pub fn run(a: TrainArgs) -> Result<()> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
     };
-    eprintln!("choosing the detection threshold on the {} validation image(s)", val.len());
+    report(TrainReport::Stage(format!("choosing the detection threshold on the {} validation image(s)", val.len()), 0));
     meta.detection = kestrel_detect::calibrate::calibrate_threshold(&network, &meta, &val_set)?;
-    if let Some(d) = &meta.detection {
-        eprintln!(
-            "detection on the validation images: F1 {:.3} (precision {:.3}, recall {:.3}) at threshold {:.2}, the model's default",
-            d.f1, d.precision, d.recall, d.threshold
-        );
-    }
     save_package(a.output, &meta, &network)
         .with_context(|| format!("writing {}", a.output.display()))?;
     let best = history
         .iter()
         .max_by(|x, y| x.f1.total_cmp(&y.f1))
-        .context("no epoch ran")?;
-    println!(
-        "{}: best validation F1 {:.3} (precision {:.3}, recall {:.3}) at epoch {}",
-        a.output.display(),
-        best.f1,
-        best.precision,
-        best.recall,
-        best.epoch
-    );
-    Ok(())
+        .context("no epoch ran")?
+        .clone();
+    Ok(TrainOutcome { output: a.output.to_path_buf(), best, detection: meta.detection })
 }

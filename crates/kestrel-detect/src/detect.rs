@@ -23,6 +23,8 @@ pub enum DetectError {
     Geo(#[from] kestrel_geo::GeoError),
     #[error("{path}: {problem}")]
     Input { path: String, problem: String },
+    #[error("detection was cancelled")]
+    Cancelled,
 }
 
 #[derive(Clone, Debug)]
@@ -40,11 +42,13 @@ pub struct DetectOptions {
     /// Look at each peak again as the network saw its training chips (see `verify_many`);
     /// without it, the dense map's peaks are the detections.
     pub second_look: bool,
+    /// Set by another thread to stop between tiles (a GUI's cancel button).
+    pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Default for DetectOptions {
     fn default() -> Self {
-        DetectOptions { threshold: 0.5, tile_px: 512, nms_iou: 0.3, area_px: None, refine_heading: true, second_look: true }
+        DetectOptions { threshold: 0.5, tile_px: 512, nms_iou: 0.3, area_px: None, refine_heading: true, second_look: true, cancel: None }
     }
 }
 
@@ -187,6 +191,9 @@ pub fn detect_with(src: &dyn RasterSource, gsd_m: f64, stats: &ColourStats, mode
         });
         for (i, prepared) in rx_tiles.iter().enumerate() {
             let p = prepared?;
+            if options.cancel.as_ref().is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed)) {
+                return Err(DetectError::Cancelled);
+            }
             timing.decode += p.decode;
             timing.normalize += p.normalize;
             let t = Instant::now();

@@ -26,6 +26,9 @@ pub struct TrainOptions {
     /// Decay of the weight average that is validated and kept (0 = the raw weights).
     #[serde(default = "default_average_decay")]
     pub average_decay: f32,
+    /// Set by another thread to stop training between batches (a GUI's cancel button).
+    #[serde(skip)]
+    pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 fn default_average_decay() -> f32 {
@@ -42,6 +45,7 @@ impl Default for TrainOptions {
             patience: 4,
             threads: 2,
             average_decay: default_average_decay(),
+            cancel: None,
         }
     }
 }
@@ -85,6 +89,8 @@ pub enum TrainError {
     Chips(#[from] kestrel_samples::chips::ChipError),
     #[error("the training set has no {0}: a detector needs both positives and negatives")]
     Missing(&'static str),
+    #[error("training was cancelled")]
+    Cancelled,
 }
 
 /// A batch as tensors.
@@ -306,7 +312,7 @@ pub fn train(
     let class_weights = balance(train);
     // The average spans about one epoch at most: a small set takes few steps per epoch, and
     // an average over more than the run would lag behind it.
-    let steps_per_epoch = train.len().div_ceil(options.batch_size.max(1)).max(1);
+    let steps_per_epoch = train.epoch_len().div_ceil(options.batch_size.max(1)).max(1);
     let decay = options.average_decay.min(1.0 - 1.0 / steps_per_epoch as f32).max(0.0);
     let mut average = WeightAverage::new(model.valid(), decay);
     if let Some(c) = checkpoints.filter(|c| c.resume) {
@@ -370,6 +376,9 @@ pub fn train(
             * 0.5
             * (1.0 + (std::f64::consts::PI * epoch as f64 / options.epochs as f64).cos());
         for (bi, idx) in order.chunks(options.batch_size).enumerate() {
+            if options.cancel.as_ref().is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed)) {
+                return Err(TrainError::Cancelled);
+            }
             let examples =
                 train.batch(idx, &augment, options.seed, epoch as u64, options.threads)?;
             let (l, _) = loss(

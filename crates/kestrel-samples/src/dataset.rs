@@ -48,6 +48,9 @@ impl Default for Augment {
     }
 }
 
+/// Fewest examples in a training epoch (see [`TrainingSet::epoch_len`]).
+pub const MIN_EPOCH_EXAMPLES: usize = 1024;
+
 /// One training example.
 #[derive(Clone, Debug)]
 pub struct Example {
@@ -105,7 +108,8 @@ impl TrainingSet {
         self.items[index].polarity == Polarity::Positive
     }
 
-    /// Example `index`, augmented with the generator of (seed, epoch, index).
+    /// Example `index` (an index of [`epoch_order`](Self::epoch_order): beyond the set's
+    /// length it is a repeat), augmented with the generator of (seed, epoch, index).
     pub fn example(
         &self,
         index: usize,
@@ -113,7 +117,7 @@ impl TrainingSet {
         seed: u64,
         epoch: u64,
     ) -> Result<Example, ChipError> {
-        let rec = &self.items[index];
+        let rec = &self.items[index % self.items.len().max(1)];
         let img = &self.images[&rec.image_uri];
         let mut rng = Rng::new(
             seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15)
@@ -245,13 +249,24 @@ impl TrainingSet {
 
     /// The order of an epoch: a seeded shuffle of all indices.
     pub fn epoch_order(&self, seed: u64, epoch: u64) -> Vec<usize> {
-        let mut order: Vec<usize> = (0..self.items.len()).collect();
+        let mut order: Vec<usize> = (0..self.epoch_len()).collect();
         let mut rng = Rng::new(seed ^ 0xE90C ^ epoch.wrapping_mul(0x2545_F491_4F6C_DD1D));
         for i in (1..order.len()).rev() {
             let j = (rng.next_u64() % (i as u64 + 1)) as usize;
             order.swap(i, j);
         }
         order
+    }
+
+    /// Examples in one epoch: the whole set, repeated (each repeat augmented afresh) until
+    /// there are at least [`MIN_EPOCH_EXAMPLES`]. A dozen samples drawn in the GUI would
+    /// otherwise give a dozen optimizer steps in a dozen epochs — too few to learn anything.
+    pub fn epoch_len(&self) -> usize {
+        let n = self.items.len();
+        if n == 0 {
+            return 0;
+        }
+        n * MIN_EPOCH_EXAMPLES.div_ceil(n)
     }
 
     /// Cuts the examples `indices` on `threads` threads; the result is in the order given and

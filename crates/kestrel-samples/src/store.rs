@@ -82,6 +82,21 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX samples_by_image ON samples(image_id);
     CREATE INDEX samples_by_class ON samples(class_id, polarity);",
+    // 2: detections awaiting review, and what the review made of them.
+    "CREATE TABLE detections (
+        id INTEGER PRIMARY KEY,
+        image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        class_id INTEGER NOT NULL REFERENCES classes(id) ON DELETE CASCADE,
+        model_id TEXT NOT NULL,
+        shape TEXT NOT NULL,
+        score REAL NOT NULL,
+        match_score REAL,
+        status TEXT NOT NULL CHECK (status IN ('pending','accepted','rejected')),
+        sample_id INTEGER REFERENCES samples(id) ON DELETE SET NULL,
+        version INTEGER NOT NULL DEFAULT 1,
+        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+    );
+    CREATE INDEX detections_by_image ON detections(image_id, status);",
 ];
 
 /// An image registered in a project.
@@ -142,6 +157,51 @@ pub struct NewSample {
     /// `None`: the class's heading mode.
     pub heading_mode: Option<HeadingMode>,
     pub origin: Origin,
+}
+
+/// Where a detection stands in review.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewStatus {
+    Pending,
+    Accepted,
+    Rejected,
+}
+
+/// A detection kept for review; accepting or rejecting it makes a sample.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DetectionRecord {
+    pub id: i64,
+    pub image_id: i64,
+    pub class_id: i64,
+    /// The model package's id (its file stem in the project's `models/`).
+    pub model_id: String,
+    /// An oriented box in image pixels.
+    pub shape: Shape,
+    pub score: f64,
+    pub match_score: Option<f64>,
+    pub status: ReviewStatus,
+    /// The sample the review created.
+    pub sample_id: Option<i64>,
+    pub version: i64,
+    pub created_at: String,
+}
+
+/// A detection to be stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewDetection {
+    pub class_id: i64,
+    pub shape: Shape,
+    pub score: f64,
+    pub match_score: Option<f64>,
+}
+
+/// Which detections to list.
+#[derive(Clone, Debug, Default)]
+pub struct DetectionFilter {
+    pub image_id: Option<i64>,
+    pub status: Option<ReviewStatus>,
+    pub min_score: Option<f64>,
 }
 
 /// Which samples to list.
@@ -628,6 +688,218 @@ impl Project {
             )
             .map_err(|e| self.err(e))?;
         Ok(())
+    }
+
+    /// Sets a class's display colour.
+    pub fn set_class_color(&mut self, id: i64, color: &str) -> Result<ClassRecord> {
+        let ok = color.len() == 7
+            && color.starts_with('#')
+            && color[1..].chars().all(|c| c.is_ascii_hexdigit());
+        if !ok {
+            return Err(StoreError::Invalid {
+                what: "colour",
+                problem: format!("{color:?} is not #rrggbb"),
+            });
+        }
+        let n = self
+            .db
+            .execute("UPDATE classes SET color = ?2 WHERE id = ?1", params![id, color])
+            .map_err(|e| self.err(e))?;
+        if n == 0 {
+            return Err(StoreError::NotFound {
+                what: "class",
+                id: id.to_string(),
+            });
+        }
+        self.class(id)
+    }
+
+    /// Positive and negative sample counts per class id.
+    pub fn sample_counts(&self) -> Result<Vec<(i64, usize, usize)>> {
+        let mut stmt = self
+            .db
+            .prepare(
+                "SELECT class_id, sum(polarity = 'positive'), sum(polarity = 'negative') FROM samples GROUP BY class_id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as usize, r.get::<_, i64>(2)? as usize)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Replaces the image's pending detections with `detections` of `model_id`, in one
+    /// transaction; reviewed detections stay. Returns the new ids.
+    pub fn replace_pending_detections(
+        &mut self,
+        image_id: i64,
+        model_id: &str,
+        detections: &[NewDetection],
+    ) -> Result<Vec<i64>> {
+        self.image(image_id)?;
+        let path = self.dir.join(DB_FILE).display().to_string();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.db.transaction().map_err(err)?;
+        tx.execute(
+            "DELETE FROM detections WHERE image_id = ?1 AND status = 'pending'",
+            [image_id],
+        )
+        .map_err(err)?;
+        let mut ids = Vec::with_capacity(detections.len());
+        for d in detections {
+            validate_shape(&d.shape)?;
+            tx.execute(
+                "INSERT INTO detections (image_id, class_id, model_id, shape, score, match_score, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending')",
+                params![image_id, d.class_id, model_id, serde_json::to_string(&d.shape).unwrap_or_default(), d.score, d.match_score],
+            )
+            .map_err(err)?;
+            ids.push(tx.last_insert_rowid());
+        }
+        tx.commit().map_err(err)?;
+        Ok(ids)
+    }
+
+    const DETECTION_COLUMNS: &'static str = "id, image_id, class_id, model_id, shape, score, match_score, status, sample_id, version, created_at";
+
+    fn detection_from_row(r: &rusqlite::Row) -> rusqlite::Result<DetectionRecord> {
+        let shape: String = r.get(4)?;
+        Ok(DetectionRecord {
+            id: r.get(0)?,
+            image_id: r.get(1)?,
+            class_id: r.get(2)?,
+            model_id: r.get(3)?,
+            shape: serde_json::from_str(&shape).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, Box::new(e))
+            })?,
+            score: r.get(5)?,
+            match_score: r.get(6)?,
+            status: enum_from(&r.get::<_, String>(7)?)?,
+            sample_id: r.get(8)?,
+            version: r.get(9)?,
+            created_at: r.get(10)?,
+        })
+    }
+
+    pub fn detection(&self, id: i64) -> Result<DetectionRecord> {
+        self.db
+            .query_row(
+                &format!("SELECT {} FROM detections WHERE id = ?1", Self::DETECTION_COLUMNS),
+                [id],
+                Self::detection_from_row,
+            )
+            .optional()
+            .map_err(|e| self.err(e))?
+            .ok_or(StoreError::NotFound {
+                what: "detection",
+                id: id.to_string(),
+            })
+    }
+
+    /// Detections, strongest first.
+    pub fn detections(&self, filter: &DetectionFilter) -> Result<Vec<DetectionRecord>> {
+        let mut stmt = self
+            .db
+            .prepare(&format!(
+                "SELECT {} FROM detections WHERE (?1 IS NULL OR image_id = ?1) AND (?2 IS NULL OR status = ?2)
+                 AND (?3 IS NULL OR score >= ?3) ORDER BY score DESC, id",
+                Self::DETECTION_COLUMNS
+            ))
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(
+                params![filter.image_id, filter.status.map(|s| enum_text(&s)), filter.min_score],
+                Self::detection_from_row,
+            )
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Accepts (a positive sample) or rejects (a hard negative) a pending detection, if
+    /// nobody reviewed it since `expected_version`: the sample and the new status are
+    /// committed together.
+    pub fn review_detection(
+        &mut self,
+        id: i64,
+        expected_version: i64,
+        accept: bool,
+    ) -> Result<(DetectionRecord, Sample)> {
+        let d = self.detection(id)?;
+        if d.version != expected_version {
+            return Err(StoreError::Conflict {
+                id,
+                expected: expected_version,
+                actual: d.version,
+            });
+        }
+        if d.status != ReviewStatus::Pending {
+            return Err(StoreError::Invalid {
+                what: "review",
+                problem: format!("detection {id} is already {}", enum_text(&d.status)),
+            });
+        }
+        let (polarity, origin, status) = if accept {
+            (Polarity::Positive, Origin::AcceptedDetection, ReviewStatus::Accepted)
+        } else {
+            (Polarity::Negative, Origin::RejectedDetection, ReviewStatus::Rejected)
+        };
+        let path = self.dir.join(DB_FILE).display().to_string();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.db.transaction().map_err(err)?;
+        let sample_id = insert_sample(
+            &tx,
+            &NewSample {
+                image_id: d.image_id,
+                class_id: d.class_id,
+                polarity,
+                shape: d.shape,
+                heading_mode: None,
+                origin,
+            },
+        )?;
+        tx.execute(
+            "UPDATE detections SET status = ?2, sample_id = ?3, version = version + 1 WHERE id = ?1",
+            params![id, enum_text(&status), sample_id],
+        )
+        .map_err(err)?;
+        tx.commit().map_err(err)?;
+        Ok((self.detection(id)?, self.sample(sample_id)?))
+    }
+
+    /// Undoes a review: the detection is pending again and the sample it made is deleted.
+    pub fn reset_detection(&mut self, id: i64, expected_version: i64) -> Result<DetectionRecord> {
+        let d = self.detection(id)?;
+        if d.version != expected_version {
+            return Err(StoreError::Conflict {
+                id,
+                expected: expected_version,
+                actual: d.version,
+            });
+        }
+        let path = self.dir.join(DB_FILE).display().to_string();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.db.transaction().map_err(err)?;
+        if let Some(sample) = d.sample_id {
+            tx.execute("DELETE FROM samples WHERE id = ?1", [sample])
+                .map_err(err)?;
+        }
+        tx.execute(
+            "UPDATE detections SET status = 'pending', sample_id = NULL, version = version + 1 WHERE id = ?1",
+            [id],
+        )
+        .map_err(err)?;
+        tx.commit().map_err(err)?;
+        self.detection(id)
     }
 
     /// Map-coordinate polygon of a sample (in its image's CRS), as stored.

@@ -1,0 +1,318 @@
+//! Images: registering them (only from the image roots), describing them as the map needs
+//! (projection, extent, tile grid), their band statistics, and rendered tiles read from the
+//! raster's overviews window by window, never the whole raster.
+
+use super::error::{ApiResult, Json, Path, Query};
+use super::{ApiError, Shared};
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use kestrel_geo::{PixelWindow, RasterSource};
+use kestrel_samples::normalize::colour::ColourStats;
+use kestrel_samples::store::ImageRecord;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Tile edge in screen pixels.
+pub const TILE_PX: u32 = 256;
+
+/// An opened raster and its colour statistics, kept while the server runs.
+pub struct OpenRaster {
+    pub source: Box<dyn RasterSource>,
+    pub stats: ColourStats,
+}
+
+#[derive(Default)]
+pub struct RasterCache(Mutex<HashMap<i64, Arc<OpenRaster>>>);
+
+impl RasterCache {
+    /// The image's raster, opened on first use (outside the lock: opening a remote COG
+    /// or sampling statistics takes a moment).
+    pub fn get(&self, record: &ImageRecord) -> ApiResult<Arc<OpenRaster>> {
+        if let Some(r) = self.0.lock().unwrap_or_else(|p| p.into_inner()).get(&record.id) {
+            return Ok(r.clone());
+        }
+        let source = kestrel_geo::open_raster(&record.uri)?;
+        let stats = ColourStats::from_raster(source.as_ref())?;
+        let r = Arc::new(OpenRaster { source, stats });
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(record.id, r.clone());
+        Ok(r)
+    }
+}
+
+/// Zoom levels of the tile pyramid: the coarsest shows the whole image in one tile.
+fn tile_levels(width: u32, height: u32) -> u32 {
+    let mut levels = 1;
+    while (width.max(height) as f64) / f64::from(1u32 << (levels - 1)) > f64::from(TILE_PX) {
+        levels += 1;
+    }
+    levels
+}
+
+/// The image's pixel → map affine transform, as the page converts with it.
+pub fn pixel_to_map(r: &ImageRecord) -> [f64; 6] {
+    match r.geotransform {
+        Some(t) => t,
+        None => {
+            let s = r.gsd_m.unwrap_or(1.0);
+            [0.0, s, 0.0, 0.0, 0.0, -s]
+        }
+    }
+}
+
+/// What the page needs to show an image on a map.
+pub fn view(r: &ImageRecord, samples: usize) -> Value {
+    let t = pixel_to_map(r);
+    let map = |x: f64, y: f64| (t[0] + x * t[1] + y * t[2], t[3] + x * t[4] + y * t[5]);
+    let corners = [map(0.0, 0.0), map(f64::from(r.width), 0.0), map(0.0, f64::from(r.height)), map(f64::from(r.width), f64::from(r.height))];
+    let min_x = corners.iter().map(|c| c.0).fold(f64::INFINITY, f64::min);
+    let max_x = corners.iter().map(|c| c.0).fold(f64::NEG_INFINITY, f64::max);
+    let min_y = corners.iter().map(|c| c.1).fold(f64::INFINITY, f64::min);
+    let max_y = corners.iter().map(|c| c.1).fold(f64::NEG_INFINITY, f64::max);
+    let geographic = r.crs.as_deref().and_then(|c| kestrel_geo::Crs::parse(c).ok()).is_some_and(|c| c.is_geographic());
+    let (projection, units) = match (&r.geotransform, r.epsg) {
+        (Some(_), Some(code)) => (format!("EPSG:{code}"), if geographic { "degrees" } else { "m" }),
+        (Some(_), None) => (format!("kestrel:image-{}", r.id), if geographic { "degrees" } else { "m" }),
+        (None, _) => ("kestrel:pixels".to_string(), if r.gsd_m.is_some() { "m" } else { "pixels" }),
+    };
+    let levels = tile_levels(r.width, r.height);
+    let native = t[1].hypot(t[4]);
+    let resolutions: Vec<f64> = (0..levels).map(|z| native * f64::from(1u32 << (levels - 1 - z))).collect();
+    let name = r.uri.rsplit(['/', '\\']).next().unwrap_or(&r.uri).to_string();
+    json!({
+        "id": r.id, "uri": r.uri, "name": name, "width": r.width, "height": r.height,
+        "bands": r.bands, "data_type": r.data_type, "crs": r.crs, "epsg": r.epsg, "gsd_m": r.gsd_m,
+        "georeferenced": r.geotransform.is_some(), "projection": projection, "map_units": units,
+        "pixel_to_map": t, "extent": [min_x, min_y, max_x, max_y],
+        "tiles": {"size": TILE_PX, "origin": [t[0], t[3]], "resolutions": resolutions},
+        "samples": samples,
+    })
+}
+
+fn sample_counts(state: &Shared) -> ApiResult<HashMap<i64, usize>> {
+    let db = state.db();
+    let mut counts = HashMap::new();
+    for s in db.samples(&Default::default())? {
+        *counts.entry(s.image_id).or_insert(0) += 1;
+    }
+    Ok(counts)
+}
+
+pub async fn project(State(state): State<Shared>) -> ApiResult<Json<Value>> {
+    let name = state.project_dir.file_name().and_then(|n| n.to_str()).unwrap_or("project").to_string();
+    Ok(Json(json!({
+        "name": name,
+        "dir": state.project_dir,
+        "demo": state.demo,
+        "image_roots": state.roots,
+        "token_required": state.token.is_some(),
+    })))
+}
+
+pub async fn list(State(state): State<Shared>) -> ApiResult<Json<Vec<Value>>> {
+    let counts = sample_counts(&state)?;
+    let images = state.db().images()?;
+    Ok(Json(images.iter().map(|r| view(r, counts.get(&r.id).copied().unwrap_or(0))).collect()))
+}
+
+pub async fn one(State(state): State<Shared>, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
+    let counts = sample_counts(&state)?;
+    let r = state.db().image(id)?;
+    Ok(Json(view(&r, counts.get(&id).copied().unwrap_or(0))))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddImage {
+    path: Option<String>,
+    url: Option<String>,
+    gsd_m: Option<f64>,
+}
+
+pub async fn add(State(state): State<Shared>, Json(body): Json<AddImage>) -> ApiResult<Response> {
+    let uri = match (&body.path, &body.url) {
+        (Some(p), None) => {
+            let path = std::path::Path::new(p);
+            let path = if path.is_absolute() { path.to_path_buf() } else { std::env::current_dir().map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?.join(path) };
+            let canonical = std::fs::canonicalize(&path).map_err(|_| ApiError::not_found(format!("{}: no such file", path.display())))?;
+            if !state.in_roots(&canonical) {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    format!("{}: outside the image roots ({}); start the server with --image-root to allow another folder", canonical.display(), state.roots.iter().map(|r| r.display().to_string()).collect::<Vec<_>>().join(", ")),
+                ));
+            }
+            if !canonical.is_file() {
+                return Err(ApiError::bad_request(format!("{}: not a file", canonical.display())));
+            }
+            canonical.to_str().ok_or_else(|| ApiError::bad_request(format!("{}: not UTF-8", canonical.display())))?.to_string()
+        }
+        (None, Some(u)) => {
+            if !(u.starts_with("http://") || u.starts_with("https://") || u.starts_with("s3://")) {
+                return Err(ApiError::bad_request(format!("{u}: a URL must start with http://, https:// or s3://")));
+            }
+            u.clone()
+        }
+        _ => return Err(ApiError::bad_request("give exactly one of \"path\" or \"url\"")),
+    };
+    if let Some(g) = body.gsd_m {
+        if !(g.is_finite() && g > 0.0) {
+            return Err(ApiError::bad_request(format!("gsd_m {g} is not a positive number of metres")));
+        }
+    }
+    let opened = {
+        let uri = uri.clone();
+        tokio::task::spawn_blocking(move || kestrel_geo::open_raster(&uri).map(|s| s.info().clone())).await.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    };
+    let info = opened?;
+    if info.width == 0 || info.height == 0 {
+        return Err(ApiError::unprocessable(format!("{uri}: the image is empty")));
+    }
+    let record = state.db().add_image(&uri, &info, body.gsd_m)?;
+    Ok((StatusCode::CREATED, Json(view(&record, 0))).into_response())
+}
+
+pub async fn stats(State(state): State<Shared>, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
+    let record = state.db().image(id)?;
+    let raster = {
+        let state = state.clone();
+        tokio::task::spawn_blocking(move || state.rasters.get(&record)).await.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??
+    };
+    let s = &raster.stats;
+    let bands: Vec<Value> = (0..s.bands.len())
+        .map(|b| {
+            let q = &s.bands[b];
+            let mean = q.iter().map(|&v| f64::from(v)).sum::<f64>() / q.len().max(1) as f64;
+            json!({"band": b + 1, "min": q.first(), "max": q.last(), "p2": s.percentile(b, 2.0), "p98": s.percentile(b, 98.0), "mean": mean})
+        })
+        .collect();
+    Ok(Json(json!({"bands": bands, "data_type": raster.source.info().data_type.name()})))
+}
+
+#[derive(Deserialize, Default)]
+pub struct TileQuery {
+    bands: Option<String>,
+    min: Option<String>,
+    max: Option<String>,
+    #[allow(dead_code)]
+    token: Option<String>,
+}
+
+fn numbers(text: &Option<String>, what: &str) -> ApiResult<Option<Vec<f64>>> {
+    let Some(t) = text else { return Ok(None) };
+    t.split(',')
+        .map(|v| v.trim().parse::<f64>().ok().filter(|x| x.is_finite()).ok_or_else(|| ApiError::bad_request(format!("{what}: {v:?} is not a number"))))
+        .collect::<ApiResult<Vec<_>>>()
+        .map(Some)
+}
+
+pub async fn tile(State(state): State<Shared>, Path((id, z, x, y)): Path<(i64, u32, u32, String)>, Query(q): Query<TileQuery>) -> ApiResult<Response> {
+    let y: u32 = y.strip_suffix(".png").unwrap_or(&y).parse().map_err(|_| ApiError::bad_request(format!("tile row {y:?} is not a number")))?;
+    let record = state.db().image(id)?;
+    let levels = tile_levels(record.width, record.height);
+    if z >= levels {
+        return Err(ApiError::not_found(format!("image {id} has tile levels 0–{}", levels - 1)));
+    }
+    let bands: Vec<usize> = match numbers(&q.bands, "bands")? {
+        Some(b) => b.iter().map(|&v| v as usize).collect(),
+        None => (1..=usize::from(record.bands).min(3)).collect(),
+    };
+    if !(bands.len() == 1 || bands.len() == 3) || bands.iter().any(|&b| b == 0 || b > usize::from(record.bands)) {
+        return Err(ApiError::bad_request(format!("bands: give one or three of 1–{}", record.bands)));
+    }
+    let (mins, maxs) = (numbers(&q.min, "min")?, numbers(&q.max, "max")?);
+    for (v, what) in [(&mins, "min"), (&maxs, "max")] {
+        if v.as_ref().is_some_and(|v| v.len() != bands.len()) {
+            return Err(ApiError::bad_request(format!("{what}: give one value per displayed band ({})", bands.len())));
+        }
+    }
+    let png = tokio::task::spawn_blocking(move || -> ApiResult<Vec<u8>> {
+        let raster = state.rasters.get(&record)?;
+        let stretch: Vec<(f64, f64)> = bands
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| {
+                let lo = mins.as_ref().map_or(f64::from(raster.stats.percentile(b - 1, 2.0)), |m| m[i]);
+                let hi = maxs.as_ref().map_or(f64::from(raster.stats.percentile(b - 1, 98.0)), |m| m[i]);
+                (lo, if hi > lo { hi } else { lo + 1.0 })
+            })
+            .collect();
+        render_tile(raster.source.as_ref(), levels, z, x, y, &bands, &stretch)
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    Ok(([(header::CONTENT_TYPE, "image/png"), (header::CACHE_CONTROL, "no-cache")], png).into_response())
+}
+
+/// Renders tile (z, x, y): reads the covered window from the coarsest overview that still
+/// has the detail, samples it nearest-neighbour, stretches each band to 0–255, and encodes a
+/// PNG; pixels outside the image (and nodata) are transparent.
+fn render_tile(src: &dyn RasterSource, levels: u32, z: u32, tx: u32, ty: u32, bands: &[usize], stretch: &[(f64, f64)]) -> ApiResult<Vec<u8>> {
+    let info = src.info();
+    let f = f64::from(1u32 << (levels - 1 - z)); // full-resolution pixels per tile pixel
+    let (x0, y0) = (f64::from(tx) * f64::from(TILE_PX) * f, f64::from(ty) * f64::from(TILE_PX) * f);
+    let mut rgba = image::RgbaImage::new(TILE_PX, TILE_PX);
+    let (w, h) = (f64::from(info.width), f64::from(info.height));
+    if x0 < w && y0 < h {
+        // The coarsest level whose pixels are no larger than a tile pixel.
+        let level = (0..info.levels.len())
+            .rev()
+            .find(|&l| w / f64::from(info.levels[l].width) <= f * 1.01)
+            .unwrap_or(0);
+        let lv = info.levels[level];
+        let d = w / f64::from(lv.width);
+        let x1 = (x0 + f64::from(TILE_PX) * f).min(w);
+        let y1 = (y0 + f64::from(TILE_PX) * f).min(h);
+        let c0 = ((x0 / d).floor() as u32).min(lv.width - 1);
+        let r0 = ((y0 / d).floor() as u32).min(lv.height - 1);
+        let c1 = ((x1 / d).ceil() as u32).clamp(c0 + 1, lv.width);
+        let r1 = ((y1 / d).ceil() as u32).clamp(r0 + 1, lv.height);
+        let nb = usize::from(info.bands);
+        let nodata = info.nodata;
+        let out_w = ((x1 - x0) / f).ceil() as u32;
+        let out_h = ((y1 - y0) / f).ceil() as u32;
+        let mut paint = |i: u32, j: u32, buf: &kestrel_geo::RasterBuffer, col: usize, row: usize| {
+            let base = (row * buf.width + col) * nb;
+            let values: Vec<f64> = bands.iter().map(|&b| buf.samples.get_f64(base + b - 1)).collect();
+            if nodata.is_some_and(|nd| (0..nb).all(|b| buf.samples.get_f64(base + b) == nd)) {
+                return;
+            }
+            let v: Vec<u8> = values.iter().zip(stretch).map(|(&v, &(lo, hi))| ((v - lo) / (hi - lo) * 255.0).clamp(0.0, 255.0) as u8).collect();
+            let px = if v.len() == 3 { [v[0], v[1], v[2], 255] } else { [v[0], v[0], v[0], 255] };
+            rgba.put_pixel(i, j, image::Rgba(px));
+        };
+        let area = u64::from(c1 - c0) * u64::from(r1 - r0);
+        if area <= 4 << 20 {
+            let buf = src.read_window(level, PixelWindow::new(c0, r0, c1 - c0, r1 - r0))?;
+            for j in 0..out_h.min(TILE_PX) {
+                let row = (((y0 + (f64::from(j) + 0.5) * f) / d) as u32).clamp(r0, r1 - 1) - r0;
+                for i in 0..out_w.min(TILE_PX) {
+                    let col = (((x0 + (f64::from(i) + 0.5) * f) / d) as u32).clamp(c0, c1 - 1) - c0;
+                    paint(i, j, &buf, col as usize, row as usize);
+                }
+            }
+        } else {
+            // No overview this coarse: one row of the level per tile row keeps the read
+            // bounded however large the raster.
+            for j in 0..out_h.min(TILE_PX) {
+                let row = (((y0 + (f64::from(j) + 0.5) * f) / d) as u32).clamp(r0, r1 - 1);
+                let buf = src.read_window(level, PixelWindow::new(c0, row, c1 - c0, 1))?;
+                for i in 0..out_w.min(TILE_PX) {
+                    let col = (((x0 + (f64::from(i) + 0.5) * f) / d) as u32).clamp(c0, c1 - 1) - c0;
+                    paint(i, j, &buf, col as usize, 0);
+                }
+            }
+        }
+    }
+    encode_png(&image::DynamicImage::ImageRgba8(rgba))
+}
+
+/// PNG bytes, compressed for speed: tiles are made on demand.
+pub fn encode_png(img: &image::DynamicImage) -> ApiResult<Vec<u8>> {
+    use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+    let mut out = Vec::new();
+    img.write_with_encoder(PngEncoder::new_with_quality(&mut out, CompressionType::Fast, FilterType::Sub))
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("encoding a PNG: {e}")))?;
+    Ok(out)
+}
