@@ -42,7 +42,9 @@ pub fn ensure_demo() -> anyhow::Result<PathBuf> {
 /// second (fully labelled) for validation.
 const SCENES: [(&str, u64, usize); 2] = [("harbour-road.tif", 11, 8), ("depot.tif", 12, usize::MAX)];
 
-fn build(partial: &std::path::Path, final_dir: &std::path::Path) -> anyhow::Result<()> {
+/// Builds the demo project in `partial`, its images recorded under `final_dir` (where the
+/// folder will be moved; the same folder when built in place).
+pub fn build(partial: &std::path::Path, final_dir: &std::path::Path) -> anyhow::Result<()> {
     let mut project = Project::create(partial)?;
     let class = project.add_class("vehicle", HeadingMode::Directed)?;
     for (name, seed, labelled) in SCENES {

@@ -9,6 +9,8 @@ mod images;
 mod jobs;
 mod review;
 mod samples;
+#[cfg(test)]
+mod tests;
 mod web;
 
 use axum::extract::{Request, State};
@@ -167,14 +169,17 @@ async fn require_token(State(state): State<Shared>, req: Request, next: Next) ->
     }
 }
 
+/// A server reachable from other machines must have a token.
+fn check_exposure(addr: SocketAddr, token: Option<&str>) -> anyhow::Result<()> {
+    if !addr.ip().is_loopback() && token.is_none_or(str::is_empty) {
+        anyhow::bail!("serving on {addr} exposes the project to the network: give a token with --token or KESTREL_TOKEN (or bind 127.0.0.1)");
+    }
+    Ok(())
+}
+
 /// Runs the server until Ctrl-C.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    if !args.addr.ip().is_loopback() && args.token.as_deref().is_none_or(str::is_empty) {
-        anyhow::bail!(
-            "serving on {} exposes the project to the network: give a token with --token or KESTREL_TOKEN (or bind 127.0.0.1)",
-            args.addr
-        );
-    }
+    check_exposure(args.addr, args.token.as_deref())?;
     let state = AppState::open(&args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
