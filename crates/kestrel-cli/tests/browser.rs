@@ -67,6 +67,7 @@ fn gui_end_to_end_in_chromium() {
         .env("KESTREL_URL", format!("http://127.0.0.1:{port}"))
         .env("KESTREL_SCREENSHOTS", &shots)
         .env("CHROMIUM", &chromium)
+        .env("KESTREL_DEMO_UNLABELLED", tmp.path().join("demo/unlabelled-vehicles.json"))
         .status()
         .expect("node runs");
     let _ = server.kill();

@@ -12,6 +12,16 @@ pub fn export_samples(
     output: &Path,
     class: Option<&str>,
 ) -> Result<usize, StoreError> {
+    export_samples_of(project, output, class, None)
+}
+
+/// [`export_samples`] limited to one image when `image_id` is given.
+pub fn export_samples_of(
+    project: &Project,
+    output: &Path,
+    class: Option<&str>,
+    image_id: Option<i64>,
+) -> Result<usize, StoreError> {
     let class_id = match class {
         Some(name) => Some(
             project
@@ -26,6 +36,7 @@ pub fn export_samples(
     };
     let samples = project.samples(&SampleFilter {
         class_id,
+        image_id,
         ..Default::default()
     })?;
     let images = project.images()?;

@@ -84,7 +84,7 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX samples_by_class ON samples(class_id, polarity);",
     // 2: detections awaiting review, and what the review made of them.
     "CREATE TABLE detections (
-        id INTEGER PRIMARY KEY,
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
         image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
         class_id INTEGER NOT NULL REFERENCES classes(id) ON DELETE CASCADE,
         model_id TEXT NOT NULL,
@@ -97,6 +97,30 @@ const MIGRATIONS: &[&str] = &[
         created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
     );
     CREATE INDEX detections_by_image ON detections(image_id, status);",
+    // 3: sample ids never come back after a delete (AUTOINCREMENT), so that a page holding
+    // an old id can never edit another sample by it. SQLite's recipe: a new table, the rows
+    // copied, the old one dropped (foreign keys are off while migrating).
+    "CREATE TABLE samples_v3 (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        class_id INTEGER NOT NULL REFERENCES classes(id) ON DELETE RESTRICT,
+        polarity TEXT NOT NULL CHECK (polarity IN ('positive','negative')),
+        shape TEXT NOT NULL,
+        cx REAL NOT NULL,
+        cy REAL NOT NULL,
+        map_polygon TEXT,
+        heading_mode TEXT NOT NULL CHECK (heading_mode IN ('directed','axis')),
+        origin TEXT NOT NULL,
+        version INTEGER NOT NULL DEFAULT 1,
+        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+        updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+    );
+    INSERT INTO samples_v3 (id, image_id, class_id, polarity, shape, cx, cy, map_polygon, heading_mode, origin, version, created_at, updated_at)
+        SELECT id, image_id, class_id, polarity, shape, cx, cy, map_polygon, heading_mode, origin, version, created_at, updated_at FROM samples;
+    DROP TABLE samples;
+    ALTER TABLE samples_v3 RENAME TO samples;
+    CREATE INDEX samples_by_image ON samples(image_id);
+    CREATE INDEX samples_by_class ON samples(class_id, polarity);",
 ];
 
 /// An image registered in a project.
@@ -296,20 +320,34 @@ impl Project {
                 supported,
             });
         }
+        // Table rebuilds must not fire foreign-key actions (dropping the old samples table
+        // would null every detection's sample_id); the pragma only works outside a
+        // transaction.
+        self.db
+            .pragma_update(None, "foreign_keys", "OFF")
+            .map_err(|e| self.err(e))?;
+        let mut result = Ok(());
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let tx = self.db.transaction().map_err(|e| StoreError::Sqlite {
-                path: self.dir.display().to_string(),
-                source: e,
-            })?;
-            tx.execute_batch(sql)
-                .and_then(|_| tx.pragma_update(None, "user_version", (i + 1) as i64))
-                .and_then(|_| tx.commit())
+            result = self
+                .db
+                .transaction()
+                .and_then(|tx| {
+                    tx.execute_batch(sql)?;
+                    tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+                    tx.commit()
+                })
                 .map_err(|e| StoreError::Sqlite {
                     path: self.dir.display().to_string(),
                     source: e,
-                })?;
+                });
+            if result.is_err() {
+                break;
+            }
         }
-        Ok(())
+        self.db
+            .pragma_update(None, "foreign_keys", "ON")
+            .map_err(|e| self.err(e))?;
+        result
     }
 
     pub fn dir(&self) -> &Path {
@@ -1006,4 +1044,44 @@ fn insert_sample(tx: &Transaction, s: &NewSample) -> Result<i64> {
     )
     .map_err(sql_err)?;
     Ok(tx.last_insert_rowid())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A project made before migration 3 keeps its samples and review links, and from then
+    /// on never hands out a deleted sample's id again.
+    #[test]
+    fn migration_keeps_samples_and_stops_id_reuse() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = Connection::open(dir.path().join(DB_FILE)).unwrap();
+            db.execute_batch(MIGRATIONS[0]).unwrap();
+            db.execute_batch(MIGRATIONS[1]).unwrap();
+            db.pragma_update(None, "user_version", 2).unwrap();
+            db.execute_batch(
+                "INSERT INTO images (uri, width, height, bands, data_type, gsd_source) VALUES ('a.tif', 10, 10, 3, 'u8', 'user');
+                 INSERT INTO classes (name, heading_mode, color) VALUES ('car', 'axis', '#ffffff');
+                 INSERT INTO samples (image_id, class_id, polarity, shape, cx, cy, heading_mode, origin)
+                   VALUES (1, 1, 'positive', '{\"kind\":\"point\",\"x\":1.0,\"y\":2.0,\"heading_deg\":null}', 1, 2, 'axis', 'drawn');
+                 INSERT INTO samples (image_id, class_id, polarity, shape, cx, cy, heading_mode, origin)
+                   VALUES (1, 1, 'negative', '{\"kind\":\"point\",\"x\":3.0,\"y\":4.0,\"heading_deg\":null}', 3, 4, 'axis', 'drawn');
+                 INSERT INTO detections (image_id, class_id, model_id, shape, score, status, sample_id)
+                   VALUES (1, 1, 'm', '{\"kind\":\"point\",\"x\":3.0,\"y\":4.0,\"heading_deg\":null}', 0.9, 'rejected', 2);",
+            )
+            .unwrap();
+        }
+        let mut p = Project::open(dir.path()).unwrap();
+        let all = p.samples(&SampleFilter::default()).unwrap();
+        assert_eq!(all.iter().map(|s| s.id).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(p.detection(1).unwrap().sample_id, Some(2), "the review link survived the rebuild");
+        p.delete_sample(2, 1).unwrap();
+        let point = Shape::Point { x: 5.0, y: 5.0, heading_deg: None };
+        let ids = p.add_samples(&[NewSample { image_id: 1, class_id: 1, polarity: Polarity::Positive, shape: point, heading_mode: None, origin: Origin::Drawn }]).unwrap();
+        assert_eq!(ids, vec![3], "a deleted sample's id is not reused");
+        assert_eq!(p.detection(1).unwrap().sample_id, None, "deleting the sample unlinks its detection");
+        let fk: i64 = p.db.query_row("PRAGMA foreign_keys", [], |r| r.get(0)).unwrap();
+        assert_eq!(fk, 1, "foreign keys are back on after migrating");
+    }
 }

@@ -47,6 +47,9 @@ const SCENES: [(&str, u64, usize); 2] = [("harbour-road.tif", 11, 8), ("depot.ti
 pub fn build(partial: &std::path::Path, final_dir: &std::path::Path) -> anyhow::Result<()> {
     let mut project = Project::create(partial)?;
     let class = project.add_class("vehicle", HeadingMode::Directed)?;
+    // The vehicles left for the user to find, per image: the answer key of the demo (the
+    // browser test draws its positives on them).
+    let mut unlabelled = serde_json::Map::new();
     for (name, seed, labelled) in SCENES {
         let scene = Scene::generate(&SceneSpec { width_px: 1024, height_px: 1024, gsd_m: 0.15, vehicles: 36, buildings: 5, seed, ..Default::default() });
         scene.write_geotiff(partial.join(name))?;
@@ -63,6 +66,9 @@ pub fn build(partial: &std::path::Path, final_dir: &std::path::Path) -> anyhow::
             .map(|t| NewSample { image_id: image.id, class_id: class.id, polarity: Polarity::Positive, shape: t.shape, heading_mode: None, origin: Origin::Imported })
             .collect();
         project.add_samples(&samples)?;
+        let rest: Vec<serde_json::Value> = scene.truth.iter().filter(|t| t.class == "vehicle").skip(labelled).map(|t| serde_json::to_value(t.shape).unwrap_or_default()).collect();
+        unlabelled.insert(name.to_string(), serde_json::Value::Array(rest));
     }
+    std::fs::write(partial.join("unlabelled-vehicles.json"), serde_json::to_vec_pretty(&unlabelled)?)?;
     Ok(())
 }

@@ -85,7 +85,7 @@ pub async fn export(State(state): State<Shared>, Path(file): Path<String>, Query
         let path = tmp.join(&name);
         let db = kestrel_samples::Project::open(&state.project_dir)?;
         if what == "samples" {
-            kestrel_samples::export::export_samples(&db, &path, None)?;
+            kestrel_samples::export::export_samples_of(&db, &path, None, q.image_id)?;
         } else {
             write_detections(&db, &path, q.image_id, ext == "gpkg")?;
         }

@@ -1,0 +1,525 @@
+// End-to-end test of the Kestrel web app against a running `kestrel serve` (demo project).
+//
+//   KESTREL_URL=http://127.0.0.1:8091 node web/tests/e2e.mjs
+//
+// Env: KESTREL_URL (base URL, default http://127.0.0.1:8091), KESTREL_TOKEN (if the server wants
+// one), KESTREL_SCREENSHOTS (folder, default web/screenshots), CHROMIUM (default /usr/bin/chromium),
+// KESTREL_TRAIN_TIMEOUT_S (default 360).
+//
+// Draws with real mouse events; reads positions from the page's debug hook `window.kestrel`.
+
+import { chromium } from 'playwright-core';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const BASE = (process.env.KESTREL_URL || 'http://127.0.0.1:8091').replace(/\/+$/, '');
+const TOKEN = process.env.KESTREL_TOKEN || '';
+const SHOTS = process.env.KESTREL_SCREENSHOTS || join(here, '..', 'screenshots');
+const TRAIN_TIMEOUT_MS = Number(process.env.KESTREL_TRAIN_TIMEOUT_S || 360) * 1000;
+mkdirSync(SHOTS, { recursive: true });
+
+const t0 = Date.now();
+const log = (msg) => console.log(`[e2e ${((Date.now() - t0) / 1000).toFixed(1).padStart(6)}s] ${msg}`);
+
+class Fail extends Error {}
+function check(cond, msg) {
+  if (!cond) throw new Fail(msg);
+}
+
+// --- API from node -------------------------------------------------------------------------
+
+async function api(method, path, body) {
+  const headers = {};
+  if (TOKEN) headers.Authorization = `Bearer ${TOKEN}`;
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  const res = await fetch(BASE + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await res.text();
+  let json = null;
+  try { json = text ? JSON.parse(text) : null; } catch { json = text; }
+  if (!res.ok) throw new Fail(`${method} ${path} → HTTP ${res.status}: ${text.slice(0, 300)}`);
+  return json;
+}
+const apiGet = (p) => api('GET', p);
+
+async function until(what, fn, timeoutMs = 15000, everyMs = 250) {
+  const end = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < end) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (e) {
+      if (e instanceof Fail) last = e.message; else throw e;
+    }
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  throw new Fail(`timed out after ${Math.round(timeoutMs / 1000)} s waiting for ${what}${typeof last === 'string' ? ` (${last})` : ''}`);
+}
+
+const angleDiff = (a, b) => ((((a - b) % 360) + 540) % 360) - 180; // a − b in (−180, 180]
+
+// --- browser -------------------------------------------------------------------------------
+
+let browser;
+let page;
+let shotNo = 0;
+const pageErrors = [];
+const toasts = [];
+const tileResponses = [];
+
+async function shot(name) {
+  shotNo++;
+  await page.waitForTimeout(300); // let debounced panels and fading toasts settle
+  const file = join(SHOTS, `${String(shotNo).padStart(2, '0')}-${name}.png`);
+  await page.screenshot({ path: file });
+  log(`  screenshot ${file}`);
+}
+
+async function waitReady(what) {
+  await page.waitForFunction(() => window.kestrel && window.kestrel.ready === true, null, { timeout: 30000 })
+    .catch(() => { throw new Fail(`${what}: the page never became ready (window.kestrel.ready)`); });
+  await waitTiles(what);
+}
+
+async function waitTiles(what) {
+  await page.waitForFunction(() => window.kestrel.tilesLoaded > 0 && window.kestrel.tilesPending === 0, null, { timeout: 30000 })
+    .catch(() => { throw new Fail(`${what}: map tiles did not finish loading`); });
+  // Let OpenLayers render the last frame.
+  await page.evaluate(() => new Promise((r) => { window.kestrel.map.once('rendercomplete', () => r()); window.kestrel.map.render(); }));
+}
+
+async function waitQueueIdle() {
+  await page.waitForFunction(() => window.kestrel.busy === 0, null, { timeout: 15000 });
+}
+
+const toScreen = (px, py) => page.evaluate(([x, y]) => window.kestrel.pixelToScreen(x, y), [px, py]);
+
+/** A real mouse drag from one image pixel to another. */
+async function dragPixels(a, b, steps = 12) {
+  const [x0, y0] = await toScreen(a[0], a[1]);
+  const [x1, y1] = await toScreen(b[0], b[1]);
+  await page.mouse.move(x0, y0);
+  await page.mouse.down();
+  for (let i = 1; i <= steps; i++) {
+    await page.mouse.move(x0 + ((x1 - x0) * i) / steps, y0 + ((y1 - y0) * i) / steps);
+  }
+  await page.mouse.up();
+}
+
+async function samplesOf(imageId) {
+  return apiGet(`/api/samples?image_id=${imageId}`);
+}
+
+/** Draws a box with the current tool and waits until the server has it; returns the new sample. */
+async function drawBox(imageId, known, cx, cy, w, h) {
+  const before = new Set(known);
+  await dragPixels([cx - w / 2, cy - h / 2], [cx + w / 2, cy + h / 2]);
+  const s = await until(`the box at (${cx}, ${cy}) to be saved`, async () => {
+    const list = await samplesOf(imageId);
+    return list.find((x) => !before.has(x.id) && x.origin === 'drawn'
+      && x.shape.kind === 'oriented_box' && Math.abs(x.shape.cx - cx) < 4 && Math.abs(x.shape.cy - cy) < 4);
+  });
+  known.push(s.id);
+  return s;
+}
+
+// --- the test ------------------------------------------------------------------------------
+
+async function run() {
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+      '--disable-sync', '--no-first-run', '--disable-quic'],
+    // playwright gives every launch a fresh, temporary profile (user data dir) of its own.
+  });
+  {
+    const context = await browser.newContext({ viewport: { width: 1600, height: 1000 }, deviceScaleFactor: 1 });
+    page = await context.newPage();
+    page.on('pageerror', (e) => { pageErrors.push(String(e)); log(`  PAGE ERROR: ${e}`); });
+    page.on('console', (m) => { if (m.type() === 'error') log(`  console error: ${m.text()}`); });
+    page.on('response', (r) => {
+      const u = r.url();
+      if (!u.includes('/api/')) return;
+      if (/\/tiles\//.test(u)) { tileResponses.push([u, r.status()]); }
+      if (r.status() >= 400 && r.status() !== 409) log(`  HTTP ${r.status()} for ${r.request().method()} ${u.replace(BASE, '')}`);
+    });
+    await page.exposeFunction('__e2eToast', (t) => { toasts.push(t); log(`  toast: ${t}`); });
+
+    // 1. Open the page
+    log('step 1: open the page');
+    const project = await apiGet('/api/project');
+    const images = await apiGet('/api/images');
+    check(images.length > 0, 'the demo project has no image');
+    const classes = await apiGet('/api/classes');
+    const vehicle = classes.find((c) => c.name === 'vehicle') ?? classes[0];
+    check(vehicle, 'the demo project has no class');
+    await page.goto(BASE + '/' + (TOKEN ? `?token=${encodeURIComponent(TOKEN)}` : ''));
+    await page.evaluate(() => {
+      new MutationObserver((ms) => ms.forEach((m) => m.addedNodes.forEach((n) => {
+        if (n.classList?.contains('toast')) window.__e2eToast(`${n.className}: ${n.textContent}`);
+      }))).observe(document.getElementById('toasts'), { childList: true });
+    });
+    await waitReady('open');
+    const imageId = await page.evaluate(() => window.kestrel.imageId);
+    const image = images.find((i) => i.id === imageId);
+    check(image, `the page opened image ${imageId}, which the API does not list`);
+    const projectName = await page.textContent('[data-testid=project-name]');
+    check(projectName.includes(project.name), `project name shown is "${projectName}", expected "${project.name}"`);
+    const existing = await samplesOf(imageId);
+    const featureCount0 = await page.evaluate(() => window.kestrel.samplesLayer.getSource().getFeatures().length);
+    check(featureCount0 === existing.length, `the samples layer has ${featureCount0} features, the API lists ${existing.length}`);
+    // Tiles: the page asks for tile rows counted downward from the top (the API's convention).
+    const levels = image.tiles.resolutions.length;
+    const bad = tileResponses.filter(([, st]) => st !== 200);
+    check(tileResponses.length > 0, 'the page requested no tile');
+    check(bad.length === 0, `tile requests failed: ${bad.slice(0, 3).map(([u, st]) => `${st} ${u.replace(BASE, '')}`).join(', ')}`);
+    for (const [u] of tileResponses) {
+      const m = /\/tiles\/(\d+)\/(\d+)\/(\d+)\.png/.exec(u);
+      check(m, `unexpected tile URL ${u}`);
+      const [z, x, y] = m.slice(1).map(Number);
+      const per = image.tiles.size * (image.tiles.resolutions[z] / image.tiles.resolutions[levels - 1]);
+      check(z < levels && x >= 0 && y >= 0 && x < Math.ceil(image.width / per) && y < Math.ceil(image.height / per), `tile ${z}/${x}/${y} lies outside the image`);
+    }
+    log(`  ${tileResponses.length} tiles loaded, all inside the image's tile grid`);
+    log(`  project "${project.name}", image ${image.id} ${image.name} ${image.width}×${image.height} ${image.projection}, ${existing.length} samples, class "${vehicle.name}" (${vehicle.heading_mode})`);
+    await shot('open');
+
+    // Zoom to the native resolution on an empty part of the image, so boxes are drawn at real size.
+    const known = existing.map((s) => s.id);
+    const centres = existing.map((s) => s.shape.kind === 'point' ? [s.shape.x, s.shape.y] : [s.shape.cx, s.shape.cy]);
+    const mapSize = await page.evaluate(() => window.kestrel.map.getSize());
+    const fine = image.tiles.resolutions[image.tiles.resolutions.length - 1];
+    // Show about 1.4 image pixels per screen pixel (or the whole image if it is small).
+    let scale = Math.max(1, Math.min(1.4, Math.max(image.width / mapSize[0], image.height / mapSize[1])));
+    const viewW = mapSize[0] * scale, viewH = mapSize[1] * scale;
+    // Five slots (3 positives, 2 negatives) in a 3×2 grid around a view centre far from existing samples.
+    const slotOffsets = [[-0.3, -0.22], [0, -0.22], [0.3, -0.22], [-0.15, 0.22], [0.15, 0.22]].map(([fx, fy]) => [fx * viewW, fy * viewH]);
+    const clear = (x, y) => centres.every(([sx, sy]) => Math.hypot(sx - x, sy - y) > 70);
+    // Candidate view centres, nearest to the image centre first; the first with the most free slots wins.
+    const candidates = [];
+    for (let gy = 0.2; gy <= 0.801; gy += 0.05) {
+      for (let gx = 0.2; gx <= 0.801; gx += 0.05) candidates.push([Math.round(image.width * gx), Math.round(image.height * gy)]);
+    }
+    candidates.sort((a, b) => Math.hypot(a[0] - image.width / 2, a[1] - image.height / 2) - Math.hypot(b[0] - image.width / 2, b[1] - image.height / 2));
+    let best = null;
+    for (const c of candidates) {
+      const slots = slotOffsets.map(([dx, dy]) => [Math.round(c[0] + dx), Math.round(c[1] + dy)]);
+      const inside = slots.every(([x, y]) => x > 40 && y > 40 && x < image.width - 40 && y < image.height - 40);
+      const free = slots.filter(([x, y]) => clear(x, y)).length;
+      if (inside && (!best || free > best.free)) best = { c, slots, free };
+    }
+    check(best, 'could not place five boxes inside the image');
+    // The demo's answer key (KESTREL_DEMO_UNLABELLED, written beside the demo project): when
+    // given, the positives are drawn on real unlabelled vehicles — two lying near 0° or 90°
+    // (drawn as an upright or a flat box) and one between 20° and 70° (drawn upright, then
+    // turned by its heading with the rotate handle) — with the whole image in view.
+    let vehicles = null;
+    if (process.env.KESTREL_DEMO_UNLABELLED) {
+      const all = JSON.parse(readFileSync(process.env.KESTREL_DEMO_UNLABELLED, 'utf8'))[image.name] || [];
+      const free = all.filter((v) => clear(v.cx, v.cy) && v.cx > 30 && v.cy > 30 && v.cx < image.width - 30 && v.cy < image.height - 30);
+      const near = (v, h) => Math.abs(angleDiff(v.heading_deg, h)) < 12;
+      const straight = free.filter((v) => near(v, 0) || near(v, 90));
+      const slanted = free.filter((v) => v.heading_deg >= 20 && v.heading_deg <= 70);
+      if (straight.length >= 2 && slanted.length >= 1) {
+        vehicles = [straight[0], slanted[0], straight[1]];
+        best.c = [Math.round(image.width / 2), Math.round(image.height / 2)];
+        scale = Math.max(image.width / mapSize[0], image.height / mapSize[1]) * 1.02;
+        log(`  drawing on unlabelled vehicles at ${vehicles.map((v) => `(${Math.round(v.cx)}, ${Math.round(v.cy)}) ${Math.round(v.heading_deg)}°`).join(', ')}`);
+      }
+    }
+    await page.evaluate(([cx, cy, res]) => {
+      const k = window.kestrel;
+      const aff = k.state.affine;
+      const view = k.map.getView();
+      view.setCenter(aff.toMap(cx, cy));
+      view.setResolution(res);
+    }, [best.c[0], best.c[1], fine * scale]);
+    await waitTiles('zoom in');
+
+    // 2. Three positive boxes
+    log('step 2: draw three positive boxes');
+    await page.click('[data-testid=tool-posbox]');
+    const pos = [];
+    const boxDims = [[46, 20], [20, 44], [18, 40]]; // wider than tall → heading 90; taller → 0
+    for (let i = 0; i < 3; i++) {
+      if (i > 0) await page.keyboard.press('b');
+      let [x, y] = best.slots[i];
+      let [w, h] = boxDims[i];
+      if (vehicles) {
+        const v = vehicles[i];
+        [x, y] = [Math.round(v.cx), Math.round(v.cy)];
+        const flat = i !== 1 && Math.abs(angleDiff(v.heading_deg, 90)) < 12;
+        [w, h] = flat ? [Math.round(v.length), Math.round(v.width)] : [Math.round(v.width), Math.round(v.length)];
+      }
+      const s = await drawBox(imageId, known, x, y, w, h);
+      check(s.polarity === 'positive', `box ${i + 1} was saved as ${s.polarity}`);
+      check(s.class_id === vehicle.id || classes.length > 1, `box ${i + 1} has class ${s.class_id}`);
+      const expHeading = w > h ? 90 : 0;
+      check(Math.abs(angleDiff(s.shape.heading_deg, expHeading)) < 0.5, `box ${i + 1} heading ${s.shape.heading_deg}, expected ${expHeading}`);
+      check(Math.abs(s.shape.length - Math.max(w, h)) < 4 && Math.abs(s.shape.width - Math.min(w, h)) < 4,
+        `box ${i + 1} is ${s.shape.length}×${s.shape.width}, expected about ${Math.max(w, h)}×${Math.min(w, h)}`);
+      pos.push(s);
+      log(`  positive #${s.id}: centre (${s.shape.cx}, ${s.shape.cy}) ${s.shape.length}×${s.shape.width} heading ${s.shape.heading_deg}`);
+    }
+    const drawnPos = (await samplesOf(imageId)).filter((s) => pos.some((p) => p.id === s.id) && s.origin === 'drawn' && s.polarity === 'positive');
+    check(drawnPos.length === 3, `the API lists ${drawnPos.length} of the 3 new drawn positives`);
+    await waitQueueIdle();
+    await shot('positives');
+
+    // 3. Rotate one box with the ol-ext rotate handle
+    log('step 3: rotate a box by dragging the rotate handle');
+    const target = pos[1];
+    await page.keyboard.press('v');
+    const [sx, sy] = await toScreen(target.shape.cx, target.shape.cy);
+    await page.mouse.click(sx, sy);
+    await until('the box to be selected', () => page.evaluate((id) => window.kestrel.selectedId === id, target.id), 5000);
+    let handle = await page.evaluate(() => window.kestrel.rotateHandleScreen());
+    check(handle, 'no rotate handle is shown for the selected box');
+    // Make sure the pointer is really over the handle: the map's cursor turns into the rotate cursor.
+    const tryAt = [[0, 0], [-3, -3], [-6, -6], [3, 3], [-3, 0], [0, -3], [-9, -6]];
+    let found = null;
+    for (const [dx, dy] of tryAt) {
+      await page.mouse.move(handle[0] + dx, handle[1] + dy);
+      const over = await page.evaluate(([x, y]) => {
+        const k = window.kestrel;
+        const r = k.map.getTargetElement().getBoundingClientRect();
+        let hit = null;
+        k.map.forEachFeatureAtPixel([x - r.left, y - r.top], (f, layer) => {
+          if (!layer && f.get('handle')) { hit = f.get('handle'); return true; }
+          return false;
+        }, { hitTolerance: k.transform.get('hitTolerance') });
+        return hit;
+      }, [handle[0] + dx, handle[1] + dy]);
+      if (over === 'rotate') { found = [handle[0] + dx, handle[1] + dy]; break; }
+    }
+    check(found, `the rotate handle is not under the pointer near (${handle.map(Math.round)})`);
+    handle = found;
+    // Drag the handle 40° clockwise (screen) around the box centre.
+    const r0 = Math.hypot(handle[0] - sx, handle[1] - sy);
+    const a0 = Math.atan2(handle[1] - sy, handle[0] - sx);
+    const dragDeg = vehicles ? Math.round(vehicles[1].heading_deg) : 40;
+    await page.mouse.down();
+    const steps = 16;
+    for (let i = 1; i <= steps; i++) {
+      const a = a0 + ((dragDeg * Math.PI) / 180) * (i / steps);
+      await page.mouse.move(sx + r0 * Math.cos(a), sy + r0 * Math.sin(a));
+    }
+    await page.mouse.up();
+    const rotated = await until('the rotation to be saved', async () => {
+      const s = (await samplesOf(imageId)).find((x) => x.id === target.id);
+      return s && s.version > target.version ? s : null;
+    });
+    const turned = angleDiff(rotated.shape.heading_deg, target.shape.heading_deg);
+    const headingTol = 4;
+    if (vehicle.heading_mode === 'axis') {
+      const t180 = ((turned % 180) + 180) % 180;
+      check(Math.min(Math.abs(t180 - dragDeg), Math.abs(t180 - dragDeg - 180)) < headingTol, `heading turned by ${turned}°, expected about ${dragDeg}° (axis)`);
+    } else {
+      check(Math.abs(turned - dragDeg) < headingTol, `heading went from ${target.shape.heading_deg}° to ${rotated.shape.heading_deg}° (${turned.toFixed(1)}°), expected about +${dragDeg}°`);
+    }
+    check(Math.abs(rotated.shape.cx - target.shape.cx) < 1.5 && Math.abs(rotated.shape.cy - target.shape.cy) < 1.5, 'the rotation moved the box centre');
+    check(Math.abs(rotated.shape.length - target.shape.length) < 1 && Math.abs(rotated.shape.width - target.shape.width) < 1, 'the rotation changed the box size');
+    log(`  #${target.id} heading ${target.shape.heading_deg}° → ${rotated.shape.heading_deg}° (dragged ${dragDeg}°), version ${rotated.version}`);
+    await waitQueueIdle();
+    await shot('rotated');
+    await page.keyboard.press('Escape');
+
+    // 4. Two negative boxes
+    log('step 4: draw two negative boxes');
+    await page.keyboard.press('n');
+    const neg = [];
+    for (let i = 0; i < 2; i++) {
+      if (i > 0) await page.click('[data-testid=tool-negbox]');
+      const [x, y] = best.slots[3 + i];
+      const s = await drawBox(imageId, known, x, y, 36, 36);
+      check(s.polarity === 'negative', `negative box ${i + 1} was saved as ${s.polarity}`);
+      neg.push(s);
+      log(`  negative #${s.id}: centre (${s.shape.cx}, ${s.shape.cy})`);
+    }
+    await waitQueueIdle();
+    await shot('negatives');
+    await page.keyboard.press('v');
+
+    // 5. Train
+    log('step 5: train');
+    await page.click('[data-testid=tab-train]');
+    await page.selectOption('[data-testid=train-class]', String(vehicle.id));
+    await page.click('[data-testid=train-button]');
+    await until('a training job to start', () => page.evaluate(() => {
+      const s = document.querySelector('[data-testid=train-state]').dataset.state;
+      return s && s !== '';
+    }), 15000);
+    let lastMsg = '';
+    const trainState = await until('training to finish', async () => {
+      const st = await page.evaluate(() => ({
+        state: document.querySelector('[data-testid=train-state]').dataset.state,
+        text: document.querySelector('[data-testid=train-state]').textContent,
+        points: document.querySelectorAll('[data-testid=train-chart] polyline').length,
+      }));
+      if (st.text !== lastMsg) { lastMsg = st.text; log(`  ${st.text}`); }
+      if (st.state === 'failed' || st.state === 'cancelled') throw new Fail(`training ${st.state}: ${st.text}`);
+      return st.state === 'done' ? st : null;
+    }, TRAIN_TIMEOUT_MS, 1000);
+    const trainJobId = await page.evaluate(() => window.kestrel.state.trainJob?.id);
+    check(trainJobId !== undefined, 'the page does not know its training job');
+    const trainJob = await apiGet(`/api/jobs/${trainJobId}`);
+    check(trainJob.kind === 'train' && trainJob.state === 'done', `job ${trainJobId} is ${trainJob.kind} ${trainJob.state}`);
+    check(trainJob?.result?.model_id, 'the finished training job names no model');
+    const modelId = trainJob.result.model_id;
+    check(trainJob.epochs.length > 0, 'the training job reported no epochs');
+    check(trainState.points >= 1, 'the training chart has no line');
+    await until('the new model to be listed and selected', () => page.evaluate((id) =>
+      document.querySelector('[data-testid=detect-model]').value === id && !!document.querySelector(`[data-testid="model-${id}"]`), modelId), 10000);
+    log(`  model ${modelId}: ${trainJob.epochs.length} epochs, last F1 ${trainJob.epochs[trainJob.epochs.length - 1].f1}`);
+    await shot('trained');
+
+    // 6. Detect whole image
+    log('step 6: detect in the whole image');
+    await page.click('[data-testid=tab-detect]');
+    await page.click('[data-testid=detect-all]');
+    await until('detection to finish', async () => {
+      const st = await page.evaluate(() => document.querySelector('[data-testid=detect-state]').dataset.state);
+      if (st === 'failed' || st === 'cancelled') {
+        throw new Fail(`detection ${st}: ${await page.textContent('[data-testid=detect-state]')}`);
+      }
+      return st === 'done';
+    }, 300000, 500);
+    const dets = await apiGet(`/api/detections?image_id=${imageId}`);
+    check(dets.length >= 2, `detection found ${dets.length} objects, need at least 2 to review`);
+    await until('the detections to be drawn', () => page.evaluate((n) =>
+      window.kestrel.detectionsLayer.getSource().getFeatures().length === n, dets.length), 10000);
+    const thr = await page.evaluate(() => window.kestrel.threshold);
+    let pending = dets.filter((d) => d.status === 'pending' && d.score >= thr);
+    log(`  ${dets.length} detections (scores ${dets[dets.length - 1].score.toFixed(3)}–${dets[0].score.toFixed(3)}), threshold ${thr.toFixed(3)}, ${pending.length} pending above it`);
+    if (pending.length < 2) {
+      // Lower the threshold with the slider so that two can be reviewed.
+      const lower = Math.max(0, Math.floor((dets.filter((d) => d.status === 'pending')[1]?.score ?? 0) * 100) / 100);
+      await page.evaluate((v) => {
+        const el = document.querySelector('[data-testid=threshold]');
+        el.value = String(v);
+        el.dispatchEvent(new Event('input', { bubbles: true }));
+      }, lower);
+      pending = dets.filter((d) => d.status === 'pending' && d.score >= lower);
+      log(`  lowered the threshold to ${lower}: ${pending.length} pending`);
+    }
+    check(pending.length >= 2, 'fewer than two pending detections to review');
+    // Zoom out to show them all
+    await page.evaluate(() => {
+      const k = window.kestrel;
+      k.map.getView().fit(k.state.image.extent, { padding: [20, 20, 20, 20] });
+    });
+    await waitTiles('detections');
+    await shot('detections');
+
+    // 7. Review: accept one (A), reject another (R)
+    log('step 7: review — accept one, reject one');
+    await page.click('[data-testid=tab-review]');
+    const first = await until('a current detection', () => page.evaluate(() => window.kestrel.reviewId), 5000);
+    check(first === pending[0].id, `review starts at detection ${first}, expected the highest-scoring pending one ${pending[0].id}`);
+    await page.locator('body').focus().catch(() => {});
+    await page.keyboard.press('a');
+    const accepted = await until(`detection ${first} to be accepted`, async () => {
+      const d = (await apiGet(`/api/detections?image_id=${imageId}`)).find((x) => x.id === first);
+      return d && d.status === 'accepted' ? d : null;
+    });
+    const second = await until('the review to move on', () => page.evaluate((f) => {
+      const id = window.kestrel.reviewId;
+      return id !== null && id !== f ? id : null;
+    }, first), 5000);
+    check(second === pending[1].id, `after accepting, review moved to ${second}, expected ${pending[1].id}`);
+    await page.keyboard.press('r');
+    const rejected = await until(`detection ${second} to be rejected`, async () => {
+      const d = (await apiGet(`/api/detections?image_id=${imageId}`)).find((x) => x.id === second);
+      return d && d.status === 'rejected' ? d : null;
+    });
+    await waitQueueIdle();
+    // The review's current detection is highlighted and centred in the map.
+    const centred = await until('the current detection to be centred', () => page.evaluate(() => {
+      const k = window.kestrel;
+      const view = k.map.getView();
+      const d = k.state.detections.get(k.reviewId);
+      if (!d || view.getAnimating()) return null;
+      const p = k.map.getPixelFromCoordinate(k.state.affine.toMap(d.shape.cx, d.shape.cy));
+      const size = k.map.getSize();
+      return { id: d.id, off: Math.hypot(p[0] - size[0] / 2, p[1] - size[1] / 2) };
+    }), 5000);
+    check(centred.off < 3, `the current detection #${centred.id} is ${centred.off.toFixed(0)} px off the map centre`);
+    log(`  accepted #${accepted.id} (score ${accepted.score.toFixed(3)}) → sample #${accepted.sample_id}; rejected #${rejected.id} (score ${rejected.score.toFixed(3)}) → sample #${rejected.sample_id}`);
+    await waitTiles('review');
+    await shot('review');
+
+    // 8. Reload and check that everything persisted
+    log('step 8: reload and verify');
+    await page.reload();
+    await waitReady('reload');
+    const after = await samplesOf(imageId);
+    const byId = new Map(after.map((s) => [s.id, s]));
+    for (const p of pos) {
+      const s = byId.get(p.id);
+      check(s && s.origin === 'drawn' && s.polarity === 'positive', `drawn positive #${p.id} is missing after reload`);
+    }
+    check(Math.abs(angleDiff(byId.get(target.id).shape.heading_deg, rotated.shape.heading_deg)) < 0.01,
+      `rotated box #${target.id} has heading ${byId.get(target.id).shape.heading_deg}, expected ${rotated.shape.heading_deg}`);
+    for (const n of neg) {
+      const s = byId.get(n.id);
+      check(s && s.origin === 'drawn' && s.polarity === 'negative', `drawn negative #${n.id} is missing after reload`);
+    }
+    const accSample = byId.get(accepted.sample_id);
+    check(accSample && accSample.origin === 'accepted_detection' && accSample.polarity === 'positive',
+      `the accepted detection's sample #${accepted.sample_id} is missing or wrong: ${JSON.stringify(accSample)}`);
+    const rejSample = byId.get(rejected.sample_id);
+    check(rejSample && rejSample.origin === 'rejected_detection' && rejSample.polarity === 'negative',
+      `the rejected detection's sample #${rejected.sample_id} is missing or wrong: ${JSON.stringify(rejSample)}`);
+    const detsAfter = await apiGet(`/api/detections?image_id=${imageId}`);
+    check(detsAfter.find((d) => d.id === first)?.status === 'accepted', `detection ${first} is not accepted after reload`);
+    check(detsAfter.find((d) => d.id === second)?.status === 'rejected', `detection ${second} is not rejected after reload`);
+    const newDrawn = after.filter((s) => s.origin === 'drawn' && !existing.some((e) => e.id === s.id));
+    check(newDrawn.filter((s) => s.polarity === 'positive').length === 3 && newDrawn.filter((s) => s.polarity === 'negative').length === 2,
+      `expected 3 new drawn positives and 2 negatives, found ${newDrawn.map((s) => s.polarity).join(', ')}`);
+    const pageCounts = await page.evaluate(() => ({
+      samples: window.kestrel.samplesLayer.getSource().getFeatures().length,
+      detections: window.kestrel.detectionsLayer.getSource().getFeatures().length,
+    }));
+    check(pageCounts.samples === after.length, `after reload the samples layer has ${pageCounts.samples} features, the API lists ${after.length}`);
+    check(pageCounts.detections === detsAfter.length, `after reload the detections layer has ${pageCounts.detections} features, the API lists ${detsAfter.length}`);
+    const model = await apiGet(`/api/models/${encodeURIComponent(modelId)}`);
+    const thrAfter = await page.evaluate(() => window.kestrel.threshold);
+    check(typeof model.default_threshold !== 'number' || Math.abs(thrAfter - model.default_threshold) < 1e-6,
+      `after reload the threshold is ${thrAfter}, expected the model's default ${model.default_threshold}`);
+    log(`  ${after.length} samples on the image (layer ${pageCounts.samples}), ${detsAfter.length} detections (layer ${pageCounts.detections}); all persisted`);
+    // Show the reviewed and drawn ones
+    await page.evaluate(([cx, cy, res]) => {
+      const k = window.kestrel;
+      k.map.getView().setCenter(k.state.affine.toMap(cx, cy));
+      k.map.getView().setResolution(res);
+    }, [best.c[0], best.c[1], fine * scale]);
+    await waitTiles('reload view');
+    await shot('reloaded');
+
+    check(pageErrors.length === 0, `uncaught errors in the page: ${pageErrors.join(' | ')}`);
+    log(`PASS: all steps passed in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  }
+}
+
+try {
+  await run();
+  await browser.close().catch(() => {});
+  console.log('1 passed, 0 failed');
+  process.exit(0);
+} catch (e) {
+  const reason = e instanceof Fail ? e.message : (e && e.stack) || String(e);
+  console.error(`FAIL: ${reason}`);
+  if (toasts.length) console.error(`toasts seen: ${toasts.join(' | ')}`);
+  if (page) {
+    try {
+      const file = join(SHOTS, 'failure.png');
+      await page.screenshot({ path: file });
+      console.error(`failure screenshot: ${file}`);
+    } catch { /* the page may be gone */ }
+  }
+  await browser?.close().catch(() => {});
+  console.log('0 passed, 1 failed');
+  process.exit(1);
+}
