@@ -62,8 +62,9 @@ fn read_truth(a: &EvalArgs) -> Result<Vec<TruthBox>> {
     Ok(out)
 }
 
-/// `--robustness`: every test image turned, rescaled and re-coloured (truth alike), detected
-/// with the model, scored; AP50 per transform.
+/// `--robustness`: every test image turned, rescaled and re-coloured, detected with the
+/// model, its detections mapped back to the original frame and scored against the original
+/// truth by the same rule as the unchanged image; AP50 per transform.
 fn robustness(a: &EvalArgs) -> Result<EvalReport> {
     use kestrel_detect::detect::{detect_raster, DetectOptions};
     use kestrel_detect::robustness::{apply, Transform};
@@ -90,11 +91,13 @@ fn robustness(a: &EvalArgs) -> Result<EvalReport> {
         let mut all_truth = Vec::new();
         let mut preds = Vec::new();
         for (name, src, gsd_m, own) in &images {
-            let (img, gsd, moved) = apply(src.as_ref(), *gsd_m, own, t)?;
+            let (img, gsd, _) = apply(src.as_ref(), *gsd_m, own, t)?;
             let stats = kestrel_samples::normalize::colour::ColourStats::from_raster(&img)?;
             let (dets, _) = detect_raster(&img, gsd, &stats, &network, &meta, &options, |_| {})?;
-            preds.extend(dets.into_iter().map(|d| PredictedBox { image: name.clone(), bbox: d.bbox, score: d.score }));
-            all_truth.extend(moved);
+            // Scored in the original frame against the original truth (see map_back).
+            let (w, h) = (src.info().width, src.info().height);
+            preds.extend(dets.into_iter().map(|d| PredictedBox { image: name.clone(), bbox: t.map_back(w, h, &d.bbox), score: d.score }));
+            all_truth.extend(own.iter().cloned());
         }
         let r = evaluate(&all_truth, &preds, a.iou, a.threshold.unwrap_or_else(|| meta.default_threshold()));
         if baseline.is_none() {

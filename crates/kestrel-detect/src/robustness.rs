@@ -4,6 +4,7 @@
 //! frames, not mosaics).
 
 use crate::eval::TruthBox;
+use crate::geometry::OrientedBox;
 use kestrel_geo::raster::{DataType, MemoryRaster, Samples};
 use kestrel_geo::{PixelWindow, RasterSource};
 
@@ -32,6 +33,27 @@ impl Transform {
         v.push(Transform::WhiteBalance([1.25, 1.0, 0.8]));
         v.push(Transform::SixteenBit);
         v
+    }
+
+    /// A box found in the transformed image, in the original image's pixels (the inverse
+    /// of the transform; `width`×`height` is the original's size).
+    ///
+    /// Robustness scores detections mapped back onto the original truth rather than truth
+    /// moved onto the transformed image: for axis-aligned truth (YOLO boxes, heading unknown)
+    /// a turned box is no longer the object's bounding box, and scoring it against a tight
+    /// oriented detection would measure the labels' geometry, not the detector.
+    pub fn map_back(&self, width: u32, height: u32, b: &OrientedBox) -> OrientedBox {
+        match *self {
+            Transform::Rotate(deg) => {
+                let (w, h) = (f64::from(width), f64::from(height));
+                let (s, c) = deg.to_radians().sin_cos();
+                let (nw, nh) = ((w * c.abs() + h * s.abs() - 1e-9).ceil(), (w * s.abs() + h * c.abs() - 1e-9).ceil());
+                let (dx, dy) = (b.cx - nw / 2.0, b.cy - nh / 2.0);
+                OrientedBox { cx: dx * c + dy * s + w / 2.0, cy: -dx * s + dy * c + h / 2.0, heading_deg: (b.heading_deg - deg).rem_euclid(360.0), ..*b }
+            }
+            Transform::Scale(f) => OrientedBox { cx: b.cx / f, cy: b.cy / f, length: b.length / f, width: b.width / f, heading_deg: b.heading_deg },
+            Transform::Gamma(_) | Transform::WhiteBalance(_) | Transform::SixteenBit => *b,
+        }
     }
 
     pub fn label(&self) -> String {
@@ -110,7 +132,9 @@ pub fn apply(src: &dyn RasterSource, gsd_m: f64, truth: &[TruthBox], t: Transfor
                     n
                 })
                 .collect();
-            (MemoryRaster::new(&name, nw as u32, nh as u32, bands as u16, keep_type(out), None), gsd_m, turned)
+            // The fill around the turned image is nodata, as a real turned raster's would be:
+            // counted as pixels, it would shift the colour statistics normalization uses.
+            (MemoryRaster::new(&name, nw as u32, nh as u32, bands as u16, keep_type(out), None).with_nodata(0.0), gsd_m, turned)
         }
         Transform::Scale(f) => {
             let (nw, nh) = (((w as f64) * f).round().max(1.0) as usize, ((h as f64) * f).round().max(1.0) as usize);
@@ -163,7 +187,6 @@ pub fn apply(src: &dyn RasterSource, gsd_m: f64, truth: &[TruthBox], t: Transfor
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::geometry::OrientedBox;
 
     #[test]
     fn a_turned_image_carries_its_truth_along() {
@@ -189,5 +212,18 @@ mod tests {
         assert_eq!(img.read_window(0, PixelWindow::new(7, 2, 1, 1)).unwrap().get(0, 0, 0), 200.0 * 257.0);
         let (img, _, _) = apply(&src, 0.1, &truth, Transform::Gamma(2.0)).unwrap();
         assert_eq!(img.read_window(0, PixelWindow::new(0, 0, 1, 1)).unwrap().get(0, 0, 0), (255.0f32 * (10.0f32 / 255.0).powi(2)).round() as f64);
+    }
+
+    #[test]
+    fn map_back_undoes_every_transform() {
+        let src = MemoryRaster::new("t", 37, 23, 1, Samples::U8(vec![0; 37 * 23]), None);
+        let b = OrientedBox { cx: 11.0, cy: 6.5, length: 8.0, width: 3.0, heading_deg: 20.0 };
+        let truth = vec![TruthBox { image: "t".into(), bbox: b, axis_aligned: false, heading: None }];
+        for t in Transform::standard_set() {
+            let (_, _, moved) = apply(&src, 0.1, &truth, t).unwrap();
+            let back = t.map_back(37, 23, &moved[0].bbox);
+            let d = (back.heading_deg - b.heading_deg).rem_euclid(360.0);
+            assert!((back.cx - b.cx).abs() < 1e-6 && (back.cy - b.cy).abs() < 1e-6 && (back.length - b.length).abs() < 1e-9 && d.min(360.0 - d) < 1e-6, "{}: {back:?}", t.label());
+        }
     }
 }

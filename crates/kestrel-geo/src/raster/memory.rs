@@ -13,6 +13,13 @@ pub struct MemoryRaster {
 
 impl MemoryRaster {
     /// `samples` must hold `width · height · bands` values, chunky.
+    /// The same raster with `nodata` marking pixels that carry no data (e.g. the fill
+    /// around a turned image).
+    pub fn with_nodata(mut self, nodata: f64) -> Self {
+        self.info.nodata = Some(nodata);
+        self
+    }
+
     pub fn new(name: &str, width: u32, height: u32, bands: u16, samples: Samples, georef: Option<Georef>) -> Self {
         assert_eq!(samples.len(), width as usize * height as usize * bands as usize, "sample count of {name}");
         let info = RasterInfo {
