@@ -128,8 +128,13 @@ fn training_examples_are_deterministic_and_their_heading_labels_follow_the_rotat
         assert_eq!(a.chip, b.chip);
         assert_eq!(a.heading_deg, b.heading_deg);
     }
-    // The heading label says where the vehicle now points: measure its axis in the chip.
+    // The heading label says where the vehicle now points: measure its axis in the chip. The
+    // pixel estimate is a heuristic (a neighbour, the chip's edge or a scaled crop can pull it
+    // by 15–30°), so over the epoch's hundreds of examples the test asks for most to agree
+    // and the median to be close; labels that did not follow the rotation would spread
+    // uniformly over 0–90° (a sixth within 15°, median 45°).
     let mut checked = 0;
+    let mut diffs = Vec::new();
     for ex in one.iter().filter(|e| e.positive) {
         let s = ex.chip.size;
         let nw = NormalizedWindow {
@@ -142,16 +147,14 @@ fn training_examples_are_deterministic_and_their_heading_labels_follow_the_rotat
         let half = 0.4 * s as f64;
         if let Some(e) = estimate_orientation(&nw, [c - half, c - half, c + half, c + half]) {
             if e.confidence > 0.5 {
-                let err = HeadingMode::Axis.difference_deg(e.axis_deg, ex.heading_deg);
-                assert!(
-                    err < 15.0,
-                    "label {} but the vehicle's axis is {}",
-                    ex.heading_deg,
-                    e.axis_deg
-                );
                 checked += 1;
+                diffs.push(HeadingMode::Axis.difference_deg(e.axis_deg, ex.heading_deg));
             }
         }
     }
     assert!(checked >= 5, "only {checked} chips checked");
+    diffs.sort_by(f64::total_cmp);
+    let agree = diffs.iter().filter(|&&d| d < 15.0).count();
+    assert!(agree as f64 >= 0.7 * checked as f64, "only {agree} of {checked} labels agree with the vehicle's axis in the chip");
+    assert!(diffs[diffs.len() / 2] < 10.0, "median disagreement {:.1}°", diffs[diffs.len() / 2]);
 }
