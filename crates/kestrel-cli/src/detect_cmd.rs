@@ -47,6 +47,42 @@ fn feature(d: &Detection, image: &str, georef: Option<&Georef>, mode: kestrel_sa
     Feature { ring, properties }
 }
 
+/// The lowest and highest value of height band `band` (metres) inside the detection's box,
+/// nodata left out; `None` when the box holds no data.
+fn height_range(src: &dyn kestrel_geo::RasterSource, band: usize, d: &Detection) -> Result<Option<(f32, f32)>> {
+    let info = src.info();
+    let corners = d.bbox.corners();
+    let x0 = corners.iter().map(|c| c.0).fold(f64::INFINITY, f64::min).floor().max(0.0);
+    let y0 = corners.iter().map(|c| c.1).fold(f64::INFINITY, f64::min).floor().max(0.0);
+    let x1 = corners.iter().map(|c| c.0).fold(f64::NEG_INFINITY, f64::max).ceil().min(f64::from(info.width));
+    let y1 = corners.iter().map(|c| c.1).fold(f64::NEG_INFINITY, f64::max).ceil().min(f64::from(info.height));
+    if x1 <= x0 || y1 <= y0 {
+        return Ok(None);
+    }
+    let win = kestrel_geo::PixelWindow::new(x0 as u32, y0 as u32, (x1 - x0) as u32, (y1 - y0) as u32);
+    let buf = src.read_window(0, win)?;
+    // Unit vector along the heading in pixel axes (y down; heading 0 points up).
+    let (fx, fy) = (d.bbox.heading_deg.to_radians().sin(), -d.bbox.heading_deg.to_radians().cos());
+    let mut range: Option<(f32, f32)> = None;
+    for r in 0..buf.height {
+        for c in 0..buf.width {
+            // Inside the oriented box: along the heading within half the length, across within half the width.
+            let (dx, dy) = (x0 + c as f64 + 0.5 - d.bbox.cx, y0 + r as f64 + 0.5 - d.bbox.cy);
+            let along = dx * fx + dy * fy;
+            let across = dx * -fy + dy * fx;
+            if along.abs() > d.bbox.length / 2.0 || across.abs() > d.bbox.width / 2.0 {
+                continue;
+            }
+            let v = buf.samples.get_f64((r * buf.width + c) * buf.bands + band) as f32;
+            if !v.is_finite() || info.nodata.is_some_and(|n| f64::from(v) == n) {
+                continue;
+            }
+            range = Some(range.map_or((v, v), |(lo, hi)| (lo.min(v), hi.max(v))));
+        }
+    }
+    Ok(range)
+}
+
 pub fn run(a: DetectArgs) -> Result<()> {
     let ext = a.output.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
     let gpkg = match ext.as_deref() {
@@ -116,7 +152,21 @@ pub fn run(a: DetectArgs) -> Result<()> {
         bar.finish_and_clear();
         eprintln!("{image}: {} detections, {:.2} Mpx in {:.2} s ({:.2} Mpx/s)", detections.len(), timing.megapixels, timing.wall.as_secs_f64(), timing.megapixels / timing.wall.as_secs_f64().max(1e-9));
         per_image.push(json!({"image": image, "detections": detections.len(), "megapixels": timing.megapixels, "seconds": timing.wall.as_secs_f64()}));
-        features.extend(detections.iter().map(|d| feature(d, image, georef.as_ref(), mode)));
+        let height_bands: Vec<usize> = match &meta.contract.colour {
+            kestrel_samples::normalize::ColourMethod::WithHeights { height_bands, .. } => height_bands.clone(),
+            _ => Vec::new(),
+        };
+        for d in &detections {
+            let mut f = feature(d, image, georef.as_ref(), mode);
+            // A model that reads heights reports each object's height range from them.
+            if let Some(&band) = height_bands.first() {
+                if let Some((lo, hi)) = height_range(src.as_ref(), band, d)? {
+                    f.properties.insert("height_min_m".into(), json!(lo));
+                    f.properties.insert("height_max_m".into(), json!(hi));
+                }
+            }
+            features.push(f);
+        }
         total.decode += timing.decode;
         total.normalize += timing.normalize;
         total.network += timing.network;

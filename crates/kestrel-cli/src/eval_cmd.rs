@@ -3,7 +3,7 @@
 //! `MOS74.png`), detections with images by their `image` property.
 
 use anyhow::{bail, Context, Result};
-use kestrel_detect::eval::{evaluate, EvalReport, PredictedBox, TruthBox};
+use kestrel_detect::eval::{evaluate, evaluate_by, EvalReport, Matching, PredictedBox, TruthBox};
 use kestrel_detect::geometry::OrientedBox;
 use kestrel_samples::labels::{detect_format, read_labels, ImageFrame};
 use kestrel_samples::{HeadingMode, Polarity, Shape};
@@ -22,6 +22,8 @@ pub struct EvalArgs {
     pub robustness: bool,
     /// Ground sample distance of test images without georeferencing.
     pub gsd: Option<f64>,
+    /// Match by centre distance (metres) instead of IoU.
+    pub radius_m: Option<f64>,
 }
 
 fn stem(p: &str) -> String {
@@ -159,12 +161,39 @@ pub fn run(a: EvalArgs) -> Result<EvalReport> {
         (None, Some(m)) => kestrel_model::package::read_meta(m)?.default_threshold(),
         (None, None) => 0.5,
     };
-    let report = evaluate(&truth, &preds, a.iou, threshold);
+    let rule = match a.radius_m {
+        None => Matching::Iou(a.iou),
+        Some(r) if r > 0.0 && r.is_finite() => {
+            // The radius in pixels, from the images' GSD (all alike).
+            let mut gsds = Vec::new();
+            for path in &a.truth {
+                let gsd = match (a.gsd, image_beside(path)) {
+                    (Some(g), _) => g,
+                    (None, Some(img)) => {
+                        let info = kestrel_geo::open_raster(&img)?.info().clone();
+                        info.gsd_xy_m().map(|(x, y)| (x + y) / 2.0).with_context(|| format!("{}: no georeferencing; give its GSD with --gsd", img.display()))?
+                    }
+                    (None, None) => bail!("{}: no image beside it to tell the GSD; give --gsd", path.display()),
+                };
+                gsds.push(gsd);
+            }
+            let g = gsds[0];
+            if gsds.iter().any(|&x| (x - g).abs() > 0.01 * g) {
+                bail!("--radius needs test images of one GSD (found {gsds:?} m)");
+            }
+            Matching::Within(r / g)
+        }
+        Some(r) => bail!("--radius {r}: give a positive number of metres"),
+    };
+    let report = evaluate_by(&truth, &preds, rule, threshold);
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         let r = &report;
-        println!("{} truth objects in {} image(s), IoU ≥ {}", r.truth, with_truth.len(), r.iou);
+        match a.radius_m {
+            Some(m) => println!("{} truth objects in {} image(s), centres within {m} m", r.truth, with_truth.len()),
+            None => println!("{} truth objects in {} image(s), IoU ≥ {}", r.truth, with_truth.len(), r.iou),
+        }
         println!("  at threshold {:.2}: precision {:.3}, recall {:.3}, F1 {:.3} ({} detections)", r.at_default.threshold, r.at_default.precision, r.at_default.recall, r.at_default.f1, r.at_default.detections);
         println!("  at the best threshold {:.2}: precision {:.3}, recall {:.3}, F1 {:.3}", r.at_best.threshold, r.at_best.precision, r.at_best.recall, r.at_best.f1);
         println!("  AP50 {:.3}, AP50:95 {:.3}, count error {:+.1} %", r.ap50, r.ap50_95, r.count_error * 100.0);

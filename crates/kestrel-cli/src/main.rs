@@ -50,12 +50,32 @@ enum Command {
         /// Cell size in metres.
         #[arg(long, default_value_t = 0.5)]
         cell: f64,
-        /// dsm, dtm, ndsm, intensity or class:N (mask of ASPRS class N).
+        /// dsm, dtm, ndsm, intensity or class:N (mask of ASPRS class N); several,
+        /// comma-separated, become the bands of one file (e.g. ndsm,intensity).
         #[arg(long, default_value = "dsm")]
         kind: String,
         /// Fill empty DSM cells by interpolation (the DTM is always filled).
         #[arg(long)]
         fill: bool,
+        /// Only this area: min_x,min_y,max_x,max_y in the cloud's CRS.
+        #[arg(long, value_delimiter = ',')]
+        bbox: Option<Vec<f64>>,
+    },
+    /// Objects a point cloud segments by an extra dimension (e.g. lidR's treeID): one box
+    /// per object with its top, as GeoJSON or GeoPackage (truth for training or evaluation).
+    Objects {
+        cloud: PathBuf,
+        /// The extra dimension that numbers the objects.
+        #[arg(long)]
+        dimension: String,
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Only objects whose top lies in this area: min_x,min_y,max_x,max_y.
+        #[arg(long, value_delimiter = ',')]
+        bbox: Option<Vec<f64>>,
+        /// Leave out objects of fewer points (fragments).
+        #[arg(long, default_value_t = 1)]
+        min_points: usize,
     },
     /// Import labels (YOLO, VOC, CSV, DOTA, GeoJSON, COCO) of an image into a project.
     Import {
@@ -174,9 +194,14 @@ enum Command {
         /// The model: its default threshold, and the detector for --robustness.
         #[arg(long)]
         model: Option<PathBuf>,
-        /// Ground sample distance (m) of test images without georeferencing, for --robustness.
+        /// Ground sample distance (m) of test images without georeferencing (for --robustness
+        /// and --radius).
         #[arg(long)]
         gsd: Option<f64>,
+        /// Match detections to truth by centre distance (metres) instead of IoU: for object
+        /// positions such as tree tops.
+        #[arg(long, conflicts_with_all = ["iou", "robustness"])]
+        radius: Option<f64>,
     },
     /// Train a detector for a class from the project's positives and negatives.
     Train {
@@ -218,6 +243,10 @@ enum Command {
         /// Colour normalization: 'quantile' (invariant to gamma too) or 'stretch'.
         #[arg(long, default_value = "quantile")]
         colour: String,
+        /// Bands (1-based) that hold heights in metres (an nDSM from `kestrel dsm`): kept in
+        /// metres (÷ 20) instead of colour-normalized per image.
+        #[arg(long, value_delimiter = ',')]
+        height_bands: Vec<usize>,
     },
     /// Start the labelling and review GUI: open the printed address in a browser.
     Serve(ServeOptions),
@@ -272,6 +301,15 @@ struct ClassTarget {
     output: PathBuf,
 }
 
+/// `--bbox min_x,min_y,max_x,max_y` as an array.
+fn four(bbox: Option<Vec<f64>>) -> Result<Option<[f64; 4]>> {
+    match bbox.as_deref() {
+        None => Ok(None),
+        Some(&[a, b, c, d]) => Ok(Some([a, b, c, d])),
+        Some(v) => anyhow::bail!("--bbox takes four numbers, min_x,min_y,max_x,max_y (got {})", v.len()),
+    }
+}
+
 fn main() {
     if let Err(e) = run() {
         eprintln!("error: {e:#}");
@@ -299,35 +337,35 @@ fn run() -> Result<()> {
             cell,
             kind,
             fill,
+            bbox,
         } => {
-            let kind: HeightKind = kind.parse()?;
-            let mut pc = PointCloud::open(&cloud)?;
-            let bar = progress::points_bar(pc.point_count(), "rasterizing");
-            let grid = rasterize(
-                &mut pc,
-                &RasterizeOptions {
-                    cell_m: cell,
-                    kind,
-                    fill_dsm_holes: fill,
-                },
-                |n| bar.set_position(n),
-            )?;
-            bar.finish_and_clear();
-            grid.write_cog(&output)
-                .with_context(|| format!("writing {}", output.display()))?;
+            let kinds = kind.split(',').map(|k| k.trim().parse::<HeightKind>()).collect::<Result<Vec<_>, _>>()?;
+            let area = four(bbox)?;
+            let mut layers = Vec::new();
+            let mut points = 0;
+            for kind in kinds {
+                let mut pc = PointCloud::open(&cloud)?;
+                points = pc.point_count();
+                let bar = progress::points_bar(pc.point_count(), "rasterizing");
+                layers.push(rasterize(&mut pc, &RasterizeOptions { cell_m: cell, kind, fill_dsm_holes: fill, area }, |n| bar.set_position(n))?);
+                bar.finish_and_clear();
+            }
+            kestrel_geo::pointcloud::write_layers(&output, &layers).with_context(|| format!("writing {}", output.display()))?;
             println!(
-                "{}: {}x{} cells of {} m, {} points, peak memory {:.0} MiB",
+                "{}: {}x{} cells of {} m, {} band(s), {} points, peak memory {:.0} MiB",
                 output.display(),
-                grid.width,
-                grid.height,
+                layers[0].width,
+                layers[0].height,
                 cell,
-                pc.point_count(),
+                layers.len(),
+                points,
                 progress::peak_rss_mib().unwrap_or(f64::NAN)
             );
             Ok(())
         }
+        Command::Objects { cloud, dimension, output, bbox, min_points } => samples_cmd::objects(&cloud, &dimension, &output, four(bbox)?, min_points),
         Command::Detect { model, images, output, threshold, gsd, bbox, tile, json } => detect_cmd::run(detect_cmd::DetectArgs { model, images, output, threshold, gsd, bbox, tile, json }),
-        Command::Eval { truth, pred, iou, threshold, class_names, only, json, robustness, model, gsd } => eval_cmd::run(eval_cmd::EvalArgs { truth, pred, iou, threshold, class_names, only, json, model, robustness, gsd }).map(|_| ()),
+        Command::Eval { truth, pred, iou, threshold, class_names, only, json, robustness, model, gsd, radius } => eval_cmd::run(eval_cmd::EvalArgs { truth, pred, iou, threshold, class_names, only, json, model, robustness, gsd, radius_m: radius }).map(|_| ()),
         Command::Bench { what, work, quick } => match what.as_str() {
             "io" => bench::run(&work, quick),
             "chips" => bench::chips(&work),
@@ -374,8 +412,14 @@ fn run() -> Result<()> {
             json,
             resume,
             colour,
+            height_bands,
         } => train_cmd::run(train_cmd::TrainArgs {
-            colour: colour.parse().map_err(anyhow::Error::msg)?,
+            colour: {
+                if let Some(&b) = height_bands.iter().find(|&&b| b == 0) {
+                    anyhow::bail!("--height-bands {b}: bands count from 1");
+                }
+                colour.parse::<kestrel_samples::normalize::ColourMethod>().map_err(anyhow::Error::msg)?.with_heights(height_bands.iter().map(|b| b - 1).collect())
+            },
             project: &target.project,
             class: &target.class,
             output: &target.output,

@@ -229,3 +229,38 @@ fn absolute(p: &Path) -> Result<String> {
         .display()
         .to_string())
 }
+
+/// `kestrel objects`: one box per segmented object of a point cloud (its points' extent),
+/// with its top and height, in the cloud's CRS.
+pub fn objects(cloud: &Path, dimension: &str, output: &Path, area: Option<[f64; 4]>, min_points: usize) -> Result<()> {
+    let mut pc = kestrel_geo::pointcloud::PointCloud::open(cloud)?;
+    let crs = pc.crs()?;
+    let found = kestrel_geo::pointcloud::objects_by_dimension(&mut pc, dimension, area, |_| {})?;
+    let features: Vec<kestrel_geo::vector::Feature> = found
+        .iter()
+        .filter(|o| o.points >= min_points)
+        .map(|o| {
+            let mut p = serde_json::Map::new();
+            p.insert("class".into(), dimension.trim_end_matches("ID").trim_end_matches("Id").to_lowercase().into());
+            p.insert("id".into(), o.id.into());
+            p.insert("points".into(), o.points.into());
+            p.insert("top_x".into(), o.top[0].into());
+            p.insert("top_y".into(), o.top[1].into());
+            p.insert("z_min".into(), o.min[2].into());
+            p.insert("z_max".into(), o.max[2].into());
+            let ring = vec![(o.min[0], o.min[1]), (o.max[0], o.min[1]), (o.max[0], o.max[1]), (o.min[0], o.max[1])];
+            kestrel_geo::vector::Feature { ring, properties: p }
+        })
+        .collect();
+    if features.is_empty() {
+        bail!("{}: no object of '{dimension}' (with at least {min_points} points{})", cloud.display(), if area.is_some() { " in the area" } else { "" });
+    }
+    let gpkg = output.extension().is_some_and(|e| e.eq_ignore_ascii_case("gpkg"));
+    if gpkg {
+        kestrel_geo::vector::write_geopackage(output, "objects", &features, crs.as_ref())?;
+    } else {
+        kestrel_geo::vector::write_geojson(output, &features, crs.as_ref(), &Default::default())?;
+    }
+    println!("{}: {} objects of '{dimension}' from {}", output.display(), features.len(), cloud.display());
+    Ok(())
+}

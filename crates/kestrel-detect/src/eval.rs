@@ -64,7 +64,7 @@ fn overlap(t: &TruthBox, p: &PredictedBox) -> f64 {
 
 /// Greedy matching, strongest detection first, each to the unmatched truth it overlaps most
 /// (at least `iou`). Returns, per detection in score order, (score, matched truth index).
-fn match_all(truth: &[TruthBox], preds: &[PredictedBox], iou: f64) -> Vec<(f32, Option<usize>)> {
+fn match_all(truth: &[TruthBox], preds: &[PredictedBox], rule: Matching) -> Vec<(f32, Option<usize>)> {
     let mut by_image: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, t) in truth.iter().enumerate() {
         by_image.entry(t.image.as_str()).or_default().push(i);
@@ -77,7 +77,7 @@ fn match_all(truth: &[TruthBox], preds: &[PredictedBox], iou: f64) -> Vec<(f32, 
         .map(|i| {
             let p = &preds[i];
             let best = by_image.get(p.image.as_str()).and_then(|ids| {
-                ids.iter().filter(|&&t| !taken[t]).map(|&t| (t, overlap(&truth[t], p))).filter(|&(_, o)| o >= iou).max_by(|a, b| a.1.total_cmp(&b.1))
+                ids.iter().filter(|&&t| !taken[t]).filter_map(|&t| Some((t, rule.goodness(&truth[t], p)?))).max_by(|a, b| a.1.total_cmp(&b.1))
             });
             if let Some((t, _)) = best {
                 taken[t] = true;
@@ -136,9 +136,41 @@ fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
     Some(sorted[i])
 }
 
+/// When a detection may be matched to a truth object.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Matching {
+    /// Overlap at least this IoU (rotated, or axis-aligned for axis-aligned truth).
+    Iou(f64),
+    /// Centres at most this many pixels apart (object positions, e.g. tree tops).
+    Within(f64),
+}
+
+impl Matching {
+    /// How well `p` matches `t` (higher is better), or `None` when it does not.
+    fn goodness(self, t: &TruthBox, p: &PredictedBox) -> Option<f64> {
+        match self {
+            Matching::Iou(iou) => Some(overlap(t, p)).filter(|&o| o >= iou),
+            Matching::Within(r) => {
+                let d = (t.bbox.cx - p.bbox.cx).hypot(t.bbox.cy - p.bbox.cy);
+                (d <= r).then_some(-d)
+            }
+        }
+    }
+}
+
 /// Scores `preds` against `truth` at IoU `iou`; `default_threshold` is the model's.
 pub fn evaluate(truth: &[TruthBox], preds: &[PredictedBox], iou: f64, default_threshold: f32) -> EvalReport {
-    let ranked = match_all(truth, preds, iou);
+    evaluate_by(truth, preds, Matching::Iou(iou), default_threshold)
+}
+
+/// Scores `preds` against `truth` matched by `rule`. With [`Matching::Within`], AP50 and
+/// AP50:95 are both the average precision at that radius.
+pub fn evaluate_by(truth: &[TruthBox], preds: &[PredictedBox], rule: Matching, default_threshold: f32) -> EvalReport {
+    let iou = match rule {
+        Matching::Iou(iou) => iou,
+        Matching::Within(_) => 0.0,
+    };
+    let ranked = match_all(truth, preds, rule);
     // Starting from every detection kept: the lowest score is that threshold.
     let lowest = ranked.last().map_or(0.0, |r| r.0);
     let mut at_best = at(&ranked, truth.len(), lowest);
@@ -149,7 +181,10 @@ pub fn evaluate(truth: &[TruthBox], preds: &[PredictedBox], iou: f64, default_th
         }
     }
     let ap50 = average_precision(&ranked, truth.len());
-    let ap50_95 = (0..10).map(|k| average_precision(&match_all(truth, preds, 0.5 + 0.05 * k as f64), truth.len())).sum::<f64>() / 10.0;
+    let ap50_95 = match rule {
+        Matching::Iou(_) => (0..10).map(|k| average_precision(&match_all(truth, preds, Matching::Iou(0.5 + 0.05 * k as f64)), truth.len())).sum::<f64>() / 10.0,
+        Matching::Within(_) => ap50,
+    };
     // Heading errors of matched pairs at the default threshold.
     let mut order: Vec<usize> = (0..preds.len()).collect();
     order.sort_by(|&a, &b| preds[b].score.total_cmp(&preds[a].score));
@@ -190,6 +225,22 @@ mod tests {
 
     fn pred(x: f64, heading: f64, score: f32) -> PredictedBox {
         PredictedBox { image: "a".into(), bbox: OrientedBox { cx: x, cy: 0.0, length: 10.0, width: 4.0, heading_deg: heading }, score }
+    }
+
+    #[test]
+    fn positions_match_within_the_radius_nearest_first() {
+        let two = vec![truth(0.0), truth(100.0)];
+        // One 3 px off, one 6 px off the second truth, one far from both.
+        let preds = vec![pred(3.0, 0.0, 0.9), pred(106.0, 0.0, 0.8), pred(50.0, 0.0, 0.7)];
+        let r = evaluate_by(&two, &preds, Matching::Within(5.0), 0.5);
+        assert_eq!((r.at_default.precision, r.at_default.recall), (1.0 / 3.0, 0.5));
+        let r = evaluate_by(&two, &preds, Matching::Within(8.0), 0.5);
+        assert_eq!((r.at_default.precision, r.at_default.recall), (2.0 / 3.0, 1.0));
+        assert!((r.at_best.f1 - 1.0).abs() < 1e-9, "at 0.8 both are found and nothing else");
+        // Greedy by score: the strong detection takes the truth even when a weaker one is nearer.
+        let preds = vec![pred(4.0, 0.0, 0.9), pred(1.0, 0.0, 0.8)];
+        let r = evaluate_by(&[truth(0.0)], &preds, Matching::Within(5.0), 0.5);
+        assert_eq!((r.at_default.precision, r.at_default.recall), (0.5, 1.0));
     }
 
     #[test]

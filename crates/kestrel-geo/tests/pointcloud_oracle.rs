@@ -71,6 +71,7 @@ fn dsm_agrees_with_laspy_and_opens_in_gdal_with_its_crs() {
             cell_m: cell,
             kind: HeightKind::Dsm,
             fill_dsm_holes: false,
+            area: None,
         },
         |_| {},
     )
@@ -142,6 +143,7 @@ fn ndsm_of_buildings_stands_above_ground_and_dtm_has_no_holes() {
         cell_m: 1.0,
         kind,
         fill_dsm_holes: false,
+        area: None,
     };
     let dtm = rasterize(
         &mut PointCloud::open(&cloud).unwrap(),
@@ -201,6 +203,7 @@ fn feet_based_cloud_is_rasterized_in_metres() {
             cell_m: 3.048,
             kind: HeightKind::Dsm,
             fill_dsm_holes: false,
+            area: None,
         },
         |_| {},
     )
@@ -225,4 +228,69 @@ fn feet_based_cloud_is_rasterized_in_metres() {
         );
         assert!(wkt.contains("foot"), "{wkt}");
     }
+}
+
+/// The trees lidR's `treeID` segments, against laspy: the same ids, point counts and tops.
+#[test]
+fn segmented_trees_agree_with_laspy() {
+    let Some(data) = shared_data() else { return };
+    let Some(python) = laspy_python() else { return };
+    let cloud = data.join("lidar/MixedConifer.laz");
+    let script = "import json, sys, laspy, numpy as np\n\
+f = laspy.read(sys.argv[1]); t = np.asarray(f.treeID); z = np.asarray(f.z)\n\
+ok = np.isfinite(t) & (t < 1e300)\n\
+out = {str(int(i)): [int((t == i).sum()), float(z[t == i].max())] for i in np.unique(t[ok])}\n\
+print(json.dumps(out))";
+    let oracle: serde_json::Value = serde_json::from_str(run(Command::new(&python).args(["-c", script]).arg(&cloud)).trim()).unwrap();
+    let oracle = oracle.as_object().unwrap();
+    let mut pc = PointCloud::open(&cloud).unwrap();
+    let trees = kestrel_geo::pointcloud::objects_by_dimension(&mut pc, "treeID", None, |_| {}).unwrap();
+    assert_eq!(trees.len(), oracle.len(), "one object per tree id");
+    for t in &trees {
+        let o = &oracle[&(t.id as i64).to_string()];
+        assert_eq!(t.points as u64, o[0].as_u64().unwrap(), "points of tree {}", t.id);
+        assert!((t.top[2] - o[1].as_f64().unwrap()).abs() < 1e-6, "top of tree {}", t.id);
+        assert!(t.min[0] <= t.top[0] && t.top[0] <= t.max[0] && t.min[1] <= t.top[1] && t.top[1] <= t.max[1]);
+    }
+    // An area keeps the trees whose top lies in it; a missing dimension is a clear error.
+    let mut pc = PointCloud::open(&cloud).unwrap();
+    let west = kestrel_geo::pointcloud::objects_by_dimension(&mut pc, "treeID", Some([481260.0, 3812921.0, 481305.0, 3813011.0]), |_| {}).unwrap();
+    assert!(!west.is_empty() && west.len() < trees.len() && west.iter().all(|t| t.top[0] < 481305.0));
+    let mut pc = PointCloud::open(&cloud).unwrap();
+    let err = kestrel_geo::pointcloud::objects_by_dimension(&mut pc, "crownID", None, |_| {}).unwrap_err().to_string();
+    assert!(err.contains("crownID") && err.contains("treeID"), "{err}");
+}
+
+/// A part of the cloud rasterized on its own lines up with the whole cloud's grid, and layers
+/// stack into one file GDAL reads as bands.
+#[test]
+fn an_area_and_stacked_layers() {
+    let Some(data) = shared_data() else { return };
+    let cloud = data.join("lidar/MixedConifer.laz");
+    let opts = |kind, area| RasterizeOptions { cell_m: 0.5, kind, fill_dsm_holes: false, area };
+    let whole = rasterize(&mut PointCloud::open(&cloud).unwrap(), &opts(HeightKind::Ndsm, None), |_| {}).unwrap();
+    let area = [481280.0, 3812940.0, 481300.0, 3812960.0];
+    let part = rasterize(&mut PointCloud::open(&cloud).unwrap(), &opts(HeightKind::Ndsm, Some(area)), |_| {}).unwrap();
+    assert_eq!((part.width, part.height), (40, 40));
+    let (ox, oy) = (whole.georef.transform.0[0], whole.georef.transform.0[3]);
+    let (col, row) = (((area[0] - ox) / 0.5).round() as u32, ((oy - area[3]) / 0.5).round() as u32);
+    // Heights above ground agree where the DTM interpolation does not reach the edges.
+    let mut same = 0;
+    for r in 5..35 {
+        for c in 5..35 {
+            let (a, b) = (part.get(c, r), whole.get(col + c, row + r));
+            if (a - b).abs() < 0.5 {
+                same += 1;
+            }
+        }
+    }
+    assert!(same > 30 * 30 * 9 / 10, "{same} of 900 cells agree");
+    let intensity = rasterize(&mut PointCloud::open(&cloud).unwrap(), &opts(HeightKind::Intensity, Some(area)), |_| {}).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("stack.tif");
+    kestrel_geo::pointcloud::write_layers(&out, &[part, intensity]).unwrap();
+    let src = open_raster(&out).unwrap();
+    assert_eq!((src.info().bands, src.info().width), (2, 40));
+    let outside = rasterize(&mut PointCloud::open(&cloud).unwrap(), &opts(HeightKind::Ndsm, Some([0.0, 0.0, 10.0, 10.0])), |_| {});
+    assert!(outside.unwrap_err().to_string().contains("outside"));
 }

@@ -358,25 +358,29 @@ pub fn build_chips(
         let wanted = (positives.iter().filter(|s| s.image_id == image_id).count() as f64
             * options.auto_negative_ratio)
             .round() as usize;
-        let min_dist_px = contract.object_length_m / img.gsd_m;
         let margin =
             chip_radius_px(&contract, img.gsd_m).min(info.width.min(info.height) as f64 / 4.0);
         let mut made = 0;
-        for _ in 0..wanted * 20 {
-            if made == wanted {
-                break;
+        // In a crowded scene (a forest canopy) no place is a whole object length from every
+        // object; the rest are then sought between objects, half a length away.
+        for fraction in [1.0, 0.5] {
+            let min_dist_px = fraction * contract.object_length_m / img.gsd_m;
+            for _ in 0..wanted * 20 {
+                if made == wanted {
+                    break;
+                }
+                let cx = rng.range(margin, info.width as f64 - margin);
+                let cy = rng.range(margin, info.height as f64 - margin);
+                if taken
+                    .iter()
+                    .any(|&(x, y)| (x - cx).hypot(y - cy) < min_dist_px)
+                {
+                    continue;
+                }
+                let heading = rng.range(0.0, 360.0);
+                chips.push(negative(img, None, cx, cy, heading)?);
+                made += 1;
             }
-            let cx = rng.range(margin, info.width as f64 - margin);
-            let cy = rng.range(margin, info.height as f64 - margin);
-            if taken
-                .iter()
-                .any(|&(x, y)| (x - cx).hypot(y - cy) < min_dist_px)
-            {
-                continue;
-            }
-            let heading = rng.range(0.0, 360.0);
-            chips.push(negative(img, None, cx, cy, heading)?);
-            made += 1;
         }
     }
     let images = images

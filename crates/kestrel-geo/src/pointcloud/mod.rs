@@ -1,10 +1,12 @@
 //! LAS/LAZ point clouds (LAS 1.0–1.4, every point format, through `las` + `laz`): a summary
 //! for `kestrel info`, chunked streaming of points, and rasterization into height models.
 
+mod objects;
 mod rasterize;
 pub mod synthetic;
 
-pub use rasterize::{fill_holes, rasterize, HeightGrid, HeightKind, RasterizeOptions};
+pub use objects::{objects_by_dimension, CloudObject};
+pub use rasterize::{fill_holes, rasterize, write_layers, HeightGrid, HeightKind, RasterizeOptions};
 
 use crate::crs::Crs;
 use crate::error::{GeoError, Result};
@@ -226,6 +228,44 @@ impl PointCloud {
         Ok(())
     }
 
+    /// [`for_each_chunk`](Self::for_each_chunk) with the values of the extra-bytes dimension
+    /// `name` (e.g. `treeID`) decoded per point (scale and offset applied; its no-data value
+    /// and non-finite values are NaN).
+    pub fn for_each_chunk_with_extra(
+        &mut self,
+        name: &str,
+        mut visit: impl FnMut(&PointChunk, &[f64]) -> Result<()>,
+        progress: impl FnMut(u64),
+    ) -> Result<()> {
+        let dims = extra_dimensions(self.reader.header());
+        let dim = dims.iter().find(|d| d.name == name).cloned().ok_or_else(|| {
+            GeoError::point_cloud(
+                &self.path,
+                format!("has no extra dimension '{name}' (it has: {})", dims.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ")),
+            )
+        })?;
+        let mut data = las::PointDataBuilder::new().for_header(self.reader.header()).build();
+        let extra_len = usize::from(self.reader.header().point_format().extra_bytes);
+        let mut chunk = PointChunk::default();
+        let mut values = Vec::new();
+        let mut done = 0u64;
+        let mut progress = progress;
+        loop {
+            let n = self.read_chunk(CHUNK_POINTS, &mut data, &mut chunk)?;
+            if n == 0 {
+                break;
+            }
+            let record = data.record_len();
+            let base = record - extra_len;
+            values.clear();
+            values.extend(data.raw_bytes().chunks_exact(record).take(n).map(|r| dim.decode(&r[base + dim.offset..])));
+            visit(&chunk, &values)?;
+            done += n as u64;
+            progress(done);
+        }
+        Ok(())
+    }
+
     /// Summary for `kestrel info`: reads every point once to count classes.
     pub fn summarize(&mut self, progress: impl FnMut(u64)) -> Result<PointCloudInfo> {
         let h = self.reader.header();
@@ -340,6 +380,87 @@ fn check_laz_chunk_table<R: std::io::Read + std::io::Seek>(
         ));
     }
     Ok(())
+}
+
+/// One extra-bytes dimension: where it lies in the extra bytes and how it is encoded.
+#[derive(Clone, Debug)]
+struct ExtraDimension {
+    name: String,
+    /// Byte offset within the record's extra bytes.
+    offset: usize,
+    data_type: u8,
+    scale: f64,
+    add: f64,
+    no_data: Option<f64>,
+}
+
+impl ExtraDimension {
+    /// Size in bytes of a LAS extra-bytes data type (1–10; 0 is "undocumented bytes", whose
+    /// count is in the options field).
+    fn size(data_type: u8, options: u8) -> usize {
+        match data_type {
+            1 | 2 => 1,
+            3 | 4 => 2,
+            5 | 6 | 9 => 4,
+            7 | 8 | 10 => 8,
+            _ => usize::from(options),
+        }
+    }
+
+    fn raw(&self, b: &[u8]) -> f64 {
+        let a = |n: usize| -> [u8; 8] {
+            let mut v = [0u8; 8];
+            v[..n].copy_from_slice(&b[..n]);
+            v
+        };
+        match self.data_type {
+            1 => f64::from(b[0]),
+            2 => f64::from(b[0] as i8),
+            3 => f64::from(u16::from_le_bytes([b[0], b[1]])),
+            4 => f64::from(i16::from_le_bytes([b[0], b[1]])),
+            5 => f64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            6 => f64::from(i32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            7 => u64::from_le_bytes(a(8)) as f64,
+            8 => i64::from_le_bytes(a(8)) as f64,
+            9 => f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            10 => f64::from_le_bytes(a(8)),
+            _ => f64::NAN,
+        }
+    }
+
+    /// The value at the start of `b` (the dimension's bytes in a record).
+    fn decode(&self, b: &[u8]) -> f64 {
+        let raw = self.raw(b);
+        if self.no_data == Some(raw) || !raw.is_finite() || raw.abs() >= 1e300 {
+            return f64::NAN;
+        }
+        raw * self.scale + self.add
+    }
+}
+
+/// The Extra Bytes VLR (LASF_Spec, record 4): 192-byte descriptors — data type at byte 2,
+/// options at 3 (bit 0 no-data, bit 3 scale, bit 4 offset), name at 4..36, no-data at 40,
+/// scale at 112, offset at 136 (each the first of three little-endian 8-byte values).
+fn extra_dimensions(header: &las::Header) -> Vec<ExtraDimension> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    for v in header.all_vlrs().filter(|v| v.user_id == "LASF_Spec" && v.record_id == 4) {
+        for d in v.data.chunks_exact(192) {
+            let (data_type, options) = (d[2], d[3]);
+            let f = |at: usize| f64::from_le_bytes(d[at..at + 8].try_into().unwrap_or([0; 8]));
+            let raw_no_data = if matches!(data_type, 9 | 10) { f(40) } else if matches!(data_type, 2 | 4 | 6 | 8) { i64::from_le_bytes(d[40..48].try_into().unwrap_or([0; 8])) as f64 } else { u64::from_le_bytes(d[40..48].try_into().unwrap_or([0; 8])) as f64 };
+            out.push(ExtraDimension {
+                name: String::from_utf8_lossy(&d[4..36]).trim_end_matches('\0').to_string(),
+                offset,
+                data_type,
+                scale: if options & 8 != 0 && f(112) != 0.0 { f(112) } else { 1.0 },
+                add: if options & 16 != 0 { f(136) } else { 0.0 },
+                no_data: (options & 1 != 0).then_some(raw_no_data),
+            });
+            offset += ExtraDimension::size(data_type, options);
+        }
+    }
+    out
 }
 
 /// Names from the Extra Bytes VLR (LASF_Spec, record 4): 192-byte descriptors whose

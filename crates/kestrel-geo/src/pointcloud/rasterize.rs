@@ -51,6 +51,10 @@ pub struct RasterizeOptions {
     pub kind: HeightKind,
     /// Fill empty DSM cells too (the DTM is always filled).
     pub fill_dsm_holes: bool,
+    /// Only this part, `[min_x, min_y, max_x, max_y]` in the cloud's CRS (default: the
+    /// cloud's bounds). The grid is snapped to multiples of the cell, so the layers of two
+    /// runs over the same area align.
+    pub area: Option<[f64; 4]>,
 }
 
 /// A single-band grid of f32 values; NaN marks cells without data.
@@ -72,34 +76,40 @@ impl HeightGrid {
 
     /// Writes the grid as a tiled, deflate-compressed COG, tile by tile.
     pub fn write_cog(&self, path: impl AsRef<Path>) -> Result<()> {
-        let opts = CogWriterOptions {
-            nodata: Some(NODATA as f64),
-            ..Default::default()
-        };
-        let mut w =
-            CogWriter::<f32>::create(&path, self.width, self.height, 1, Some(&self.georef), &opts)?;
-        let ts = w.tile_size;
-        let mut tile = Vec::with_capacity((ts * ts) as usize);
-        for row_off in (0..self.height).step_by(ts as usize) {
-            for col_off in (0..self.width).step_by(ts as usize) {
-                let rows = ts.min(self.height - row_off) as usize;
-                let cols = ts.min(self.width - col_off) as usize;
-                tile.clear();
-                for r in 0..rows {
-                    let start = (row_off as usize + r) * self.width as usize + col_off as usize;
-                    tile.extend(self.values[start..start + cols].iter().map(|&v| {
-                        if v.is_nan() {
-                            NODATA
-                        } else {
-                            v
-                        }
-                    }));
-                }
-                w.write_tile(col_off, row_off, cols, rows, &tile)?;
-            }
-        }
-        w.finish()
+        write_layers(path, std::slice::from_ref(self))
     }
+}
+
+/// Writes grids of one size and georeferencing as the bands of one COG (e.g. nDSM and
+/// intensity, for a model that reads both).
+pub fn write_layers(path: impl AsRef<Path>, layers: &[HeightGrid]) -> Result<()> {
+    let first = layers.first().ok_or_else(|| GeoError::Invalid("no layer to write".into()))?;
+    if layers.iter().any(|l| l.width != first.width || l.height != first.height) {
+        return Err(GeoError::Invalid("layers of different sizes cannot share a file".into()));
+    }
+    let opts = CogWriterOptions { nodata: Some(NODATA as f64), ..Default::default() };
+    let bands = layers.len();
+    let mut w = CogWriter::<f32>::create(&path, first.width, first.height, bands as u32, Some(&first.georef), &opts)?;
+    let ts = w.tile_size;
+    let mut tile = Vec::with_capacity((ts * ts) as usize * bands);
+    for row_off in (0..first.height).step_by(ts as usize) {
+        for col_off in (0..first.width).step_by(ts as usize) {
+            let rows = ts.min(first.height - row_off) as usize;
+            let cols = ts.min(first.width - col_off) as usize;
+            tile.clear();
+            for r in 0..rows {
+                let start = (row_off as usize + r) * first.width as usize + col_off as usize;
+                for c in 0..cols {
+                    for l in layers {
+                        let v = l.values[start + c];
+                        tile.push(if v.is_nan() { NODATA } else { v });
+                    }
+                }
+            }
+            w.write_tile(col_off, row_off, cols, rows, &tile)?;
+        }
+    }
+    w.finish()
 }
 
 struct Grid {
@@ -108,13 +118,15 @@ struct Grid {
     cell: f64,
     width: usize,
     height: usize,
+    /// Points beyond the last cell are dropped (an area was asked for) rather than put in it.
+    strict: bool,
 }
 
 impl Grid {
     fn cell_of(&self, x: f64, y: f64) -> Option<usize> {
         let c = ((x - self.origin_x) / self.cell).floor();
         let r = ((self.origin_y - y) / self.cell).floor();
-        if c < 0.0 || r < 0.0 {
+        if c < 0.0 || r < 0.0 || (self.strict && (c >= self.width as f64 || r >= self.height as f64)) {
             return None;
         }
         // Points exactly on the max edge belong to the last cell.
@@ -154,10 +166,24 @@ pub fn rasterize(
     };
     let cell = options.cell_m / unit_m;
     let b = cloud.header().bounds();
-    let origin_x = (b.min.x / cell).floor() * cell;
-    let origin_y = (b.max.y / cell).ceil() * cell;
-    let width = (((b.max.x - origin_x) / cell).floor() as usize + 1).max(1);
-    let height = (((origin_y - b.min.y) / cell).floor() as usize + 1).max(1);
+    let (origin_x, origin_y, width, height) = match options.area {
+        None => {
+            let origin_x = (b.min.x / cell).floor() * cell;
+            let origin_y = (b.max.y / cell).ceil() * cell;
+            (origin_x, origin_y, (((b.max.x - origin_x) / cell).floor() as usize + 1).max(1), (((origin_y - b.min.y) / cell).floor() as usize + 1).max(1))
+        }
+        Some(a) => {
+            if !(a.iter().all(|v| v.is_finite()) && a[2] > a[0] && a[3] > a[1]) {
+                return Err(GeoError::Invalid(format!("area {a:?}: give min_x, min_y, max_x, max_y with max > min")));
+            }
+            if a[2] <= b.min.x || a[0] >= b.max.x || a[3] <= b.min.y || a[1] >= b.max.y {
+                return Err(GeoError::point_cloud(cloud.path(), format!("the area {a:?} lies outside the cloud's bounds")));
+            }
+            let origin_x = (a[0] / cell).floor() * cell;
+            let origin_y = (a[3] / cell).ceil() * cell;
+            (origin_x, origin_y, (((a[2] - origin_x) / cell).ceil() as usize).max(1), (((origin_y - a[1]) / cell).ceil() as usize).max(1))
+        }
+    };
     let cells = width
         .checked_mul(height)
         .filter(|&n| n <= 1 << 30)
@@ -172,6 +198,7 @@ pub fn rasterize(
         cell,
         width,
         height,
+        strict: options.area.is_some(),
     };
     let kind = options.kind;
     let need_dsm = matches!(kind, HeightKind::Dsm | HeightKind::Ndsm);

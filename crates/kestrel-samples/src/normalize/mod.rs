@@ -26,6 +26,33 @@ pub enum ColourMethod {
     /// bit depth, gain and white balance but not gamma; keeps the histogram's shape, which
     /// transferred better between the two streets of the cars data (see the training notes).
     Stretch,
+    /// Some source bands are heights in metres (an nDSM rasterized from a point cloud): they
+    /// are scaled by a fixed [`HEIGHT_SCALE_M`], never by the image's own statistics, so that a
+    /// 20 m tree means the same in every image; the other bands get `colour`.
+    WithHeights {
+        colour: Box<ColourMethod>,
+        /// Source bands (0-based) holding heights in metres.
+        height_bands: Vec<usize>,
+    },
+}
+
+/// Heights in metres are divided by this (a 20 m tree or building becomes 1, like a bright
+/// colour); nodata and negative heights become 0.
+pub const HEIGHT_SCALE_M: f32 = 20.0;
+
+impl ColourMethod {
+    /// `self` for the bands that are not heights, with `height_bands` (0-based source bands)
+    /// kept in metres.
+    pub fn with_heights(self, height_bands: Vec<usize>) -> ColourMethod {
+        if height_bands.is_empty() {
+            return self;
+        }
+        let colour = match self {
+            ColourMethod::WithHeights { colour, .. } => colour,
+            other => Box::new(other),
+        };
+        ColourMethod::WithHeights { colour, height_bands }
+    }
 }
 
 impl std::str::FromStr for ColourMethod {

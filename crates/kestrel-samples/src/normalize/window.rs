@@ -31,11 +31,26 @@ impl NormalizedWindow {
         stats: &ColourStats,
         method: &super::ColourMethod,
     ) -> kestrel_geo::Result<Self> {
+        let nodata = src.info().nodata.map(|n| n as f32);
+        Self::read_with(src, window, bands, |b, v| Self::map(method, stats, nodata, b, v))
+    }
+
+    /// One value of source band `b` as `method` normalizes it.
+    fn map(method: &super::ColourMethod, stats: &ColourStats, nodata: Option<f32>, b: usize, v: f32) -> f32 {
         match method {
-            super::ColourMethod::Quantile { .. } => Self::read(src, window, bands, stats),
-            super::ColourMethod::Stretch => Self::read_with(src, window, bands, |b, v| {
-                stats.stretch(b, v).clamp(-0.5, 1.5)
-            }),
+            super::ColourMethod::Quantile { .. } => stats.normalize(b, v),
+            super::ColourMethod::Stretch => stats.stretch(b, v).clamp(-0.5, 1.5),
+            super::ColourMethod::WithHeights { colour, height_bands } => {
+                if height_bands.contains(&b) {
+                    if Some(v) == nodata || !v.is_finite() {
+                        0.0
+                    } else {
+                        v.max(0.0) / super::HEIGHT_SCALE_M
+                    }
+                } else {
+                    Self::map(colour, stats, nodata, b, v)
+                }
+            }
         }
     }
 
