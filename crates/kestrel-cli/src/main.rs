@@ -60,6 +60,17 @@ enum Command {
         /// Only this area: min_x,min_y,max_x,max_y in the cloud's CRS.
         #[arg(long, value_delimiter = ',')]
         bbox: Option<Vec<f64>>,
+        /// On this image's grid (its extent and pixel size; same CRS), to fuse with it.
+        #[arg(long, conflicts_with_all = ["bbox", "cell"])]
+        like: Option<PathBuf>,
+    },
+    /// Stack rasters of one grid into one multi-band GeoTIFF (e.g. RGB + nDSM for fusion).
+    Stack {
+        /// The rasters, their bands in this order.
+        #[arg(required = true, num_args = 2..)]
+        rasters: Vec<PathBuf>,
+        #[arg(short, long)]
+        output: PathBuf,
     },
     /// Objects a point cloud segments by an extra dimension (e.g. lidR's treeID): one box
     /// per object with its top, as GeoJSON or GeoPackage (truth for training or evaluation).
@@ -247,6 +258,10 @@ enum Command {
         /// metres (÷ 20) instead of colour-normalized per image.
         #[arg(long, value_delimiter = ',')]
         height_bands: Vec<usize>,
+        /// Bands the network reads, 1-based, in order (default: the first three), e.g.
+        /// 1,2,3,4 for RGB + nDSM stacked with `kestrel stack`.
+        #[arg(long, value_delimiter = ',')]
+        bands: Vec<usize>,
     },
     /// Start the labelling and review GUI: open the printed address in a browser.
     Serve(ServeOptions),
@@ -301,6 +316,27 @@ struct ClassTarget {
     output: PathBuf,
 }
 
+/// The area and cell (metres) that put a rasterized layer on `image`'s grid.
+fn grid_of(image: &std::path::Path, cloud: &PointCloud) -> Result<(Option<[f64; 4]>, f64)> {
+    let src = open_raster(image)?;
+    let info = src.info();
+    let g = info.georef.as_ref().with_context(|| format!("{}: no georeferencing to align to", image.display()))?;
+    let t = g.transform.0;
+    if t[2] != 0.0 || t[4] != 0.0 {
+        anyhow::bail!("{}: a rotated geotransform; --like needs a north-up image", image.display());
+    }
+    let crs = cloud.crs()?;
+    if let (Some(a), Some(b)) = (&g.crs, &crs) {
+        if a.proj4 != b.proj4 {
+            anyhow::bail!("{} is in {} but the cloud in {}: reproject one first", image.display(), a.label(), b.label());
+        }
+    }
+    let unit_m = crs.as_ref().and_then(|c| c.linear_unit_m()).unwrap_or(1.0);
+    let (w, h) = (f64::from(info.width), f64::from(info.height));
+    let area = [t[0], t[3] + h * t[5], t[0] + w * t[1], t[3]];
+    Ok((Some(area), t[1].abs() * unit_m))
+}
+
 /// `--bbox min_x,min_y,max_x,max_y` as an array.
 fn four(bbox: Option<Vec<f64>>) -> Result<Option<[f64; 4]>> {
     match bbox.as_deref() {
@@ -338,9 +374,13 @@ fn run() -> Result<()> {
             kind,
             fill,
             bbox,
+            like,
         } => {
             let kinds = kind.split(',').map(|k| k.trim().parse::<HeightKind>()).collect::<Result<Vec<_>, _>>()?;
-            let area = four(bbox)?;
+            let (mut area, mut cell) = (four(bbox)?, cell);
+            if let Some(image) = &like {
+                (area, cell) = grid_of(image, &PointCloud::open(&cloud)?)?;
+            }
             let mut layers = Vec::new();
             let mut points = 0;
             for kind in kinds {
@@ -363,6 +403,7 @@ fn run() -> Result<()> {
             );
             Ok(())
         }
+        Command::Stack { rasters, output } => samples_cmd::stack(&rasters, &output),
         Command::Objects { cloud, dimension, output, bbox, min_points } => samples_cmd::objects(&cloud, &dimension, &output, four(bbox)?, min_points),
         Command::Detect { model, images, output, threshold, gsd, bbox, tile, json } => detect_cmd::run(detect_cmd::DetectArgs { model, images, output, threshold, gsd, bbox, tile, json }),
         Command::Eval { truth, pred, iou, threshold, class_names, only, json, robustness, model, gsd, radius } => eval_cmd::run(eval_cmd::EvalArgs { truth, pred, iou, threshold, class_names, only, json, model, robustness, gsd, radius_m: radius }).map(|_| ()),
@@ -413,11 +454,15 @@ fn run() -> Result<()> {
             resume,
             colour,
             height_bands,
+            bands,
         } => train_cmd::run(train_cmd::TrainArgs {
-            colour: {
-                if let Some(&b) = height_bands.iter().find(|&&b| b == 0) {
-                    anyhow::bail!("--height-bands {b}: bands count from 1");
+            bands: {
+                if bands.contains(&0) || height_bands.contains(&0) {
+                    anyhow::bail!("--bands and --height-bands count from 1");
                 }
+                (!bands.is_empty()).then(|| bands.iter().map(|b| b - 1).collect())
+            },
+            colour: {
                 colour.parse::<kestrel_samples::normalize::ColourMethod>().map_err(anyhow::Error::msg)?.with_heights(height_bands.iter().map(|b| b - 1).collect())
             },
             project: &target.project,

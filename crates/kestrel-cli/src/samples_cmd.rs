@@ -264,3 +264,45 @@ pub fn objects(cloud: &Path, dimension: &str, output: &Path, area: Option<[f64; 
     println!("{}: {} objects of '{dimension}' from {}", output.display(), features.len(), cloud.display());
     Ok(())
 }
+
+/// `kestrel stack`: rasters of one grid (size and geotransform) as the bands of one f32 COG,
+/// read and written tile by tile.
+pub fn stack(rasters: &[PathBuf], output: &Path) -> Result<()> {
+    let sources = rasters.iter().map(|r| kestrel_geo::open_raster(r).with_context(|| format!("opening {}", r.display()))).collect::<Result<Vec<_>>>()?;
+    let first = sources[0].info().clone();
+    for (s, path) in sources.iter().zip(rasters).skip(1) {
+        let i = s.info();
+        let same_grid = match (&first.georef, &i.georef) {
+            (Some(a), Some(b)) => a.transform.0.iter().zip(&b.transform.0).all(|(x, y)| (x - y).abs() <= 1e-6 * x.abs().max(1.0)),
+            (None, None) => true,
+            _ => false,
+        };
+        if (i.width, i.height) != (first.width, first.height) || !same_grid {
+            bail!("{} ({}×{}) is not on the grid of {} ({}×{}): make it with `kestrel dsm --like`", path.display(), i.width, i.height, rasters[0].display(), first.width, first.height);
+        }
+    }
+    let bands: usize = sources.iter().map(|s| usize::from(s.info().bands)).sum();
+    let nodata = sources.iter().find_map(|s| s.info().nodata);
+    let opts = kestrel_geo::raster::CogWriterOptions { nodata, ..Default::default() };
+    let mut w = kestrel_geo::raster::CogWriter::<f32>::create(output, first.width, first.height, bands as u32, first.georef.as_ref(), &opts)?;
+    let ts = w.tile_size;
+    for row in (0..first.height).step_by(ts as usize) {
+        for col in (0..first.width).step_by(ts as usize) {
+            let win = kestrel_geo::PixelWindow::new(col, row, ts.min(first.width - col), ts.min(first.height - row));
+            let parts = sources.iter().map(|s| s.read_window(0, win)).collect::<kestrel_geo::Result<Vec<_>>>()?;
+            let n = win.cols as usize * win.rows as usize;
+            let mut tile = Vec::with_capacity(n * bands);
+            for p in 0..n {
+                for b in &parts {
+                    for k in 0..b.bands {
+                        tile.push(b.samples.get_f64(p * b.bands + k) as f32);
+                    }
+                }
+            }
+            w.write_tile(col, row, win.cols as usize, win.rows as usize, &tile)?;
+        }
+    }
+    w.finish()?;
+    println!("{}: {} bands of {}×{} from {} rasters", output.display(), bands, first.width, first.height, rasters.len());
+    Ok(())
+}

@@ -41,6 +41,8 @@ pub struct TrainArgs<'a> {
     pub mine_rounds: usize,
     /// At most this many mined negatives per image and round.
     pub mine_per_image: usize,
+    /// Source bands (0-based) the network reads; default the first three.
+    pub bands: Option<Vec<usize>>,
 }
 
 /// What a training run reports as it goes: the CLI turns it into progress bars, the GUI's
@@ -165,6 +167,7 @@ pub fn run_with(a: TrainArgs, report: &mut dyn FnMut(TrainReport)) -> Result<Tra
     let val_ids: Vec<i64> = val.iter().map(|i| i.id).collect();
     report(TrainReport::Stage("normalizing samples".into(), 0));
     let chips = ChipOptions {
+        bands: a.bands.clone(),
         auto_negative_ratio: a.negatives,
         images: Some(train_ids),
         colour: a.colour.clone(),

@@ -294,3 +294,56 @@ fn an_area_and_stacked_layers() {
     let outside = rasterize(&mut PointCloud::open(&cloud).unwrap(), &opts(HeightKind::Ndsm, Some([0.0, 0.0, 10.0, 10.0])), |_| {});
     assert!(outside.unwrap_err().to_string().contains("outside"));
 }
+
+/// Co-registration: the Autzen cloud's colours, rasterized on the orthophoto's own grid,
+/// line up with the photo — the correlation of the two peaks within a pixel of no shift.
+#[test]
+fn autzen_cloud_lands_on_its_photo_within_a_pixel() {
+    let Some(data) = shared_data() else { return };
+    let photo = open_raster(data.join("lidar/autzen.jpg")).unwrap();
+    let t = photo.info().georef.as_ref().unwrap().transform.0;
+    let mut pc = PointCloud::open(data.join("lidar/autzen_trim.laz")).unwrap();
+    let unit_m = pc.crs().unwrap().and_then(|c| c.linear_unit_m()).unwrap_or(1.0);
+    let b = pc.header().bounds();
+    // The photo's pixels under the cloud, a margin inside its bounds.
+    let c0 = ((b.min.x - t[0]) / t[1]).ceil() as u32 + 8;
+    let c1 = (((b.max.x - t[0]) / t[1]).floor() as u32 - 8).min(photo.info().width);
+    let r0 = ((b.max.y - t[3]) / t[5]).ceil() as u32 + 8;
+    let r1 = (((b.min.y - t[3]) / t[5]).floor() as u32 - 8).min(photo.info().height);
+    let area = [t[0] + f64::from(c0) * t[1], t[3] + f64::from(r1) * t[5], t[0] + f64::from(c1) * t[1], t[3] + f64::from(r0) * t[5]];
+    let layer = rasterize(&mut pc, &RasterizeOptions { cell_m: t[1] * unit_m, kind: HeightKind::Luminance, fill_dsm_holes: false, area: Some(area) }, |_| {}).unwrap();
+    let (w, h) = (c1 - c0, r1 - r0);
+    assert_eq!((layer.width, layer.height), (w, h), "the layer is on the photo's grid");
+    let buf = photo.read_window(0, PixelWindow::new(c0, r0, w, h)).unwrap();
+    let lum = |c: u32, r: u32| (0..3).map(|k| buf.samples.get_f64((r as usize * w as usize + c as usize) * 3 + k)).sum::<f64>() / 3.0;
+    // Normalized cross-correlation over the cells that hold points, at shifts of ±3 px.
+    let ncc = |sx: i32, sy: i32| {
+        let mut pairs = Vec::new();
+        for r in 4..h - 4 {
+            for c in 4..w - 4 {
+                let v = f64::from(layer.get(c, r));
+                if v.is_finite() {
+                    pairs.push((v, lum((c as i32 + sx) as u32, (r as i32 + sy) as u32)));
+                }
+            }
+        }
+        let n = pairs.len() as f64;
+        let (ma, mb) = (pairs.iter().map(|p| p.0).sum::<f64>() / n, pairs.iter().map(|p| p.1).sum::<f64>() / n);
+        let cov: f64 = pairs.iter().map(|p| (p.0 - ma) * (p.1 - mb)).sum();
+        let va: f64 = pairs.iter().map(|p| (p.0 - ma).powi(2)).sum();
+        let vb: f64 = pairs.iter().map(|p| (p.1 - mb).powi(2)).sum();
+        cov / (va * vb).sqrt()
+    };
+    let mut best = (0, 0, f64::MIN);
+    for sy in -3..=3 {
+        for sx in -3..=3 {
+            let v = ncc(sx, sy);
+            if v > best.2 {
+                best = (sx, sy, v);
+            }
+        }
+    }
+    eprintln!("best shift ({}, {}) px, correlation {:.3}; at (0, 0) {:.3}", best.0, best.1, best.2, ncc(0, 0));
+    assert!(best.0.abs() <= 1 && best.1.abs() <= 1, "the cloud lands {} px, {} px off the photo", best.0, best.1);
+    assert!(best.2 > 0.5, "correlation {:.3}: the layers do not show the same scene", best.2);
+}

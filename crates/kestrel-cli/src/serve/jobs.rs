@@ -184,6 +184,7 @@ fn run_train(state: &Shared, id: u64, class_id: i64, epochs: usize, cancel: Arc<
         colour: kestrel_samples::chips::ChipOptions::default().colour,
         mine_rounds: 0,
         mine_per_image: 20,
+        bands: None,
     };
     // Stages share the bar: chips 0–10 %, training 10–95 %, the threshold the rest.
     let mut span = (0.0, 0.1);

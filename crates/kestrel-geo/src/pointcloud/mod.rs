@@ -75,6 +75,8 @@ pub struct PointChunk {
     pub class: Vec<u8>,
     pub return_number: Vec<u8>,
     pub number_of_returns: Vec<u8>,
+    /// Red, green, blue per point when the format carries colour (else empty).
+    pub rgb: Vec<[u16; 3]>,
 }
 
 impl PointChunk {
@@ -194,6 +196,10 @@ impl PointCloud {
         chunk.return_number.extend(data.return_number());
         chunk.number_of_returns.clear();
         chunk.number_of_returns.extend(data.number_of_returns());
+        chunk.rgb.clear();
+        if let Some(rgb) = data.rgb() {
+            chunk.rgb.extend(rgb.map(|(r, g, b)| [r, g, b]));
+        }
         Ok(n)
     }
 

@@ -20,6 +20,9 @@ pub enum HeightKind {
     Ndsm,
     /// Mean intensity per cell.
     Intensity,
+    /// Mean brightness of the points' colour, (R + G + B) / 3 on 0–255 (clouds colourized
+    /// from imagery; what co-registration with that imagery is checked on).
+    Luminance,
     /// 1 where a cell holds a point of this ASPRS class, else 0.
     ClassMask(u8),
 }
@@ -32,11 +35,12 @@ impl std::str::FromStr for HeightKind {
             "dtm" => HeightKind::Dtm,
             "ndsm" | "chm" => HeightKind::Ndsm,
             "intensity" => HeightKind::Intensity,
+            "luminance" => HeightKind::Luminance,
             other => match other.strip_prefix("class:").and_then(|c| c.parse().ok()) {
                 Some(c) => HeightKind::ClassMask(c),
                 None => {
                     return Err(GeoError::Invalid(format!(
-                        "unknown layer '{s}': expected dsm, dtm, ndsm, intensity or class:N"
+                        "unknown layer '{s}': expected dsm, dtm, ndsm, intensity, luminance or class:N"
                     )))
                 }
             },
@@ -52,8 +56,7 @@ pub struct RasterizeOptions {
     /// Fill empty DSM cells too (the DTM is always filled).
     pub fill_dsm_holes: bool,
     /// Only this part, `[min_x, min_y, max_x, max_y]` in the cloud's CRS (default: the
-    /// cloud's bounds). The grid is snapped to multiples of the cell, so the layers of two
-    /// runs over the same area align.
+    /// cloud's bounds); its top-left corner is the grid's origin.
     pub area: Option<[f64; 4]>,
 }
 
@@ -179,9 +182,9 @@ pub fn rasterize(
             if a[2] <= b.min.x || a[0] >= b.max.x || a[3] <= b.min.y || a[1] >= b.max.y {
                 return Err(GeoError::point_cloud(cloud.path(), format!("the area {a:?} lies outside the cloud's bounds")));
             }
-            let origin_x = (a[0] / cell).floor() * cell;
-            let origin_y = (a[3] / cell).ceil() * cell;
-            (origin_x, origin_y, (((a[2] - origin_x) / cell).ceil() as usize).max(1), (((origin_y - a[1]) / cell).ceil() as usize).max(1))
+            // The area's corner is the grid's: an area taken from an image's extent and pixel
+            // size gives a layer on that image's own grid.
+            (a[0], a[3], (((a[2] - a[0]) / cell - 1e-6).ceil() as usize).max(1), (((a[3] - a[1]) / cell - 1e-6).ceil() as usize).max(1))
         }
     };
     let cells = width
@@ -213,12 +216,16 @@ pub fn rasterize(
     } else {
         Vec::new()
     };
-    let mut sum = if kind == HeightKind::Intensity {
+    let averaged = matches!(kind, HeightKind::Intensity | HeightKind::Luminance);
+    if kind == HeightKind::Luminance && cloud.header().point_format().has_color == false {
+        return Err(GeoError::point_cloud(cloud.path(), "has no colour (point formats 2, 3, 5, 7, 8 and 10 carry RGB)"));
+    }
+    let mut sum = if averaged {
         vec![0f64; cells]
     } else {
         Vec::new()
     };
-    let mut count = if kind == HeightKind::Intensity {
+    let mut count = if averaged {
         vec![0u32; cells]
     } else {
         Vec::new()
@@ -246,6 +253,13 @@ pub fn rasterize(
                 match kind {
                     HeightKind::Intensity if !is_noise(class) => {
                         sum[k] += f64::from(c.intensity[i]);
+                        count[k] += 1;
+                    }
+                    HeightKind::Luminance if !is_noise(class) && i < c.rgb.len() => {
+                        let [r, g, b] = c.rgb[i];
+                        // LAS colour is 16-bit by the spec, but many writers store 8-bit values.
+                        let scale = if r.max(g).max(b) > 255 { 257.0 } else { 1.0 };
+                        sum[k] += (f64::from(r) + f64::from(g) + f64::from(b)) / 3.0 / scale;
                         count[k] += 1;
                     }
                     HeightKind::ClassMask(m) if class == m => mask[k] = 1.0,
@@ -276,7 +290,7 @@ pub fn rasterize(
                 .map(|(&t, &g)| ((t - g) * unit_m as f32).max(0.0))
                 .collect()
         }
-        HeightKind::Intensity => sum
+        HeightKind::Intensity | HeightKind::Luminance => sum
             .iter()
             .zip(&count)
             .map(|(&s, &n)| {
