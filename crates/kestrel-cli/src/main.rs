@@ -77,8 +77,14 @@ enum Command {
     Objects {
         cloud: PathBuf,
         /// The extra dimension that numbers the objects.
-        #[arg(long)]
-        dimension: String,
+        #[arg(long, required_unless_present = "class")]
+        dimension: Option<String>,
+        /// Or: footprints of this ASPRS class (6 = building), as connected groups of cells.
+        #[arg(long, conflicts_with = "dimension")]
+        class: Option<u8>,
+        /// Cell size (m) for --class footprints.
+        #[arg(long, default_value_t = 0.5)]
+        cell: f64,
         #[arg(short, long)]
         output: PathBuf,
         /// Only objects whose top lies in this area: min_x,min_y,max_x,max_y.
@@ -404,7 +410,7 @@ fn run() -> Result<()> {
             Ok(())
         }
         Command::Stack { rasters, output } => samples_cmd::stack(&rasters, &output),
-        Command::Objects { cloud, dimension, output, bbox, min_points } => samples_cmd::objects(&cloud, &dimension, &output, four(bbox)?, min_points),
+        Command::Objects { cloud, dimension, class, cell, output, bbox, min_points } => samples_cmd::objects(&cloud, dimension.as_deref(), class, cell, &output, four(bbox)?, min_points),
         Command::Detect { model, images, output, threshold, gsd, bbox, tile, json } => detect_cmd::run(detect_cmd::DetectArgs { model, images, output, threshold, gsd, bbox, tile, json }),
         Command::Eval { truth, pred, iou, threshold, class_names, only, json, robustness, model, gsd, radius } => eval_cmd::run(eval_cmd::EvalArgs { truth, pred, iou, threshold, class_names, only, json, model, robustness, gsd, radius_m: radius }).map(|_| ()),
         Command::Bench { what, work, quick } => match what.as_str() {

@@ -232,10 +232,25 @@ fn absolute(p: &Path) -> Result<String> {
 
 /// `kestrel objects`: one box per segmented object of a point cloud (its points' extent),
 /// with its top and height, in the cloud's CRS.
-pub fn objects(cloud: &Path, dimension: &str, output: &Path, area: Option<[f64; 4]>, min_points: usize) -> Result<()> {
+pub fn objects(cloud: &Path, dimension: Option<&str>, class: Option<u8>, cell_m: f64, output: &Path, area: Option<[f64; 4]>, min_points: usize) -> Result<()> {
     let mut pc = kestrel_geo::pointcloud::PointCloud::open(cloud)?;
     let crs = pc.crs()?;
-    let found = kestrel_geo::pointcloud::objects_by_dimension(&mut pc, dimension, area, |_| {})?;
+    let (found, dimension) = match (dimension, class) {
+        (Some(d), _) => (kestrel_geo::pointcloud::objects_by_dimension(&mut pc, d, area, |_| {})?, d.to_string()),
+        (None, Some(c)) => {
+            if !(cell_m > 0.0 && cell_m.is_finite()) {
+                bail!("--cell {cell_m}: give a positive size in metres");
+            }
+            let unit_m = crs.as_ref().and_then(|c| c.linear_unit_m()).unwrap_or(1.0);
+            let name = match c {
+                6 => "building".to_string(),
+                other => format!("class {other}"),
+            };
+            (kestrel_geo::pointcloud::objects_by_class(&mut pc, c, cell_m / unit_m, area, min_points.max(1), |_| {})?, name)
+        }
+        (None, None) => bail!("give --dimension NAME or --class CODE"),
+    };
+    let dimension = dimension.as_str();
     let features: Vec<kestrel_geo::vector::Feature> = found
         .iter()
         .filter(|o| o.points >= min_points)

@@ -347,3 +347,34 @@ fn autzen_cloud_lands_on_its_photo_within_a_pixel() {
     assert!(best.0.abs() <= 1 && best.1.abs() <= 1, "the cloud lands {} px, {} px off the photo", best.0, best.1);
     assert!(best.2 > 0.5, "correlation {:.3}: the layers do not show the same scene", best.2);
 }
+
+/// Building footprints from a classified cloud: the IGN tile's 590 class-6 points form two
+/// connected groups at 0.5 m, and every one of those points lies in a footprint.
+#[test]
+fn building_footprints_from_class_6() {
+    let Some(data) = shared_data() else { return };
+    let cloud = data.join("lidar/ign_lidarhd_tile.laz");
+    let found = kestrel_geo::pointcloud::objects_by_class(&mut PointCloud::open(&cloud).unwrap(), 6, 0.5, None, 4, |_| {}).unwrap();
+    assert_eq!(found.len(), 2, "{found:?}");
+    let mut inside = 0;
+    let mut total = 0;
+    PointCloud::open(&cloud)
+        .unwrap()
+        .for_each_chunk(
+            |c| {
+                for i in 0..c.len() {
+                    if c.class[i] == 6 {
+                        total += 1;
+                        if found.iter().any(|o| c.x[i] >= o.min[0] && c.x[i] <= o.max[0] && c.y[i] >= o.min[1] && c.y[i] <= o.max[1]) {
+                            inside += 1;
+                        }
+                    }
+                }
+                Ok(())
+            },
+            |_| {},
+        )
+        .unwrap();
+    assert_eq!(total, 590);
+    assert!(inside >= 585, "{inside} of {total} building points lie in a footprint (specks under 4 cells are dropped)");
+}
