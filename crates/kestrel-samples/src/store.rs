@@ -121,6 +121,11 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE samples_v3 RENAME TO samples;
     CREATE INDEX samples_by_image ON samples(image_id);
     CREATE INDEX samples_by_class ON samples(class_id, polarity);",
+    // 4: a point cloud of the same place as an image (for the 3D view and height layers).
+    "CREATE TABLE clouds (
+        image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
+        uri TEXT NOT NULL
+    );",
 ];
 
 /// An image registered in a project.
@@ -938,6 +943,26 @@ impl Project {
         .map_err(err)?;
         tx.commit().map_err(err)?;
         self.detection(id)
+    }
+
+    /// Attaches (or replaces) the point cloud of an image.
+    pub fn attach_cloud(&mut self, image_id: i64, uri: &str) -> Result<()> {
+        self.image(image_id)?;
+        self.db
+            .execute(
+                "INSERT INTO clouds (image_id, uri) VALUES (?1, ?2) ON CONFLICT(image_id) DO UPDATE SET uri = excluded.uri",
+                params![image_id, uri],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The point cloud attached to an image, if any.
+    pub fn image_cloud(&self, image_id: i64) -> Result<Option<String>> {
+        self.db
+            .query_row("SELECT uri FROM clouds WHERE image_id = ?1", [image_id], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))
     }
 
     /// Map-coordinate polygon of a sample (in its image's CRS), as stored.

@@ -66,6 +66,14 @@ pub fn build(partial: &std::path::Path, final_dir: &std::path::Path) -> anyhow::
             .map(|t| NewSample { image_id: image.id, class_id: class.id, polarity: Polarity::Positive, shape: t.shape, heading_mode: None, origin: Origin::Imported })
             .collect();
         project.add_samples(&samples)?;
+        if labelled != usize::MAX {
+            // The labelling scene comes with a LiDAR-like cloud (ground, 1.5 m vehicles,
+            // 6 m buildings) for the 3D view.
+            let laz = name.replace(".tif", ".las");
+            scene.write_point_cloud(partial.join(&laz), 0.3)?;
+            let cloud_uri = final_dir.join(&laz);
+            project.attach_cloud(image.id, cloud_uri.to_str().context("the demo path is not UTF-8")?)?;
+        }
         let rest: Vec<serde_json::Value> = scene.truth.iter().filter(|t| t.class == "vehicle").skip(labelled).map(|t| serde_json::to_value(t.shape).unwrap_or_default()).collect();
         unlabelled.insert(name.to_string(), serde_json::Value::Array(rest));
     }

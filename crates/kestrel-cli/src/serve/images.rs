@@ -63,7 +63,7 @@ pub fn pixel_to_map(r: &ImageRecord) -> [f64; 6] {
 }
 
 /// What the page needs to show an image on a map.
-pub fn view(r: &ImageRecord, samples: usize) -> Value {
+pub fn view(r: &ImageRecord, samples: usize, cloud: Option<String>) -> Value {
     let t = pixel_to_map(r);
     let map = |x: f64, y: f64| (t[0] + x * t[1] + y * t[2], t[3] + x * t[4] + y * t[5]);
     let corners = [map(0.0, 0.0), map(f64::from(r.width), 0.0), map(0.0, f64::from(r.height)), map(f64::from(r.width), f64::from(r.height))];
@@ -88,6 +88,7 @@ pub fn view(r: &ImageRecord, samples: usize) -> Value {
         "pixel_to_map": t, "extent": [min_x, min_y, max_x, max_y],
         "tiles": {"size": TILE_PX, "origin": [t[0], t[3]], "resolutions": resolutions},
         "samples": samples,
+        "cloud": cloud,
     })
 }
 
@@ -113,14 +114,16 @@ pub async fn project(State(state): State<Shared>) -> ApiResult<Json<Value>> {
 
 pub async fn list(State(state): State<Shared>) -> ApiResult<Json<Vec<Value>>> {
     let counts = sample_counts(&state)?;
-    let images = state.db().images()?;
-    Ok(Json(images.iter().map(|r| view(r, counts.get(&r.id).copied().unwrap_or(0))).collect()))
+    let db = state.db();
+    let images = db.images()?;
+    images.iter().map(|r| Ok(view(r, counts.get(&r.id).copied().unwrap_or(0), db.image_cloud(r.id)?))).collect::<ApiResult<Vec<_>>>().map(Json)
 }
 
 pub async fn one(State(state): State<Shared>, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
     let counts = sample_counts(&state)?;
-    let r = state.db().image(id)?;
-    Ok(Json(view(&r, counts.get(&id).copied().unwrap_or(0))))
+    let db = state.db();
+    let r = db.image(id)?;
+    Ok(Json(view(&r, counts.get(&id).copied().unwrap_or(0), db.image_cloud(id)?)))
 }
 
 #[derive(Deserialize)]
@@ -133,21 +136,7 @@ pub struct AddImage {
 
 pub async fn add(State(state): State<Shared>, Json(body): Json<AddImage>) -> ApiResult<Response> {
     let uri = match (&body.path, &body.url) {
-        (Some(p), None) => {
-            let path = std::path::Path::new(p);
-            let path = if path.is_absolute() { path.to_path_buf() } else { std::env::current_dir().map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?.join(path) };
-            let canonical = std::fs::canonicalize(&path).map_err(|_| ApiError::not_found(format!("{}: no such file", path.display())))?;
-            if !state.in_roots(&canonical) {
-                return Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    format!("{}: outside the image roots ({}); start the server with --image-root to allow another folder", canonical.display(), state.roots.iter().map(|r| r.display().to_string()).collect::<Vec<_>>().join(", ")),
-                ));
-            }
-            if !canonical.is_file() {
-                return Err(ApiError::bad_request(format!("{}: not a file", canonical.display())));
-            }
-            canonical.to_str().ok_or_else(|| ApiError::bad_request(format!("{}: not UTF-8", canonical.display())))?.to_string()
-        }
+        (Some(p), None) => path_in_roots(&state, p)?,
         (None, Some(u)) => {
             if !(u.starts_with("http://") || u.starts_with("https://") || u.starts_with("s3://")) {
                 return Err(ApiError::bad_request(format!("{u}: a URL must start with http://, https:// or s3://")));
@@ -170,7 +159,158 @@ pub async fn add(State(state): State<Shared>, Json(body): Json<AddImage>) -> Api
         return Err(ApiError::unprocessable(format!("{uri}: the image is empty")));
     }
     let record = state.db().add_image(&uri, &info, body.gsd_m)?;
-    Ok((StatusCode::CREATED, Json(view(&record, 0))).into_response())
+    let cloud = state.db().image_cloud(record.id)?;
+    Ok((StatusCode::CREATED, Json(view(&record, 0, cloud))).into_response())
+}
+
+/// A path (absolute, or relative to the server's directory) that must exist and lie under an
+/// image root; returned canonical.
+pub fn path_in_roots(state: &Shared, p: &str) -> ApiResult<String> {
+    let path = std::path::Path::new(p);
+    let path = if path.is_absolute() { path.to_path_buf() } else { std::env::current_dir().map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?.join(path) };
+    let canonical = std::fs::canonicalize(&path).map_err(|_| ApiError::not_found(format!("{}: no such file", path.display())))?;
+    if !state.in_roots(&canonical) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("{}: outside the image roots ({}); start the server with --image-root to allow another folder", canonical.display(), state.roots.iter().map(|r| r.display().to_string()).collect::<Vec<_>>().join(", ")),
+        ));
+    }
+    if !canonical.is_file() {
+        return Err(ApiError::bad_request(format!("{}: not a file", canonical.display())));
+    }
+    Ok(canonical.to_str().ok_or_else(|| ApiError::bad_request(format!("{}: not UTF-8", canonical.display())))?.to_string())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttachCloud {
+    path: String,
+}
+
+/// Attaches a point cloud of the same place (same CRS) to an image.
+pub async fn attach_cloud(State(state): State<Shared>, Path(id): Path<i64>, Json(body): Json<AttachCloud>) -> ApiResult<Response> {
+    let image = state.db().image(id)?;
+    let uri = path_in_roots(&state, &body.path)?;
+    let checked = {
+        let uri = uri.clone();
+        tokio::task::spawn_blocking(move || -> ApiResult<u64> {
+            let pc = kestrel_geo::pointcloud::PointCloud::open(&uri)?;
+            let cloud_crs = pc.crs()?;
+            let image_crs = image.crs.as_deref().map(kestrel_geo::Crs::parse).transpose()?;
+            if let (Some(a), Some(b)) = (&cloud_crs, &image_crs) {
+                if a.proj4 != b.proj4 {
+                    return Err(ApiError::unprocessable(format!("{uri} is in {} but image {} in {}: reproject one first", a.label(), image.id, b.label())));
+                }
+            }
+            Ok(pc.point_count())
+        })
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??
+    };
+    state.db().attach_cloud(id, &uri)?;
+    Ok((StatusCode::CREATED, Json(json!({"image_id": id, "cloud": uri, "points": checked}))).into_response())
+}
+
+#[derive(Deserialize, Default)]
+pub struct PointsQuery {
+    bbox: Option<String>,
+    max: Option<usize>,
+    #[allow(dead_code)]
+    token: Option<String>,
+}
+
+/// The image's point cloud inside `bbox` (image pixels), thinned uniformly (reservoir
+/// sampling, seeded: the same request gives the same points) to at most `max`, as pixel x,
+/// y and z in metres, with colours (the points' own, else by height).
+pub async fn points(State(state): State<Shared>, Path(id): Path<i64>, Query(q): Query<PointsQuery>) -> ApiResult<Json<Value>> {
+    let (image, cloud) = {
+        let db = state.db();
+        (db.image(id)?, db.image_cloud(id)?)
+    };
+    let cloud = cloud.ok_or_else(|| ApiError::not_found(format!("image {id} has no point cloud; attach one with POST /api/images/{id}/cloud")))?;
+    let bbox = match numbers(&q.bbox, "bbox")? {
+        None => [0.0, 0.0, f64::from(image.width), f64::from(image.height)],
+        Some(b) if b.len() == 4 && b[2] > b[0] && b[3] > b[1] => [b[0], b[1], b[2], b[3]],
+        Some(_) => return Err(ApiError::bad_request("bbox: give x0,y0,x1,y1 in pixels with x1 > x0 and y1 > y0")),
+    };
+    let max = q.max.unwrap_or(50_000);
+    if !(1..=200_000).contains(&max) {
+        return Err(ApiError::bad_request(format!("max {max}: give 1–200000")));
+    }
+    let t = pixel_to_map(&image);
+    let det = t[1] * t[5] - t[2] * t[4];
+    if det == 0.0 {
+        return Err(ApiError::unprocessable(format!("image {id}: its geotransform cannot be inverted")));
+    }
+    let unit_m = image.crs.as_deref().and_then(|c| kestrel_geo::Crs::parse(c).ok()).and_then(|c| c.linear_unit_m()).unwrap_or(1.0);
+    let out = tokio::task::spawn_blocking(move || -> ApiResult<Value> {
+        let mut pc = kestrel_geo::pointcloud::PointCloud::open(&cloud)?;
+        let mut kept: Vec<[f64; 3]> = Vec::new();
+        let mut colours: Vec<[u8; 3]> = Vec::new();
+        let mut total = 0u64;
+        let mut state_rng = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            state_rng ^= state_rng << 13;
+            state_rng ^= state_rng >> 7;
+            state_rng ^= state_rng << 17;
+            state_rng
+        };
+        let mut has_rgb = false;
+        pc.for_each_chunk(
+            |c| {
+                for i in 0..c.len() {
+                    let (dx, dy) = (c.x[i] - t[0], c.y[i] - t[3]);
+                    let px = (dx * t[5] - dy * t[2]) / det;
+                    let py = (dy * t[1] - dx * t[4]) / det;
+                    if px < bbox[0] || py < bbox[1] || px >= bbox[2] || py >= bbox[3] {
+                        continue;
+                    }
+                    total += 1;
+                    let rgb = c.rgb.get(i).map(|&[r, g, b]| {
+                        let s = if r.max(g).max(b) > 255 { 257 } else { 1 };
+                        [(r / s) as u8, (g / s) as u8, (b / s) as u8]
+                    });
+                    has_rgb |= rgb.is_some();
+                    let p = [px, py, c.z[i] * unit_m];
+                    let slot = if kept.len() < max { Some(kept.len()) } else { Some((next() % total) as usize).filter(|&k| k < max) };
+                    if let Some(k) = slot {
+                        if k == kept.len() {
+                            kept.push(p);
+                            colours.push(rgb.unwrap_or([0, 0, 0]));
+                        } else {
+                            kept[k] = p;
+                            colours[k] = rgb.unwrap_or([0, 0, 0]);
+                        }
+                    }
+                }
+                Ok(())
+            },
+            |_| {},
+        )?;
+        let z_min = kept.iter().map(|p| p[2]).fold(f64::INFINITY, f64::min);
+        let z_max = kept.iter().map(|p| p[2]).fold(f64::NEG_INFINITY, f64::max);
+        if !has_rgb {
+            // Colour by height: blue low, yellow high.
+            for (c, p) in colours.iter_mut().zip(&kept) {
+                let f = ((p[2] - z_min) / (z_max - z_min).max(1e-9)).clamp(0.0, 1.0);
+                *c = [(40.0 + 215.0 * f) as u8, (80.0 + 150.0 * f) as u8, (200.0 * (1.0 - f)) as u8];
+            }
+        }
+        let round = |v: f64| (v * 1000.0).round() / 1000.0;
+        Ok(json!({
+            "cloud": cloud,
+            "count": kept.len(),
+            "total": total,
+            "positions": kept.iter().flat_map(|p| [round(p[0]), round(p[1]), round(p[2])]).collect::<Vec<_>>(),
+            "colors": colours.iter().flatten().copied().collect::<Vec<u8>>(),
+            "z_min": if kept.is_empty() { None } else { Some(z_min) },
+            "z_max": if kept.is_empty() { None } else { Some(z_max) },
+            "gsd_m": image.gsd_m,
+        }))
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    Ok(Json(out))
 }
 
 pub async fn stats(State(state): State<Shared>, Path(id): Path<i64>) -> ApiResult<Json<Value>> {

@@ -108,6 +108,8 @@ pub fn router(state: Shared) -> Router {
         .route("/images", get(images::list).post(images::add))
         .route("/images/{id}", get(images::one))
         .route("/images/{id}/stats", get(images::stats))
+        .route("/images/{id}/cloud", post(images::attach_cloud))
+        .route("/images/{id}/points", get(images::points))
         .route("/images/{id}/tiles/{z}/{x}/{y}", get(images::tile))
         .route("/classes", get(samples::classes).post(samples::add_class))
         .route("/classes/{id}", axum::routing::patch(samples::patch_class))

@@ -151,6 +151,34 @@ async fn images_tiles_and_roots() {
     let (st, b, _) = call(s, "POST", "/api/images", Some(&json!({"path": extra, "gsd_m": -1}).to_string())).await;
     assert_client_error(st, &b, StatusCode::BAD_REQUEST, "gsd_m");
 
+    // The demo's first image carries a point cloud: points inside a box, thinned, with height.
+    let (st, pts, _) = call(s, "GET", "/api/images/1/points?bbox=500,500,700,700&max=2000", None).await;
+    assert_eq!(st, StatusCode::OK, "{pts}");
+    assert_eq!(pts["count"], 2000);
+    assert!(pts["total"].as_u64() > Some(2000));
+    let pos = pts["positions"].as_array().expect("positions");
+    assert_eq!((pos.len(), pts["colors"].as_array().map(Vec::len)), (6000, Some(6000)));
+    assert!(pos.chunks(3).all(|p| (500.0..700.0).contains(&p[0].as_f64().unwrap_or(-1.0)) && (500.0..700.0).contains(&p[1].as_f64().unwrap_or(-1.0))));
+    assert!(pts["z_max"].as_f64() > Some(1.4), "vehicles or buildings stand above the ground: {}", pts["z_max"]);
+    for (uri, status, mention) in [
+        ("/api/images/2/points", StatusCode::NOT_FOUND, "no point cloud"),
+        ("/api/images/1/points?bbox=5,5,1", StatusCode::BAD_REQUEST, "bbox"),
+        ("/api/images/1/points?max=0", StatusCode::BAD_REQUEST, "max"),
+        ("/api/images/9/points", StatusCode::NOT_FOUND, "image 9"),
+    ] {
+        let (st, b, _) = call(s, "GET", uri, None).await;
+        assert_client_error(st, &b, status, mention);
+    }
+    let cloud = f.dir.join("harbour-road.las");
+    let (st, att, _) = call(s, "POST", "/api/images/2/cloud", Some(&json!({"path": cloud}).to_string())).await;
+    assert_eq!(st, StatusCode::CREATED, "{att}");
+    let (_, two, _) = call(s, "GET", "/api/images/2", None).await;
+    assert!(two["cloud"].as_str().is_some_and(|c| c.ends_with("harbour-road.las")));
+    let (st, b, _) = call(s, "POST", "/api/images/2/cloud", Some(r#"{"path": "/etc/passwd"}"#)).await;
+    assert_client_error(st, &b, StatusCode::FORBIDDEN, "outside the image roots");
+    let (st, b, _) = call(s, "POST", "/api/images/2/cloud", Some(&json!({"path": extra}).to_string())).await;
+    assert_client_error(st, &b, StatusCode::UNPROCESSABLE_ENTITY, "extra.tif");
+
     // Unknown endpoints answer JSON too; the web app (or the note that it is not built) at /.
     let (st, b, _) = call(s, "GET", "/api/nothing", None).await;
     assert_client_error(st, &b, StatusCode::NOT_FOUND, "no such API endpoint");
