@@ -17,6 +17,8 @@ const options = {
   entryPoints: { app: join(root, 'src', 'main.ts') },
   bundle: true,
   format: 'esm',
+  splitting: true, // deck.gl (3D view) goes into a chunk loaded on first use
+  chunkNames: '[name]-[hash]',
   target: ['es2020', 'chrome100', 'firefox100', 'safari15'],
   outdir: join(dist, 'assets'),
   minify: !watch,

@@ -34,6 +34,7 @@ import type {
 } from './types';
 import { isTerminal } from './types';
 import { $, fmtNum, h, isTyping, toast } from './ui';
+import { createView3D } from './view3d';
 
 type Tool = 'select' | 'posbox' | 'pospoint' | 'negbox' | 'negpoint';
 
@@ -113,6 +114,23 @@ map.addInteraction(transform);
 const tx = transform as unknown as { on(type: string, listener: (e: any) => void): unknown };
 
 let draw: Draw | null = null;
+
+// 3D view of the point cloud around the selected sample (or the view's centre).
+const view3d = createView3D({
+  image: () => S.image,
+  samples: () => S.samples.values(),
+  selectedId: () => S.selectedId,
+  viewWindow: () => {
+    if (!S.affine) return null;
+    const ext = map.getView().calculateExtent(map.getSize());
+    const corners = [[ext[0], ext[1]], [ext[2], ext[3]], [ext[0], ext[3]], [ext[2], ext[1]]].map((c) => S.affine!.toPixel(c));
+    const xs = corners.map((c) => c[0]), ys = corners.map((c) => c[1]);
+    const cx = (Math.min(...xs) + Math.max(...xs)) / 2, cy = (Math.min(...ys) + Math.max(...ys)) / 2;
+    return { cx, cy, half: Math.max(Math.max(...xs) - Math.min(...xs), Math.max(...ys) - Math.min(...ys)) / 2 };
+  },
+  classColor: (id) => classById(id)?.color ?? '#e6194b',
+  headingMode: (s) => s.heading_mode,
+});
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -520,6 +538,37 @@ function renderImages(): void {
     ul.appendChild(li);
   }
   $('map-empty').classList.toggle('hidden', S.images.length > 0);
+  renderCloudInfo();
+}
+
+function renderCloudInfo(): void {
+  const el = $('cloud-info');
+  const img = S.image;
+  const cloud = img ? (S.images.find((i) => i.id === img.id)?.cloud ?? img.cloud ?? null) : null;
+  el.textContent = !img ? '' : cloud ? `Point cloud: ${cloud.split('/').pop()}` : 'No point cloud attached to this image.';
+  el.title = cloud ?? '';
+  ($('view3d-btn') as HTMLButtonElement).classList.toggle('no-cloud', !cloud);
+}
+
+async function attachCloud(ev: Event): Promise<void> {
+  ev.preventDefault();
+  const input = $('attach-cloud-input') as HTMLInputElement;
+  const errBox = $('attach-cloud-error');
+  const v = input.value.trim();
+  errBox.textContent = '';
+  if (!v || !S.image) return;
+  const id = S.image.id;
+  try {
+    const r = await post<{ image_id: number; cloud: string; points: number }>(`/api/images/${id}/cloud`, { path: v });
+    input.value = '';
+    if (S.image && S.image.id === id) S.image.cloud = r.cloud;
+    await loadImages();
+    toast(`Attached ${r.cloud.split('/').pop()} (${r.points.toLocaleString('en')} points)`, 'ok', 3000);
+    view3d.reload();
+  } catch (e) {
+    errBox.textContent = errText(e);
+    reportError(e, 'Point cloud refused');
+  }
 }
 
 async function openImage(id: number): Promise<void> {
@@ -530,6 +579,7 @@ async function openImage(id: number): Promise<void> {
     get<ImageStats>(`/api/images/${id}/stats`).catch((e) => { reportError(e, 'Band statistics'); return null; }),
   ]);
   if (seq !== S.openSeq) return;
+  if (view3d.state.open) view3d.close();
   S.image = img;
   S.stats = stats;
   S.affine = new Affine(img.pixel_to_map);
@@ -1339,13 +1389,16 @@ function onKey(e: KeyboardEvent): void {
   }
   if (e.altKey) return;
   if (k === '?') { e.preventDefault(); toggleHelp(); return; }
+  if (k === '3' && !e.shiftKey) { e.preventDefault(); view3d.toggle(); return; }
   if (k === 'Escape') {
     if (!$('help').classList.contains('hidden')) { toggleHelp(false); return; }
+    if (view3d.state.open) { view3d.close(); return; }
     if (draw) draw.abortDrawing();
     transform.select(null);
     setSelected(null);
     return;
   }
+  if (view3d.state.open) return; // the map's shortcuts wait until the map is back
   if (k === 'Delete' || k === 'Backspace') { e.preventDefault(); deleteSelected(); return; }
   const handled: Record<string, () => void> = {
     v: () => setTool('select'),
@@ -1401,6 +1454,8 @@ function wire(): void {
   $('help').addEventListener('click', (e) => { if (e.target === $('help')) toggleHelp(false); });
   $('add-image-form').addEventListener('submit', (e) => { addImage(e); });
   $('add-class-form').addEventListener('submit', (e) => { addClass(e); });
+  $('attach-cloud-form').addEventListener('submit', (e) => { attachCloud(e); });
+  $('view3d-btn').addEventListener('click', () => view3d.toggle());
   document.querySelectorAll<HTMLButtonElement>('#tools button').forEach((b) => b.addEventListener('click', () => setTool(b.dataset.tool as Tool)));
   $('front-known').addEventListener('change', () => { S.frontKnown = ($('front-known') as HTMLInputElement).checked; });
   $('undo-btn').addEventListener('click', undo);
@@ -1484,6 +1539,10 @@ window.kestrel = {
   get tilesLoaded() { return S.tilesLoaded; },
   get threshold() { return ctx.threshold; },
   get busy() { return queueBusy; },
+  get view3d() {
+    const v = view3d.state;
+    return { open: v.open, points: v.points, total: v.total, boxes: v.boxes, ready: v.ready, error: v.error, selected: v.selected, window: v.window };
+  },
   state: S,
 };
 

@@ -35,6 +35,8 @@ export interface ImageView {
   extent: [number, number, number, number];
   tiles: TileInfo;
   samples: number;
+  /** The point cloud attached to the image (same CRS), if any. */
+  cloud?: string | null;
 }
 
 export interface BandStats {

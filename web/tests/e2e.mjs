@@ -131,7 +131,9 @@ async function run() {
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-      '--disable-sync', '--no-first-run', '--disable-quic'],
+      '--disable-sync', '--no-first-run', '--disable-quic',
+      // WebGL for the 3D view without a GPU: ANGLE on SwiftShader (software).
+      '--use-angle=swiftshader', '--enable-unsafe-swiftshader', '--ignore-gpu-blocklist'],
     // playwright gives every launch a fresh, temporary profile (user data dir) of its own.
   });
   {
@@ -497,6 +499,62 @@ async function run() {
     }, [best.c[0], best.c[1], fine * scale]);
     await waitTiles('reload view');
     await shot('reloaded');
+
+    // 9. 3D view of the point cloud around a selected drawn positive
+    log('step 9: 3D view of the point cloud');
+    const imgNow = await apiGet(`/api/images/${imageId}`);
+    if (!imgNow.cloud) {
+      log(`  image ${imageId} has no point cloud (cloud: ${JSON.stringify(imgNow.cloud)}): step skipped`);
+    } else {
+      // Select the first drawn positive with a real click in select mode.
+      const pick = byId.get(pos[0].id);
+      await page.keyboard.press('v');
+      const [px3, py3] = await toScreen(pick.shape.cx, pick.shape.cy);
+      await page.mouse.click(px3, py3);
+      await until(`positive #${pick.id} to be selected`, () => page.evaluate((id) => window.kestrel.selectedId === id, pick.id), 5000);
+      await page.keyboard.press('3');
+      let v3 = null;
+      try {
+        v3 = await until('the 3D view to be ready', async () => {
+          const v = await page.evaluate(() => window.kestrel.view3d);
+          if (v.error) throw new Fail(`3D view error: ${v.error}`);
+          return v.open && v.ready && v.points > 1000 && v.boxes >= 1 ? v : null;
+        }, 60000, 300);
+      } catch (e) {
+        log(`  view3d state: ${JSON.stringify(await page.evaluate(() => window.kestrel.view3d))}`);
+        throw e;
+      }
+      check(await page.isVisible('[data-testid=view3d]'), 'the 3D view is not shown');
+      check(v3.selected && v3.selected.id === pick.id, `the 3D view reports the height of ${JSON.stringify(v3.selected)}, expected sample #${pick.id}`);
+      const height = v3.selected.height;
+      check(height >= 1.0 && height <= 2.2,
+        `the selected positive #${pick.id} rises ${height.toFixed(2)} m above the ground (z ${v3.selected.z_lo.toFixed(2)}–${v3.selected.z_hi.toFixed(2)}, ground ${v3.selected.ground.toFixed(2)}), expected 1.0–2.2 m (a 1.5 m vehicle)`);
+      const legend = await page.textContent('[data-testid=view3d-legend]');
+      check(/of [\d,]+ points/.test(legend), `the legend does not give the point count: "${legend}"`);
+      log(`  ${v3.points} of ${v3.total} points, ${v3.boxes} boxes in window ${v3.window.map((x) => Math.round(x)).join(',')}; #${pick.id} z ${v3.selected.z_lo.toFixed(2)}–${v3.selected.z_hi.toFixed(2)} m, ${height.toFixed(2)} m above ground (${v3.selected.inside} points inside)`);
+      // Something was drawn: the WebGL canvas is not blank.
+      const lit = await page.evaluate(() => new Promise((resolve) => {
+        const c = document.querySelector('[data-testid=view3d-canvas]');
+        requestAnimationFrame(() => {
+          const t = document.createElement('canvas');
+          t.width = 200; t.height = 200;
+          const g = t.getContext('2d');
+          g.drawImage(c, 0, 0, 200, 200);
+          const d = g.getImageData(0, 0, 200, 200).data;
+          let n = 0;
+          for (let i = 0; i < d.length; i += 4) if (d[i] + d[i + 1] + d[i + 2] > 60) n++;
+          resolve(n);
+        });
+      }));
+      log(`  ${lit} of 40000 sampled canvas pixels lit`);
+      await shot('3d');
+      await page.keyboard.press('Escape');
+      await until('the map to come back', () => page.evaluate(() => !window.kestrel.view3d.open
+        && document.querySelector('[data-testid=view3d]').classList.contains('hidden')), 5000);
+      check(await page.isVisible('[data-testid=map]'), 'the map is not visible after closing the 3D view');
+      await page.evaluate(() => new Promise((r) => { window.kestrel.map.once('rendercomplete', () => r()); window.kestrel.map.render(); }));
+      log('  closed the 3D view; the map is back');
+    }
 
     check(pageErrors.length === 0, `uncaught errors in the page: ${pageErrors.join(' | ')}`);
     log(`PASS: all steps passed in ${((Date.now() - t0) / 1000).toFixed(1)} s`);

@@ -602,13 +602,7 @@ impl Project {
             image_id: r.get(1)?,
             class_id: r.get(2)?,
             polarity: enum_from(&r.get::<_, String>(3)?)?,
-            shape: serde_json::from_str(&shape).map_err(|e| {
-                rusqlite::Error::FromSqlConversionFailure(
-                    4,
-                    rusqlite::types::Type::Text,
-                    Box::new(e),
-                )
-            })?,
+            shape: shape_from(&shape)?,
             heading_mode: enum_from(&r.get::<_, String>(5)?)?,
             origin: enum_from(&r.get::<_, String>(6)?)?,
             version: r.get(7)?,
@@ -618,16 +612,17 @@ impl Project {
     }
 
     pub fn sample(&self, id: i64) -> Result<Sample> {
+        self.row_by_id("sample", &format!("SELECT {} FROM samples WHERE id = ?1", Self::SAMPLE_COLUMNS), id, Self::sample_from_row)
+    }
+
+    /// The row `sql` (with `?1` = `id`) selects, or `NotFound` naming `what`.
+    fn row_by_id<T>(&self, what: &'static str, sql: &str, id: i64, from_row: fn(&rusqlite::Row) -> rusqlite::Result<T>) -> Result<T> {
         self.db
-            .query_row(
-                &format!("SELECT {} FROM samples WHERE id = ?1", Self::SAMPLE_COLUMNS),
-                [id],
-                Self::sample_from_row,
-            )
+            .query_row(sql, [id], from_row)
             .optional()
             .map_err(|e| self.err(e))?
             .ok_or(StoreError::NotFound {
-                what: "sample",
+                what,
                 id: id.to_string(),
             })
     }
@@ -815,9 +810,7 @@ impl Project {
             image_id: r.get(1)?,
             class_id: r.get(2)?,
             model_id: r.get(3)?,
-            shape: serde_json::from_str(&shape).map_err(|e| {
-                rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, Box::new(e))
-            })?,
+            shape: shape_from(&shape)?,
             score: r.get(5)?,
             match_score: r.get(6)?,
             status: enum_from(&r.get::<_, String>(7)?)?,
@@ -828,18 +821,7 @@ impl Project {
     }
 
     pub fn detection(&self, id: i64) -> Result<DetectionRecord> {
-        self.db
-            .query_row(
-                &format!("SELECT {} FROM detections WHERE id = ?1", Self::DETECTION_COLUMNS),
-                [id],
-                Self::detection_from_row,
-            )
-            .optional()
-            .map_err(|e| self.err(e))?
-            .ok_or(StoreError::NotFound {
-                what: "detection",
-                id: id.to_string(),
-            })
+        self.row_by_id("detection", &format!("SELECT {} FROM detections WHERE id = ?1", Self::DETECTION_COLUMNS), id, Self::detection_from_row)
     }
 
     /// Detections, strongest first.
@@ -980,6 +962,11 @@ impl Project {
             })?;
         Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
     }
+}
+
+/// A stored shape (JSON in column 4 of both samples and detections).
+fn shape_from(text: &str) -> rusqlite::Result<Shape> {
+    serde_json::from_str(text).map_err(|e| rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, Box::new(e)))
 }
 
 fn validate_shape(shape: &Shape) -> Result<()> {
