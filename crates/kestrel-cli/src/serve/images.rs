@@ -31,13 +31,22 @@ impl RasterCache {
     /// The image's raster, opened on first use (outside the lock: opening a remote COG
     /// or sampling statistics takes a moment).
     pub fn get(&self, record: &ImageRecord) -> ApiResult<Arc<OpenRaster>> {
-        if let Some(r) = self.0.lock().unwrap_or_else(|p| p.into_inner()).get(&record.id) {
+        self.get_path(record.id, &record.uri)
+    }
+
+    pub fn forget(&self, key: i64) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+    }
+
+    /// The raster at `uri`, cached under `key`.
+    pub fn get_path(&self, key: i64, uri: &str) -> ApiResult<Arc<OpenRaster>> {
+        if let Some(r) = self.0.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return Ok(r.clone());
         }
-        let source = kestrel_geo::open_raster(&record.uri)?;
+        let source = kestrel_geo::open_raster(uri)?;
         let stats = ColourStats::from_raster(source.as_ref())?;
         let r = Arc::new(OpenRaster { source, stats });
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(record.id, r.clone());
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(key, r.clone());
         Ok(r)
     }
 }
@@ -63,7 +72,7 @@ pub fn pixel_to_map(r: &ImageRecord) -> [f64; 6] {
 }
 
 /// What the page needs to show an image on a map.
-pub fn view(r: &ImageRecord, samples: usize, cloud: Option<String>) -> Value {
+pub fn view(r: &ImageRecord, samples: usize, cloud: Option<String>, layers: Value) -> Value {
     let t = pixel_to_map(r);
     let map = |x: f64, y: f64| (t[0] + x * t[1] + y * t[2], t[3] + x * t[4] + y * t[5]);
     let corners = [map(0.0, 0.0), map(f64::from(r.width), 0.0), map(0.0, f64::from(r.height)), map(f64::from(r.width), f64::from(r.height))];
@@ -89,7 +98,47 @@ pub fn view(r: &ImageRecord, samples: usize, cloud: Option<String>) -> Value {
         "tiles": {"size": TILE_PX, "origin": [t[0], t[3]], "resolutions": resolutions},
         "samples": samples,
         "cloud": cloud,
+        "layers": layers,
     })
+}
+
+/// The height layer (nDSM) of an image with a point cloud: rasterized on the image's own grid
+/// from the cloud on first use and kept in the project's `layers/` folder. `None` without a
+/// cloud.
+pub fn ensure_height_layer(state: &Shared, image: &ImageRecord) -> ApiResult<Option<Arc<OpenRaster>>> {
+    let Some(cloud) = state.db().image_cloud(image.id)? else { return Ok(None) };
+    let dir = state.project_dir.join("layers");
+    let path = dir.join(format!("{}-ndsm.tif", image.id));
+    if !path.is_file() {
+        let t = pixel_to_map(image);
+        let mut pc = kestrel_geo::pointcloud::PointCloud::open(&cloud)?;
+        let unit_m = pc.crs()?.and_then(|c| c.linear_unit_m()).unwrap_or(1.0);
+        let (w, h) = (f64::from(image.width), f64::from(image.height));
+        let area = [t[0], t[3] + h * t[5], t[0] + w * t[1], t[3]];
+        let grid = kestrel_geo::pointcloud::rasterize(&mut pc, &kestrel_geo::pointcloud::RasterizeOptions { cell_m: t[1].abs() * unit_m, kind: kestrel_geo::pointcloud::HeightKind::Ndsm, fill_dsm_holes: true, area: Some(area) }, |_| {})?;
+        std::fs::create_dir_all(&dir).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{}: {e}", dir.display())))?;
+        // Written beside and renamed, so a half-written layer is never read.
+        let partial = dir.join(format!(".{}-ndsm.tif.partial", image.id));
+        grid.write_cog(&partial)?;
+        std::fs::rename(&partial, &path).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{}: {e}", path.display())))?;
+    }
+    let uri = path.to_str().ok_or_else(|| ApiError::bad_request("the project path is not UTF-8"))?;
+    state.layers.get_path(image.id, uri).map(Some)
+}
+
+/// The image's layers as the page lists them.
+async fn layers_of(state: &Shared, image: &ImageRecord) -> ApiResult<Value> {
+    let (state, image) = (state.clone(), image.clone());
+    let layer = tokio::task::spawn_blocking(move || ensure_height_layer(&state, &image)).await.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    Ok(match layer {
+        None => json!([]),
+        Some(l) => json!([{"name": "ndsm", "title": "Height above ground (nDSM)", "unit": "m", "max": height_max(&l)}]),
+    })
+}
+
+/// The top of the height ramp: the 99th percentile of the heights, at least 1 m.
+fn height_max(layer: &OpenRaster) -> f64 {
+    (f64::from(layer.stats.percentile(0, 99.0)) * 10.0).ceil().max(10.0) / 10.0
 }
 
 fn sample_counts(state: &Shared) -> ApiResult<HashMap<i64, usize>> {
@@ -114,16 +163,23 @@ pub async fn project(State(state): State<Shared>) -> ApiResult<Json<Value>> {
 
 pub async fn list(State(state): State<Shared>) -> ApiResult<Json<Vec<Value>>> {
     let counts = sample_counts(&state)?;
-    let db = state.db();
-    let images = db.images()?;
-    images.iter().map(|r| Ok(view(r, counts.get(&r.id).copied().unwrap_or(0), db.image_cloud(r.id)?))).collect::<ApiResult<Vec<_>>>().map(Json)
+    let images = state.db().images()?;
+    let mut out = Vec::with_capacity(images.len());
+    for r in &images {
+        let cloud = state.db().image_cloud(r.id)?;
+        out.push(view(r, counts.get(&r.id).copied().unwrap_or(0), cloud, layers_of(&state, r).await?));
+    }
+    Ok(Json(out))
 }
 
 pub async fn one(State(state): State<Shared>, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
     let counts = sample_counts(&state)?;
-    let db = state.db();
-    let r = db.image(id)?;
-    Ok(Json(view(&r, counts.get(&id).copied().unwrap_or(0), db.image_cloud(id)?)))
+    let (r, cloud) = {
+        let db = state.db();
+        (db.image(id)?, db.image_cloud(id)?)
+    };
+    let layers = layers_of(&state, &r).await?;
+    Ok(Json(view(&r, counts.get(&id).copied().unwrap_or(0), cloud, layers)))
 }
 
 #[derive(Deserialize)]
@@ -160,7 +216,7 @@ pub async fn add(State(state): State<Shared>, Json(body): Json<AddImage>) -> Api
     }
     let record = state.db().add_image(&uri, &info, body.gsd_m)?;
     let cloud = state.db().image_cloud(record.id)?;
-    Ok((StatusCode::CREATED, Json(view(&record, 0, cloud))).into_response())
+    Ok((StatusCode::CREATED, Json(view(&record, 0, cloud, json!([])))).into_response())
 }
 
 /// A path (absolute, or relative to the server's directory) that must exist and lie under an
@@ -208,6 +264,9 @@ pub async fn attach_cloud(State(state): State<Shared>, Path(id): Path<i64>, Json
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??
     };
     state.db().attach_cloud(id, &uri)?;
+    // A layer made from an earlier cloud is stale.
+    let _ = std::fs::remove_file(state.project_dir.join("layers").join(format!("{id}-ndsm.tif")));
+    state.layers.forget(id);
     Ok((StatusCode::CREATED, Json(json!({"image_id": id, "cloud": uri, "points": checked}))).into_response())
 }
 
@@ -383,6 +442,66 @@ pub async fn tile(State(state): State<Shared>, Path((id, z, x, y)): Path<(i64, u
     .await
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     Ok(([(header::CONTENT_TYPE, "image/png"), (header::CACHE_CONTROL, "no-cache")], png).into_response())
+}
+
+#[derive(Deserialize, Default)]
+pub struct LayerTileQuery {
+    max: Option<f64>,
+    #[allow(dead_code)]
+    token: Option<String>,
+}
+
+/// A tile of an image's height layer, coloured by a ramp from 0 to `max` metres; ground
+/// (under 0.3 m) and cells without data are transparent.
+pub async fn layer_tile(State(state): State<Shared>, Path((id, name, z, x, y)): Path<(i64, String, u32, u32, String)>, Query(q): Query<LayerTileQuery>) -> ApiResult<Response> {
+    let y: u32 = y.strip_suffix(".png").unwrap_or(&y).parse().map_err(|_| ApiError::bad_request(format!("tile row {y:?} is not a number")))?;
+    if name != "ndsm" {
+        return Err(ApiError::not_found(format!("image {id} has no layer {name:?} (layers: ndsm, when a point cloud is attached)")));
+    }
+    if let Some(m) = q.max {
+        if !(m.is_finite() && m > 0.0) {
+            return Err(ApiError::bad_request(format!("max {m}: give a positive height in metres")));
+        }
+    }
+    let record = state.db().image(id)?;
+    let levels = tile_levels(record.width, record.height);
+    if z >= levels {
+        return Err(ApiError::not_found(format!("image {id} has tile levels 0–{}", levels - 1)));
+    }
+    let png = tokio::task::spawn_blocking(move || -> ApiResult<Vec<u8>> {
+        let layer = ensure_height_layer(&state, &record)?.ok_or_else(|| ApiError::not_found(format!("image {id} has no point cloud, so no height layer")))?;
+        let max = q.max.unwrap_or_else(|| height_max(&layer));
+        render_ramp_tile(layer.source.as_ref(), levels, z, x, y, max)
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    Ok(([(header::CONTENT_TYPE, "image/png"), (header::CACHE_CONTROL, "no-cache")], png).into_response())
+}
+
+/// A height ramp (dark blue → teal → green → yellow → red) at `f` in [0, 1].
+fn ramp(f: f64) -> [u8; 3] {
+    const STOPS: [[f64; 3]; 5] = [[48.0, 18.0, 120.0], [33.0, 145.0, 140.0], [94.0, 201.0, 98.0], [253.0, 231.0, 37.0], [220.0, 50.0, 32.0]];
+    let x = f.clamp(0.0, 1.0) * 4.0;
+    let i = (x.floor() as usize).min(3);
+    let t = x - i as f64;
+    [0, 1, 2].map(|k| (STOPS[i][k] + (STOPS[i + 1][k] - STOPS[i][k]) * t) as u8)
+}
+
+fn render_ramp_tile(src: &dyn RasterSource, levels: u32, z: u32, tx: u32, ty: u32, max: f64) -> ApiResult<Vec<u8>> {
+    let grey = image::load_from_memory(&render_tile(src, levels, z, tx, ty, &[1], &[(0.0, max)])?)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("decoding a tile: {e}")))?
+        .to_rgba8();
+    let ground = (0.3 / max * 255.0).ceil() as u8;
+    let out = image::RgbaImage::from_fn(grey.width(), grey.height(), |i, j| {
+        let p = grey.get_pixel(i, j);
+        if p[3] == 0 || p[0] < ground {
+            image::Rgba([0, 0, 0, 0])
+        } else {
+            let [r, g, b] = ramp(f64::from(p[0]) / 255.0);
+            image::Rgba([r, g, b, 255])
+        }
+    });
+    encode_png(&image::DynamicImage::ImageRgba8(out))
 }
 
 /// Renders tile (z, x, y): reads the covered window from the coarsest overview that still

@@ -49,6 +49,8 @@ pub struct AppState {
     pub token: Option<String>,
     pub web_dir: Option<PathBuf>,
     pub rasters: images::RasterCache,
+    /// Height layers derived from the images' point clouds, by image id.
+    pub layers: images::RasterCache,
     pub chips: Mutex<HashMap<i64, Arc<samples::ClassChips>>>,
     pub jobs: jobs::Jobs,
 }
@@ -81,6 +83,7 @@ impl AppState {
             token: args.token.clone().filter(|t| !t.is_empty()),
             web_dir: args.web_dir.clone(),
             rasters: Default::default(),
+            layers: Default::default(),
             chips: Mutex::new(HashMap::new()),
             jobs: jobs::Jobs::new(),
         });
@@ -110,6 +113,7 @@ pub fn router(state: Shared) -> Router {
         .route("/images/{id}/stats", get(images::stats))
         .route("/images/{id}/cloud", post(images::attach_cloud))
         .route("/images/{id}/points", get(images::points))
+        .route("/images/{id}/layers/{name}/tiles/{z}/{x}/{y}", get(images::layer_tile))
         .route("/images/{id}/tiles/{z}/{x}/{y}", get(images::tile))
         .route("/classes", get(samples::classes).post(samples::add_class))
         .route("/classes/{id}", axum::routing::patch(samples::patch_class))

@@ -169,6 +169,24 @@ async fn images_tiles_and_roots() {
         let (st, b, _) = call(s, "GET", uri, None).await;
         assert_client_error(st, &b, status, mention);
     }
+    // Its height layer (nDSM from the cloud, on the image's grid): listed, and tiles coloured
+    // where vehicles and buildings stand, transparent on the ground.
+    assert_eq!(one["layers"][0]["name"], "ndsm", "{one}");
+    assert_eq!(one["layers"][0]["max"], 6.0);
+    let (st, _, png) = call(s, "GET", "/api/images/1/layers/ndsm/tiles/0/0/0.png", None).await;
+    assert_eq!(st, StatusCode::OK);
+    let tile = image::load_from_memory(&png).expect("a PNG").to_rgba8();
+    let opaque = tile.pixels().filter(|p| p[3] == 255).count();
+    assert!(opaque > 200 && opaque < 256 * 256 / 4, "{opaque} pixels stand above the ground");
+    for (uri, status, mention) in [
+        ("/api/images/2/layers/ndsm/tiles/0/0/0.png", StatusCode::NOT_FOUND, "no point cloud"),
+        ("/api/images/1/layers/dtm/tiles/0/0/0.png", StatusCode::NOT_FOUND, "no layer"),
+        ("/api/images/1/layers/ndsm/tiles/0/0/0.png?max=-1", StatusCode::BAD_REQUEST, "max"),
+        ("/api/images/1/layers/ndsm/tiles/9/0/0.png", StatusCode::NOT_FOUND, "tile levels"),
+    ] {
+        let (st, b, _) = call(s, "GET", uri, None).await;
+        assert_client_error(st, &b, status, mention);
+    }
     let cloud = f.dir.join("harbour-road.las");
     let (st, att, _) = call(s, "POST", "/api/images/2/cloud", Some(&json!({"path": cloud}).to_string())).await;
     assert_eq!(st, StatusCode::CREATED, "{att}");
