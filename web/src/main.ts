@@ -29,7 +29,7 @@ import { drawChart } from './chart';
 import { Affine, draggedBox, polygonToBox, rotateHeading, shapeToGeometry, round3 } from './geo';
 import { ctx, detectionStyle, setDetectionHeadingMode, sampleStyle, sketchStyle, scoreColor } from './styles';
 import type {
-  ClassInfo, Detection, HeadingMode, ImageStats, ImageView, Job, ModelInfo, Polarity, Project,
+  ClassInfo, Detection, HeadingMode, HeightLayerInfo, ImageStats, ImageView, Job, ModelInfo, Polarity, Project,
   ReviewResult, Sample, Shape,
 } from './types';
 import { isTerminal } from './types';
@@ -88,6 +88,20 @@ const detectionsLayer = new VectorLayer({ source: detectionsSource, style: detec
 samplesLayer.set('name', 'samples');
 detectionsLayer.set('name', 'detections');
 let tileLayer: TileLayer<XYZ> | null = null;
+
+/** A layer of the image derived from its point cloud (e.g. nDSM), drawn over the imagery. */
+interface HeightLayer {
+  info: HeightLayerInfo;
+  layer: TileLayer<XYZ>;
+  source: XYZ;
+  max: number;
+  tilesPending: number;
+  tilesLoaded: number;
+  tilesFailed: number;
+}
+let heightLayers: HeightLayer[] = [];
+/** Visibility and opacity by layer name, kept while switching images (not across reloads). */
+const heightPrefs = new Map<string, { visible: boolean; opacity: number }>();
 let scaleLine: ScaleLine | null = null;
 
 const map = new OlMap({
@@ -633,6 +647,7 @@ async function openImage(id: number): Promise<void> {
   });
   tileLayer = new TileLayer({ source, extent: img.extent, preload: 1, zIndex: 0 });
   map.addLayer(tileLayer);
+  buildHeightLayers(img, projection);
 
   if (scaleLine) { map.removeControl(scaleLine); scaleLine = null; }
   if (units !== 'pixels') {
@@ -655,6 +670,91 @@ async function openImage(id: number): Promise<void> {
   refreshReview(false);
   renderExportLinks();
   S.ready = true;
+}
+
+// --- height layers (from the point cloud) ---
+
+function heightTileUrl(img: ImageView, hl: { info: HeightLayerInfo; max: number }): string {
+  const q = hl.max !== hl.info.max && isFinite(hl.max) && hl.max > 0 ? `?max=${hl.max}` : '';
+  return withToken(`/api/images/${img.id}/layers/${encodeURIComponent(hl.info.name)}/tiles/{z}/{x}/{y}.png${q}`);
+}
+
+/** Drops the previous image's height layers and makes (hidden unless remembered) ones for `img`. */
+function buildHeightLayers(img: ImageView, projection: Projection): void {
+  for (const hl of heightLayers) map.removeLayer(hl.layer);
+  heightLayers = [];
+  const grid = new TileGrid({ origin: img.tiles.origin, resolutions: img.tiles.resolutions, tileSize: img.tiles.size, extent: img.extent });
+  for (const info of img.layers ?? []) {
+    const pref = heightPrefs.get(info.name) ?? { visible: false, opacity: 0.7 };
+    const source = new XYZ({ projection, tileGrid: grid, url: heightTileUrl(img, { info, max: info.max }), transition: 0, interpolate: false });
+    const hl: HeightLayer = {
+      info, source, max: info.max, tilesPending: 0, tilesLoaded: 0, tilesFailed: 0,
+      layer: new TileLayer({ source, extent: img.extent, preload: 0, zIndex: 5, opacity: pref.opacity, visible: pref.visible }),
+    };
+    hl.layer.set('name', `height:${info.name}`);
+    source.on('tileloadstart', () => { hl.tilesPending++; });
+    source.on('tileloadend', () => { hl.tilesPending = Math.max(0, hl.tilesPending - 1); hl.tilesLoaded++; });
+    source.on('tileloaderror', () => {
+      hl.tilesPending = Math.max(0, hl.tilesPending - 1);
+      if (hl.tilesFailed++ === 0) toast(`Some tiles of the layer “${info.title}” could not be loaded.`, 'error');
+    });
+    map.addLayer(hl.layer);
+    heightLayers.push(hl);
+  }
+  renderHeightLayers();
+}
+
+function setHeightVisible(i: number, visible: boolean): void {
+  const hl = heightLayers[i];
+  if (!hl) return;
+  hl.layer.setVisible(visible);
+  heightPrefs.set(hl.info.name, { visible, opacity: hl.layer.getOpacity() });
+  const cb = document.querySelector<HTMLInputElement>(`#height-layers [data-layer="${hl.info.name}"] input[type=checkbox]`);
+  if (cb) cb.checked = visible;
+}
+
+function toggleHeightLayer(i = 0): void {
+  const hl = heightLayers[i];
+  if (!hl) { toast(S.image?.cloud ? 'No height layer for this image.' : 'No height layer: this image has no point cloud.', 'info', 2500); return; }
+  setHeightVisible(i, !hl.layer.getVisible());
+}
+
+function renderHeightLayers(): void {
+  const host = $('height-layers');
+  host.innerHTML = '';
+  heightLayers.forEach((hl, i) => {
+    const { info } = hl;
+    const cb = h('input', { type: 'checkbox', 'data-testid': `layer-${info.name}` }) as HTMLInputElement;
+    cb.checked = hl.layer.getVisible();
+    cb.addEventListener('change', () => setHeightVisible(i, cb.checked));
+    const op = h('input', { type: 'range', min: 0, max: 1, step: 0.05, 'data-testid': `layer-${info.name}-opacity` }) as HTMLInputElement;
+    op.value = String(hl.layer.getOpacity());
+    op.title = 'opacity';
+    op.addEventListener('input', () => {
+      hl.layer.setOpacity(Number(op.value));
+      heightPrefs.set(info.name, { visible: hl.layer.getVisible(), opacity: Number(op.value) });
+    });
+    const top = h('span', { text: `${fmtLegend(hl.max)} ${info.unit}` });
+    const mx = h('input', { type: 'number', min: 0.1, step: 0.5, 'data-testid': `layer-${info.name}-max` }) as HTMLInputElement;
+    mx.value = String(hl.max);
+    mx.title = `top of the colour ramp (${info.unit})`;
+    mx.addEventListener('change', () => {
+      const v = Number(mx.value);
+      if (!isFinite(v) || v <= 0 || !S.image) { mx.value = String(hl.max); return; }
+      hl.max = v;
+      top.textContent = `${fmtLegend(v)} ${info.unit}`;
+      hl.source.setUrl(heightTileUrl(S.image, hl));
+    });
+    host.appendChild(h('div', { class: 'height-layer', 'data-layer': info.name },
+      h('label', { class: 'check', title: i === 0 ? `${info.title} (H)` : info.title }, cb, ` ${info.title}`, ...(i === 0 ? [h('kbd', { text: 'H' })] : [])),
+      h('div', { class: 'hl-row' }, h('span', { text: 'opacity' }), op, h('span', { text: 'max' }), mx),
+      h('div', { class: 'hl-legend', 'data-testid': `layer-${info.name}-legend`, title: 'colour ramp (transparent: ground or no data)' },
+        h('span', { text: `0` }), h('span', { class: 'hl-ramp' }), top)));
+  });
+}
+
+function fmtLegend(v: number): string {
+  return Number.isInteger(v) ? String(v) : v.toFixed(1);
 }
 
 function tileUrl(img: ImageView): string {
@@ -1413,6 +1513,7 @@ function onKey(e: KeyboardEvent): void {
     r: () => review('reject'),
     t: () => { startTraining(); },
     d: () => { startDetection(true); },
+    h: () => toggleHeightLayer(0),
   };
   const fn = handled[k.toLowerCase()];
   if (fn && !e.shiftKey) { e.preventDefault(); fn(); }
@@ -1538,6 +1639,13 @@ window.kestrel = {
   get tilesPending() { return S.tilesPending; },
   get tilesLoaded() { return S.tilesLoaded; },
   get threshold() { return ctx.threshold; },
+  get heightLayer() {
+    const hl = heightLayers[0];
+    return hl
+      ? { name: hl.info.name, visible: hl.layer.getVisible(), opacity: hl.layer.getOpacity(), max: hl.max, tilesLoaded: hl.tilesLoaded, tilesPending: hl.tilesPending, tilesFailed: hl.tilesFailed }
+      : { name: null, visible: false, opacity: 0, max: null, tilesLoaded: 0, tilesPending: 0, tilesFailed: 0 };
+  },
+  get heightLayers() { return heightLayers.map((hl) => ({ name: hl.info.name, visible: hl.layer.getVisible(), tilesLoaded: hl.tilesLoaded })); },
   get busy() { return queueBusy; },
   get view3d() {
     const v = view3d.state;

@@ -37,6 +37,17 @@ export interface ImageView {
   samples: number;
   /** The point cloud attached to the image (same CRS), if any. */
   cloud?: string | null;
+  /** Raster layers derived from the point cloud (empty without one); tiles on the image's grid. */
+  layers?: HeightLayerInfo[];
+}
+
+/** A coloured layer of the image: `GET /api/images/{id}/layers/{name}/tiles/{z}/{x}/{y}.png[?max=]`. */
+export interface HeightLayerInfo {
+  name: string;
+  title: string;
+  unit: string;
+  /** Top of the colour ramp by default (in `unit`). */
+  max: number;
 }
 
 export interface BandStats {

@@ -556,6 +556,47 @@ async function run() {
       log('  closed the 3D view; the map is back');
     }
 
+    // 10. Height layer (nDSM from the point cloud) over the imagery: H shows it, H hides it.
+    log('step 10: height layer over the image');
+    const layers = imgNow.layers ?? [];
+    if (!layers.length) {
+      log(`  image ${imageId} has no height layer (layers: ${JSON.stringify(imgNow.layers)}): step skipped`);
+    } else {
+      const info = layers[0];
+      const layerTiles = () => tileResponses.filter(([u]) => u.includes(`/layers/${info.name}/tiles/`));
+      const hl0 = await page.evaluate(() => window.kestrel.heightLayer);
+      check(hl0.name === info.name && hl0.visible === false, `before H the height layer is ${JSON.stringify(hl0)}, expected "${info.name}" hidden`);
+      check(await page.isVisible(`[data-testid=layer-${info.name}]`), `the Display panel has no checkbox for the layer "${info.name}"`);
+      const legend = await page.textContent(`[data-testid=layer-${info.name}-legend]`);
+      check(legend.includes(String(info.max)), `the legend "${legend}" does not give the layer's max ${info.max}`);
+      await page.locator('body').focus().catch(() => {});
+      await page.keyboard.press('h');
+      const hl = await until('the height layer tiles to load', async () => {
+        const v = await page.evaluate(() => window.kestrel.heightLayer);
+        if (v.tilesFailed) throw new Fail(`${v.tilesFailed} height tiles failed`);
+        return v.visible && v.tilesLoaded > 0 && v.tilesPending === 0 ? v : null;
+      }, 30000, 250);
+      await page.evaluate(() => new Promise((r) => { window.kestrel.map.once('rendercomplete', () => r()); window.kestrel.map.render(); }));
+      const badLayer = layerTiles().filter(([, st]) => st !== 200);
+      check(layerTiles().length > 0, 'no height layer tile was requested');
+      check(badLayer.length === 0, `height tile requests failed: ${badLayer.slice(0, 3).map(([u, st]) => `${st} ${u.replace(BASE, '')}`).join(', ')}`);
+      check(await page.isChecked(`[data-testid=layer-${info.name}]`), 'H showed the height layer but its checkbox is not ticked');
+      // The layer sits above the imagery and below the detections and samples.
+      const z = await page.evaluate(() => {
+        const ls = window.kestrel.map.getLayers().getArray();
+        const hz = ls.find((l) => String(l.get('name')).startsWith('height:')).getZIndex();
+        return { height: hz, samples: window.kestrel.samplesLayer.getZIndex(), detections: window.kestrel.detectionsLayer.getZIndex() };
+      });
+      check(z.height > 0 && z.height < z.detections && z.height < z.samples, `height layer z-order is wrong: ${JSON.stringify(z)}`);
+      log(`  "${info.title}" (max ${info.max} ${info.unit}): ${hl.tilesLoaded} tiles loaded, opacity ${hl.opacity}; ${layerTiles().length} tile responses, all 200`);
+      await shot('height');
+      await page.keyboard.press('h');
+      const off = await page.evaluate(() => window.kestrel.heightLayer);
+      check(off.visible === false, `the second H left the height layer ${JSON.stringify(off)}`);
+      check(!(await page.isChecked(`[data-testid=layer-${info.name}]`)), 'the height layer is hidden but its checkbox is still ticked');
+      log('  H again: the height layer is hidden');
+    }
+
     check(pageErrors.length === 0, `uncaught errors in the page: ${pageErrors.join(' | ')}`);
     log(`PASS: all steps passed in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   }
