@@ -488,9 +488,7 @@ fn ramp(f: f64) -> [u8; 3] {
 }
 
 fn render_ramp_tile(src: &dyn RasterSource, levels: u32, z: u32, tx: u32, ty: u32, max: f64) -> ApiResult<Vec<u8>> {
-    let grey = image::load_from_memory(&render_tile(src, levels, z, tx, ty, &[1], &[(0.0, max)])?)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("decoding a tile: {e}")))?
-        .to_rgba8();
+    let grey = render_rgba(src, levels, z, tx, ty, &[1], &[(0.0, max)])?;
     let ground = (0.3 / max * 255.0).ceil() as u8;
     let out = image::RgbaImage::from_fn(grey.width(), grey.height(), |i, j| {
         let p = grey.get_pixel(i, j);
@@ -508,6 +506,11 @@ fn render_ramp_tile(src: &dyn RasterSource, levels: u32, z: u32, tx: u32, ty: u3
 /// has the detail, samples it nearest-neighbour, stretches each band to 0–255, and encodes a
 /// PNG; pixels outside the image (and nodata) are transparent.
 fn render_tile(src: &dyn RasterSource, levels: u32, z: u32, tx: u32, ty: u32, bands: &[usize], stretch: &[(f64, f64)]) -> ApiResult<Vec<u8>> {
+    encode_png(&image::DynamicImage::ImageRgba8(render_rgba(src, levels, z, tx, ty, bands, stretch)?))
+}
+
+/// [`render_tile`]'s pixels, before encoding.
+fn render_rgba(src: &dyn RasterSource, levels: u32, z: u32, tx: u32, ty: u32, bands: &[usize], stretch: &[(f64, f64)]) -> ApiResult<image::RgbaImage> {
     let info = src.info();
     let f = f64::from(1u32 << (levels - 1 - z)); // full-resolution pixels per tile pixel
     let (x0, y0) = (f64::from(tx) * f64::from(TILE_PX) * f, f64::from(ty) * f64::from(TILE_PX) * f);
@@ -564,7 +567,7 @@ fn render_tile(src: &dyn RasterSource, levels: u32, z: u32, tx: u32, ty: u32, ba
             }
         }
     }
-    encode_png(&image::DynamicImage::ImageRgba8(rgba))
+    Ok(rgba)
 }
 
 /// PNG bytes, compressed for speed: tiles are made on demand.
