@@ -29,7 +29,9 @@ fn up_bearing_deg(georef: &Georef, x: f64, y: f64) -> f64 {
     (bx - ax).atan2(by - ay).to_degrees()
 }
 
-fn feature(d: &Detection, image: &str, georef: Option<&Georef>, mode: kestrel_samples::HeadingMode) -> Feature {
+/// A detection as an output feature: its polygon in map coordinates (or pixels), heading
+/// from grid north, and the properties every Kestrel detection file carries.
+pub(crate) fn feature(d: &Detection, image: &str, georef: Option<&Georef>, mode: kestrel_samples::HeadingMode) -> Feature {
     let corners = d.bbox.corners();
     let (ring, heading) = match georef {
         Some(g) => (corners.iter().map(|&(x, y)| g.transform.pixel_to_map(x, y)).collect(), mode.wrap(d.bbox.heading_deg + up_bearing_deg(g, d.bbox.cx, d.bbox.cy))),
@@ -51,26 +53,20 @@ fn feature(d: &Detection, image: &str, georef: Option<&Georef>, mode: kestrel_sa
 /// nodata left out; `None` when the box holds no data.
 fn height_range(src: &dyn kestrel_geo::RasterSource, band: usize, d: &Detection) -> Result<Option<(f32, f32)>> {
     let info = src.info();
-    let corners = d.bbox.corners();
-    let x0 = corners.iter().map(|c| c.0).fold(f64::INFINITY, f64::min).floor().max(0.0);
-    let y0 = corners.iter().map(|c| c.1).fold(f64::INFINITY, f64::min).floor().max(0.0);
-    let x1 = corners.iter().map(|c| c.0).fold(f64::NEG_INFINITY, f64::max).ceil().min(f64::from(info.width));
-    let y1 = corners.iter().map(|c| c.1).fold(f64::NEG_INFINITY, f64::max).ceil().min(f64::from(info.height));
+    let b = d.bbox;
+    let footprint = kestrel_samples::Shape::OrientedBox { cx: b.cx, cy: b.cy, length: b.length, width: b.width, heading_deg: b.heading_deg };
+    let [x0, y0, x1, y1] = footprint.bounds();
+    let (x0, y0) = (x0.floor().max(0.0), y0.floor().max(0.0));
+    let (x1, y1) = (x1.ceil().min(f64::from(info.width)), y1.ceil().min(f64::from(info.height)));
     if x1 <= x0 || y1 <= y0 {
         return Ok(None);
     }
     let win = kestrel_geo::PixelWindow::new(x0 as u32, y0 as u32, (x1 - x0) as u32, (y1 - y0) as u32);
     let buf = src.read_window(0, win)?;
-    // Unit vector along the heading in pixel axes (y down; heading 0 points up).
-    let (fx, fy) = (d.bbox.heading_deg.to_radians().sin(), -d.bbox.heading_deg.to_radians().cos());
     let mut range: Option<(f32, f32)> = None;
     for r in 0..buf.height {
         for c in 0..buf.width {
-            // Inside the oriented box: along the heading within half the length, across within half the width.
-            let (dx, dy) = (x0 + c as f64 + 0.5 - d.bbox.cx, y0 + r as f64 + 0.5 - d.bbox.cy);
-            let along = dx * fx + dy * fy;
-            let across = dx * -fy + dy * fx;
-            if along.abs() > d.bbox.length / 2.0 || across.abs() > d.bbox.width / 2.0 {
+            if !footprint.contains(x0 + c as f64 + 0.5, y0 + r as f64 + 0.5) {
                 continue;
             }
             let v = buf.samples.get_f64((r * buf.width + c) * buf.bands + band) as f32;

@@ -5,7 +5,7 @@
 use kestrel_geo::raster::{CogWriter, CogWriterOptions};
 use kestrel_samples::store::NewSample;
 use kestrel_samples::synthetic::{Scene, SceneSpec};
-use kestrel_samples::{HeadingMode, Origin, Polarity, Project, Shape};
+use kestrel_samples::{HeadingMode, Origin, Polarity, Project};
 use std::path::Path;
 use std::process::Command;
 
@@ -22,12 +22,9 @@ fn write_heights(scene: &Scene, path: &Path) {
     for t in &scene.truth {
         let height = if t.class == "vehicle" { 1.5 } else { 6.0 };
         let [x0, y0, x1, y1] = t.shape.bounds();
-        let Shape::OrientedBox { cx, cy, length, width, heading_deg } = t.shape else { continue };
-        let (fx, fy) = (heading_deg.to_radians().sin(), -heading_deg.to_radians().cos());
         for r in (y0.floor().max(0.0) as u32)..(y1.ceil().min(f64::from(h)) as u32) {
             for c in (x0.floor().max(0.0) as u32)..(x1.ceil().min(f64::from(w)) as u32) {
-                let (dx, dy) = (f64::from(c) + 0.5 - cx, f64::from(r) + 0.5 - cy);
-                if (dx * fx + dy * fy).abs() <= length / 2.0 && (-dx * fy + dy * fx).abs() <= width / 2.0 {
+                if t.shape.contains(f64::from(c) + 0.5, f64::from(r) + 0.5) {
                     z[(r * w + c) as usize] = height;
                 }
             }

@@ -87,6 +87,21 @@ impl Shape {
         }
     }
 
+    /// Whether pixel position (x, y) lies inside the box (edges included); a point contains
+    /// nothing.
+    pub fn contains(&self, x: f64, y: f64) -> bool {
+        match *self {
+            Shape::AxisBox { cx, cy, w, h } => (x - cx).abs() <= w / 2.0 && (y - cy).abs() <= h / 2.0,
+            Shape::OrientedBox { cx, cy, length, width, heading_deg } => {
+                // Along the heading (0 points up, y down) and across it.
+                let (fx, fy) = (heading_deg.to_radians().sin(), -heading_deg.to_radians().cos());
+                let (dx, dy) = (x - cx, y - cy);
+                (dx * fx + dy * fy).abs() <= length / 2.0 && (-dx * fy + dy * fx).abs() <= width / 2.0
+            }
+            Shape::Point { .. } => false,
+        }
+    }
+
     /// The heading the geometry itself carries, if any.
     pub fn heading_deg(&self) -> Option<f64> {
         match *self {

@@ -380,13 +380,7 @@ impl Scene {
             while px < w as f64 {
                 let (x, y) = (px + rng.range(-0.3, 0.3) * step_px, py + rng.range(-0.3, 0.3) * step_px);
                 let (xi, yi) = ((x as usize).min(w - 1), (y as usize).min(h - 1));
-                let on = |t: &TruthObject| {
-                    let Shape::OrientedBox { cx, cy, length, width, heading_deg } = t.shape else { return false };
-                    let (fx, fy) = (heading_deg.to_radians().sin(), -heading_deg.to_radians().cos());
-                    let (dx, dy) = (x - cx, y - cy);
-                    (dx * fx + dy * fy).abs() <= length / 2.0 && (-dx * fy + dy * fx).abs() <= width / 2.0
-                };
-                let (z, class) = match self.truth.iter().find(|t| on(t)) {
+                let (z, class) = match self.truth.iter().find(|t| t.shape.contains(x, y)) {
                     Some(t) if t.class == "building" => (6.0, las::point::Classification::Building),
                     Some(_) => (1.5, las::point::Classification::Unclassified),
                     None => (rng.range(0.0, 0.05), las::point::Classification::Ground),

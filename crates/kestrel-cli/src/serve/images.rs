@@ -382,6 +382,8 @@ pub async fn stats(State(state): State<Shared>, Path(id): Path<i64>) -> ApiResul
     let bands: Vec<Value> = (0..s.bands.len())
         .map(|b| {
             let q = &s.bands[b];
+            // The mean of the sampled distribution, estimated from its evenly spaced quantiles
+            // (the statistics keep quantiles, not the pixels).
             let mean = q.iter().map(|&v| f64::from(v)).sum::<f64>() / q.len().max(1) as f64;
             json!({"band": b + 1, "min": q.first(), "max": q.last(), "p2": s.percentile(b, 2.0), "p98": s.percentile(b, 98.0), "mean": mean})
         })
@@ -536,12 +538,15 @@ fn render_rgba(src: &dyn RasterSource, levels: u32, z: u32, tx: u32, ty: u32, ba
         let out_h = ((y1 - y0) / f).ceil() as u32;
         let mut paint = |i: u32, j: u32, buf: &kestrel_geo::RasterBuffer, col: usize, row: usize| {
             let base = (row * buf.width + col) * nb;
-            let values: Vec<f64> = bands.iter().map(|&b| buf.samples.get_f64(base + b - 1)).collect();
             if nodata.is_some_and(|nd| (0..nb).all(|b| buf.samples.get_f64(base + b) == nd)) {
                 return;
             }
-            let v: Vec<u8> = values.iter().zip(stretch).map(|(&v, &(lo, hi))| ((v - lo) / (hi - lo) * 255.0).clamp(0.0, 255.0) as u8).collect();
-            let px = if v.len() == 3 { [v[0], v[1], v[2], 255] } else { [v[0], v[0], v[0], 255] };
+            // One or three displayed bands, stretched to 0–255 (no allocation per pixel).
+            let level = |k: usize| {
+                let (lo, hi) = stretch[k];
+                ((buf.samples.get_f64(base + bands[k] - 1) - lo) / (hi - lo) * 255.0).clamp(0.0, 255.0) as u8
+            };
+            let px = if bands.len() == 3 { [level(0), level(1), level(2), 255] } else { let g = level(0); [g, g, g, 255] };
             rgba.put_pixel(i, j, image::Rgba(px));
         };
         let area = u64::from(c1 - c0) * u64::from(r1 - r0);

@@ -7,7 +7,7 @@ use super::{ApiError, Shared};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use kestrel_geo::vector::{write_geojson, write_geopackage, Feature, GeoJsonOptions};
+use kestrel_geo::vector::{write_geojson, write_geopackage, GeoJsonOptions};
 use kestrel_samples::store::{DetectionFilter, DetectionRecord, ReviewStatus};
 use kestrel_samples::StoreError;
 use serde::Deserialize;
@@ -124,28 +124,23 @@ fn write_detections(db: &kestrel_samples::Project, path: &std::path::Path, image
                 _ => {}
             }
         }
-        let corners = d.shape.polygon();
-        let ring: Vec<(f64, f64)> = match &georef {
-            Some(g) => corners.iter().map(|&(x, y)| g.transform.pixel_to_map(x, y)).collect(),
-            None => corners.clone(),
-        };
-        let (length_px, width_px, heading) = match d.shape {
-            kestrel_samples::Shape::OrientedBox { length, width, heading_deg, .. } => (length, width, heading_deg),
-            _ => (0.0, 0.0, 0.0),
-        };
+        let kestrel_samples::Shape::OrientedBox { cx, cy, length, width, heading_deg } = d.shape else { continue };
         let gsd = image.gsd_m.unwrap_or(1.0);
-        let mut p = serde_json::Map::new();
-        p.insert("class".into(), json!(classes.iter().find(|c| c.id == d.class_id).map(|c| c.name.clone())));
-        p.insert("score".into(), json!(d.score));
-        p.insert("match_score".into(), json!(d.match_score));
-        p.insert("heading_deg".into(), json!(heading));
-        p.insert("length_m".into(), json!(length_px * gsd));
-        p.insert("width_m".into(), json!(width_px * gsd));
-        p.insert("image".into(), json!(image.uri));
-        p.insert("status".into(), json!(d.status));
-        p.insert("model".into(), json!(d.model_id));
-        p.insert("pixel_polygon".into(), json!(corners.iter().map(|&(x, y)| [x, y]).collect::<Vec<_>>()));
-        features.push(Feature { ring, properties: p });
+        let class = classes.iter().find(|c| c.id == d.class_id);
+        let detection = kestrel_detect::detect::Detection {
+            class: class.map(|c| c.name.clone()).unwrap_or_default(),
+            bbox: kestrel_detect::geometry::OrientedBox { cx, cy, length, width, heading_deg },
+            length_m: length * gsd,
+            width_m: width * gsd,
+            score: d.score as f32,
+            match_score: d.match_score.map(|m| m as f32),
+        };
+        let mode = class.map_or(kestrel_samples::HeadingMode::Directed, |c| c.heading_mode);
+        // The same feature `kestrel detect` writes, plus what review made of it.
+        let mut f = crate::detect_cmd::feature(&detection, &image.uri, georef.as_ref(), mode);
+        f.properties.insert("status".into(), json!(d.status));
+        f.properties.insert("model".into(), json!(d.model_id));
+        features.push(f);
     }
     let written = if gpkg { write_geopackage(path, "detections", &features, crs.as_ref()) } else { write_geojson(path, &features, crs.as_ref(), &GeoJsonOptions::default()) };
     written.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("writing the export: {e}")))
