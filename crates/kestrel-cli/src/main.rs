@@ -71,18 +71,33 @@ enum Command {
         rasters: Vec<PathBuf>,
         #[arg(short, long)]
         output: PathBuf,
+        /// Only this area, min_x,min_y,max_x,max_y in the rasters' CRS (pixel coordinates
+        /// without georeferencing), widened to whole pixels.
+        #[arg(long, value_delimiter = ',')]
+        bbox: Option<Vec<f64>>,
     },
-    /// Objects a point cloud segments by an extra dimension (e.g. lidR's treeID): one box
-    /// per object with its top, as GeoJSON or GeoPackage (truth for training or evaluation).
+    /// Objects of a point cloud: segmented by an extra dimension (e.g. lidR's treeID),
+    /// footprints of a class, or tree tops of its canopy height; one box per object with its
+    /// top, as GeoJSON or GeoPackage (truth for training or evaluation).
     Objects {
         cloud: PathBuf,
         /// The extra dimension that numbers the objects.
-        #[arg(long, required_unless_present = "class")]
+        #[arg(long, required_unless_present_any = ["class", "tree_tops"])]
         dimension: Option<String>,
         /// Or: footprints of this ASPRS class (6 = building), as connected groups of cells.
         #[arg(long, conflicts_with = "dimension")]
         class: Option<u8>,
-        /// Cell size (m) for --class footprints.
+        /// Or: tree tops, the local maxima of the nDSM (the highest cell within --radius and
+        /// at least --min-height tall), each with its crown's extent.
+        #[arg(long, conflicts_with_all = ["dimension", "class"])]
+        tree_tops: bool,
+        /// Tree tops: a top is the highest cell within this many metres.
+        #[arg(long, default_value_t = 2.0, requires = "tree_tops")]
+        radius: f64,
+        /// Tree tops: the least height above ground, in metres.
+        #[arg(long, default_value_t = 2.0, requires = "tree_tops")]
+        min_height: f64,
+        /// Cell size (m) for --class footprints and the --tree-tops height model.
         #[arg(long, default_value_t = 0.5)]
         cell: f64,
         #[arg(short, long)]
@@ -409,8 +424,16 @@ fn run() -> Result<()> {
             );
             Ok(())
         }
-        Command::Stack { rasters, output } => samples_cmd::stack(&rasters, &output),
-        Command::Objects { cloud, dimension, class, cell, output, bbox, min_points } => samples_cmd::objects(&cloud, dimension.as_deref(), class, cell, &output, four(bbox)?, min_points),
+        Command::Stack { rasters, output, bbox } => samples_cmd::stack(&rasters, &output, four(bbox)?),
+        Command::Objects { cloud, dimension, class, tree_tops, radius, min_height, cell, output, bbox, min_points } => {
+            let source = match (dimension, class) {
+                (Some(d), _) => samples_cmd::ObjectSource::Dimension(d),
+                (None, Some(c)) => samples_cmd::ObjectSource::Class(c),
+                (None, None) if tree_tops => samples_cmd::ObjectSource::TreeTops { radius_m: radius, min_height_m: min_height },
+                (None, None) => anyhow::bail!("give --dimension NAME, --class CODE or --tree-tops"),
+            };
+            samples_cmd::objects(&cloud, &source, cell, &output, four(bbox)?, min_points)
+        }
         Command::Detect { model, images, output, threshold, gsd, bbox, tile, json } => detect_cmd::run(detect_cmd::DetectArgs { model, images, output, threshold, gsd, bbox, tile, json }),
         Command::Eval { truth, pred, iou, threshold, class_names, only, json, robustness, model, gsd, radius } => eval_cmd::run(eval_cmd::EvalArgs { truth, pred, iou, threshold, class_names, only, json, model, robustness, gsd, radius_m: radius }).map(|_| ()),
         Command::Bench { what, work, quick } => match what.as_str() {

@@ -232,23 +232,41 @@ fn absolute(p: &Path) -> Result<String> {
 
 /// `kestrel objects`: one box per segmented object of a point cloud (its points' extent),
 /// with its top and height, in the cloud's CRS.
-pub fn objects(cloud: &Path, dimension: Option<&str>, class: Option<u8>, cell_m: f64, output: &Path, area: Option<[f64; 4]>, min_points: usize) -> Result<()> {
+/// What `kestrel objects` derives its objects from.
+pub enum ObjectSource {
+    /// An extra dimension that numbers the points of each object (lidR's `treeID`).
+    Dimension(String),
+    /// Footprints of an ASPRS class.
+    Class(u8),
+    /// Local maxima of the canopy height.
+    TreeTops { radius_m: f64, min_height_m: f64 },
+}
+
+pub fn objects(cloud: &Path, source: &ObjectSource, cell_m: f64, output: &Path, area: Option<[f64; 4]>, min_points: usize) -> Result<()> {
     let mut pc = kestrel_geo::pointcloud::PointCloud::open(cloud)?;
     let crs = pc.crs()?;
-    let (found, dimension) = match (dimension, class) {
-        (Some(d), _) => (kestrel_geo::pointcloud::objects_by_dimension(&mut pc, d, area, |_| {})?, d.to_string()),
-        (None, Some(c)) => {
-            if !(cell_m > 0.0 && cell_m.is_finite()) {
-                bail!("--cell {cell_m}: give a positive size in metres");
-            }
-            let unit_m = crs.as_ref().and_then(|c| c.linear_unit_m()).unwrap_or(1.0);
+    if !matches!(source, ObjectSource::Dimension(_)) && !(cell_m > 0.0 && cell_m.is_finite()) {
+        bail!("--cell {cell_m}: give a positive size in metres");
+    }
+    let unit_m = crs.as_ref().and_then(|c| c.linear_unit_m()).unwrap_or(1.0);
+    let (found, dimension) = match source {
+        ObjectSource::Dimension(d) => (kestrel_geo::pointcloud::objects_by_dimension(&mut pc, d, area, |_| {})?, d.clone()),
+        ObjectSource::Class(c) => {
             let name = match c {
                 6 => "building".to_string(),
                 other => format!("class {other}"),
             };
-            (kestrel_geo::pointcloud::objects_by_class(&mut pc, c, cell_m / unit_m, area, min_points.max(1), |_| {})?, name)
+            (kestrel_geo::pointcloud::objects_by_class(&mut pc, *c, cell_m / unit_m, area, min_points.max(1), |_| {})?, name)
         }
-        (None, None) => bail!("give --dimension NAME or --class CODE"),
+        ObjectSource::TreeTops { radius_m, min_height_m } => {
+            // The whole cloud's canopy, so that a top near the area's edge is judged against
+            // its neighbours outside it.
+            let options = kestrel_geo::pointcloud::RasterizeOptions { cell_m, kind: kestrel_geo::pointcloud::HeightKind::Ndsm, fill_dsm_holes: true, area: None };
+            let chm = kestrel_geo::pointcloud::rasterize(&mut pc, &options, |_| {})?;
+            let inside = |o: &kestrel_geo::pointcloud::CloudObject| area.is_none_or(|a| o.top[0] >= a[0] && o.top[0] < a[2] && o.top[1] >= a[1] && o.top[1] < a[3]);
+            let tops = kestrel_geo::pointcloud::tree_tops(&chm, *min_height_m, *radius_m)?.into_iter().filter(inside).collect();
+            (tops, "tree".to_string())
+        }
     };
     let dimension = dimension.as_str();
     let features: Vec<kestrel_geo::vector::Feature> = found
@@ -263,6 +281,8 @@ pub fn objects(cloud: &Path, dimension: Option<&str>, class: Option<u8>, cell_m:
             p.insert("top_y".into(), o.top[1].into());
             p.insert("z_min".into(), o.min[2].into());
             p.insert("z_max".into(), o.max[2].into());
+            // The boxes are extents: they carry no heading.
+            p.insert("heading_mode".into(), "none".into());
             let ring = vec![(o.min[0], o.min[1]), (o.max[0], o.min[1]), (o.max[0], o.max[1]), (o.min[0], o.max[1])];
             kestrel_geo::vector::Feature { ring, properties: p }
         })
@@ -281,8 +301,8 @@ pub fn objects(cloud: &Path, dimension: Option<&str>, class: Option<u8>, cell_m:
 }
 
 /// `kestrel stack`: rasters of one grid (size and geotransform) as the bands of one f32 COG,
-/// read and written tile by tile.
-pub fn stack(rasters: &[PathBuf], output: &Path) -> Result<()> {
+/// read and written tile by tile; with `area`, only the pixels that cover it.
+pub fn stack(rasters: &[PathBuf], output: &Path, area: Option<[f64; 4]>) -> Result<()> {
     let sources = rasters.iter().map(|r| kestrel_geo::open_raster(r).with_context(|| format!("opening {}", r.display()))).collect::<Result<Vec<_>>>()?;
     let first = sources[0].info().clone();
     for (s, path) in sources.iter().zip(rasters).skip(1) {
@@ -296,14 +316,37 @@ pub fn stack(rasters: &[PathBuf], output: &Path) -> Result<()> {
             bail!("{} ({}×{}) is not on the grid of {} ({}×{}): make it with `kestrel dsm --like`", path.display(), i.width, i.height, rasters[0].display(), first.width, first.height);
         }
     }
+    // The window of the first grid that covers the area, widened to whole pixels.
+    let (col0, row0, width, height) = match area {
+        None => (0, 0, first.width, first.height),
+        Some([x0, y0, x1, y1]) => {
+            let t = first.georef.as_ref().map_or(kestrel_geo::GeoTransform::pixels(), |g| g.transform);
+            let corners = [(x0, y0), (x1, y0), (x0, y1), (x1, y1)].map(|(x, y)| t.map_to_pixel(x, y).unwrap_or((f64::NAN, f64::NAN)));
+            let (c0, c1) = (corners.iter().map(|c| c.0).fold(f64::INFINITY, f64::min), corners.iter().map(|c| c.0).fold(f64::NEG_INFINITY, f64::max));
+            let (r0, r1) = (corners.iter().map(|c| c.1).fold(f64::INFINITY, f64::min), corners.iter().map(|c| c.1).fold(f64::NEG_INFINITY, f64::max));
+            let (c0, r0) = (c0.floor().max(0.0), r0.floor().max(0.0));
+            let (c1, r1) = (c1.ceil().min(f64::from(first.width)), r1.ceil().min(f64::from(first.height)));
+            if !(c1 > c0 && r1 > r0) {
+                bail!("--bbox {x0},{y0},{x1},{y1} does not meet {} ({}×{} pixels)", rasters[0].display(), first.width, first.height);
+            }
+            (c0 as u32, r0 as u32, (c1 - c0) as u32, (r1 - r0) as u32)
+        }
+    };
+    let georef = first.georef.clone().map(|mut g| {
+        let (x, y) = g.transform.pixel_to_map(f64::from(col0), f64::from(row0));
+        g.transform.0[0] = x;
+        g.transform.0[3] = y;
+        g
+    });
     let bands: usize = sources.iter().map(|s| usize::from(s.info().bands)).sum();
     let nodata = sources.iter().find_map(|s| s.info().nodata);
     let opts = kestrel_geo::raster::CogWriterOptions { nodata, ..Default::default() };
-    let mut w = kestrel_geo::raster::CogWriter::<f32>::create(output, first.width, first.height, bands as u32, first.georef.as_ref(), &opts)?;
+    let mut w = kestrel_geo::raster::CogWriter::<f32>::create(output, width, height, bands as u32, georef.as_ref(), &opts)?;
     let ts = w.tile_size;
-    for row in (0..first.height).step_by(ts as usize) {
-        for col in (0..first.width).step_by(ts as usize) {
-            let win = kestrel_geo::PixelWindow::new(col, row, ts.min(first.width - col), ts.min(first.height - row));
+    for row in (0..height).step_by(ts as usize) {
+        for col in (0..width).step_by(ts as usize) {
+            let (cols, rows) = (ts.min(width - col), ts.min(height - row));
+            let win = kestrel_geo::PixelWindow::new(col0 + col, row0 + row, cols, rows);
             let parts = sources.iter().map(|s| s.read_window(0, win)).collect::<kestrel_geo::Result<Vec<_>>>()?;
             let n = win.cols as usize * win.rows as usize;
             let mut tile = Vec::with_capacity(n * bands);
@@ -314,10 +357,10 @@ pub fn stack(rasters: &[PathBuf], output: &Path) -> Result<()> {
                     }
                 }
             }
-            w.write_tile(col, row, win.cols as usize, win.rows as usize, &tile)?;
+            w.write_tile(col, row, cols as usize, rows as usize, &tile)?;
         }
     }
     w.finish()?;
-    println!("{}: {} bands of {}×{} from {} rasters", output.display(), bands, first.width, first.height, rasters.len());
+    println!("{}: {} bands of {}×{} from {} rasters", output.display(), bands, width, height, rasters.len());
     Ok(())
 }

@@ -1,6 +1,9 @@
 //! Fusion: imagery and a height layer on one grid (`kestrel stack`), a model trained on the
 //! four channels with the height kept in metres, and detection on a fused scene it never saw,
-//! whose detections report the objects' height.
+//! whose detections report the objects' height. Then the same on real data: the Autzen
+//! orthophoto and its LiDAR.
+
+mod common;
 
 use kestrel_geo::raster::{CogWriter, CogWriterOptions};
 use kestrel_samples::store::NewSample;
@@ -94,4 +97,51 @@ fn rgb_and_height_fused_train_and_detect() {
         .collect();
     let vehicle_high = heights.iter().filter(|&&h| (h - 1.5).abs() < 0.01).count();
     assert!(vehicle_high as f64 > 0.8 * heights.len() as f64 && !heights.is_empty(), "heights of the detected vehicles {heights:?}");
+}
+
+/// Autzen (Oregon, 1 ft pixels, a CRS in feet without EPSG code): the photo and the nDSM of its
+/// point cloud on the photo's grid, stacked over three areas of the riverbank beside the
+/// bridge (whose deck the nDSM shows as a tall object); trees are the tops of the canopy
+/// height (`kestrel objects --tree-tops`); train on the west, validate on the middle, detect on
+/// the east and score tree positions within 3 m (about a crown's radius here).
+#[test]
+fn autzen_photo_and_lidar_fused_find_trees() {
+    let Some(shared) = common::shared() else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let p = |name: &str| dir.path().join(name).to_str().expect("UTF-8").to_string();
+    // The photo's CRS comes as a loose WKT file: give it the `.prj` name readers look for.
+    let lidar = shared.join("lidar");
+    for (from, to) in [("autzen.jpg", "autzen.jpg"), ("autzen.wld", "autzen.wld"), ("autzen-srs.wkt", "autzen.prj")] {
+        std::fs::copy(lidar.join(from), dir.path().join(to)).expect("copy the photo");
+    }
+    let cloud = lidar.join("autzen_trim.laz");
+    let cloud = cloud.to_str().expect("UTF-8");
+    kestrel(&["dsm", cloud, "--like", &p("autzen.jpg"), "--kind", "ndsm", "--fill", "-o", &p("ndsm.tif")]);
+    let parts = [("west", "636002,848978,636431,849497"), ("mid", "636561,848978,636851,849497"), ("east", "636851,848978,637179,849497")];
+    for (name, bbox) in parts {
+        let out = kestrel(&["stack", &p("autzen.jpg"), &p("ndsm.tif"), "--bbox", bbox, "-o", &p(&format!("{name}.tif"))]);
+        assert!(out.contains("4 bands"), "{out}");
+        kestrel(&["objects", cloud, "--tree-tops", "--radius", "3", "--min-height", "4", "--cell", "1", "--bbox", bbox, "-o", &p(&format!("{name}.geojson"))]);
+    }
+    // The stacked area keeps the photo's grid (origin snapped to whole pixels) and its CRS.
+    let west = kestrel_geo::open_raster(p("west.tif")).expect("west").info().clone();
+    let g = west.georef.expect("georeferenced");
+    assert_eq!((west.width, west.height, west.bands), (430, 520, 4));
+    assert!((g.transform.0[0] - 636_001.427_865_912_2).abs() < 1e-6 && (g.transform.0[3] - 849_497.643_085_152_1).abs() < 1e-6, "{:?}", g.transform);
+    assert!(g.crs.is_some_and(|c| (c.linear_unit_m().unwrap_or(0.0) - 0.3048).abs() < 1e-9), "the CRS in feet survives stacking");
+    let project = p("project");
+    for name in ["west", "mid"] {
+        kestrel(&["import", "--project", &project, "--image", &p(&format!("{name}.tif")), &p(&format!("{name}.geojson")), "--class", "tree", "--skip-invalid"]);
+    }
+    let model = p("tree.kestrel");
+    kestrel(&["train", "--project", &project, "--class", "tree", "-o", &model, "--validate-on", "mid", "--bands", "1,2,3,4", "--height-bands", "4", "--epochs", "10", "--patience", "10"]);
+    let detections = p("east-found.geojson");
+    kestrel(&["detect", "--model", &model, &p("east.tif"), "--threshold", "0.05", "-o", &detections]);
+    let report: serde_json::Value = serde_json::from_str(&kestrel(&["eval", "--truth", &p("east.geojson"), "--pred", &detections, "--model", &model, "--radius", "3", "--json"])).expect("JSON report");
+    let f1 = report["at_best"]["f1"].as_f64().expect("F1");
+    // Measured: F1 0.59 (precision 0.83, recall 0.45), AP 0.41; the photo's bands alone with
+    // the same samples and settings: F1 0.21, AP 0.09. A network that learned nothing scores
+    // near 0.
+    assert!(f1 > 0.35, "F1 {f1} of tree positions within 3 m on the fused east area");
+    assert!(report["heading_error_median_deg"].is_null(), "tree tops have no heading to score: {report}");
 }

@@ -972,3 +972,23 @@ fn points_round_trip_through_their_square() {
     ];
     assert_round_trip("points", &records, &frame);
 }
+
+/// `heading_mode: "none"` (what `kestrel objects` writes for tree tops and footprints): the
+/// polygon is an extent, read as an axis-aligned box without heading, so that evaluation does
+/// not report a heading error nobody labelled; without it the same polygon is an oriented box.
+#[test]
+fn geojson_polygons_without_heading() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tops.geojson");
+    let feature = |mode: &str| {
+        format!(r#"{{"type":"Feature","geometry":{{"type":"Polygon","coordinates":[[[10,20],[40,20],[40,30],[10,30],[10,20]]]}},"properties":{{"class":"tree"{mode}}}}}"#)
+    };
+    std::fs::write(&path, format!(r#"{{"type":"FeatureCollection","coordinate_space":"pixels","features":[{},{},{}]}}"#, feature(r#","heading_mode":"none""#), feature(""), feature(r#","heading_mode":"sideways""#))).unwrap();
+    let set = read_labels(&path, LabelFormat::GeoJson, &frame(100, 100, None), &[]).unwrap();
+    assert_eq!(set.records.len(), 2, "{:?}", set.records);
+    assert_eq!(set.records[0].shape, Shape::AxisBox { cx: 25.0, cy: 25.0, w: 30.0, h: 10.0 });
+    assert_eq!(set.records[0].heading_mode, None);
+    assert!(matches!(set.records[1].shape, Shape::OrientedBox { .. }), "{:?}", set.records[1]);
+    assert_eq!(set.issues.len(), 1);
+    assert!(set.issues[0].problem.contains("sideways"), "{}", set.issues[0].problem);
+}

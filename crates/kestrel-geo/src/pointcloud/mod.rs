@@ -5,7 +5,7 @@ mod objects;
 mod rasterize;
 pub mod synthetic;
 
-pub use objects::{objects_by_class, objects_by_dimension, CloudObject};
+pub use objects::{objects_by_class, objects_by_dimension, tree_tops, CloudObject};
 pub use rasterize::{fill_holes, rasterize, write_layers, HeightGrid, HeightKind, RasterizeOptions};
 
 use crate::crs::Crs;

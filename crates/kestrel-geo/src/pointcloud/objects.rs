@@ -137,3 +137,149 @@ pub fn objects_by_class(cloud: &mut PointCloud, class: u8, cell: f64, area: Opti
     }
     Ok(out)
 }
+
+/// Tree tops of a canopy height model (an nDSM in metres): the local-maximum filter that
+/// individual-tree inventories use (lidR's `lmf`). A cell is a top when it is at least
+/// `min_height_m` tall and the highest within `radius_m`; ties on a plateau go to the first
+/// cell in row order, so a flat crown gives one top. Each top's crown is the mean distance,
+/// over eight directions, that the canopy stays above half the top's height without rising
+/// above it again (a neighbouring, taller crown) — a square box of that half-size, which is
+/// what a detector learns from. `points` is the crown's number of cells; `min`/`max` z are
+/// heights above ground (0 and the top's), in metres.
+///
+/// The heights are smoothed by a 3×3 mean first: a sparse or rough canopy has pits and spikes
+/// that would otherwise each count as a top.
+pub fn tree_tops(grid: &super::HeightGrid, min_height_m: f64, radius_m: f64) -> Result<Vec<CloudObject>> {
+    if !(min_height_m >= 0.0 && radius_m > 0.0 && radius_m.is_finite()) {
+        return Err(crate::GeoError::Invalid(format!("tree tops need a height ≥ 0 and a positive radius, got {min_height_m} m and {radius_m} m")));
+    }
+    let (w, h) = (grid.width as usize, grid.height as usize);
+    let (cell_x, _) = grid.georef.transform.pixel_size();
+    let unit_m = grid.georef.crs.as_ref().and_then(|c| c.linear_unit_m()).unwrap_or(1.0);
+    let cell_m = cell_x.abs() * unit_m;
+    let reach = (radius_m / cell_m).ceil().max(1.0) as i64;
+    let at = |v: &[f32], r: i64, c: i64| -> f32 {
+        if r < 0 || c < 0 || r >= h as i64 || c >= w as i64 {
+            return f32::NAN;
+        }
+        v[r as usize * w + c as usize]
+    };
+    let mut smooth = vec![f32::NAN; w * h];
+    for r in 0..h as i64 {
+        for c in 0..w as i64 {
+            let (mut sum, mut n) = (0.0f32, 0u32);
+            for dr in -1..=1 {
+                for dc in -1..=1 {
+                    let v = at(&grid.values, r + dr, c + dc);
+                    if v.is_finite() {
+                        sum += v;
+                        n += 1;
+                    }
+                }
+            }
+            if at(&grid.values, r, c).is_finite() && n > 0 {
+                smooth[r as usize * w + c as usize] = sum / n as f32;
+            }
+        }
+    }
+    let min_height = min_height_m as f32;
+    let mut out = Vec::new();
+    for r in 0..h as i64 {
+        'cells: for c in 0..w as i64 {
+            let z = at(&smooth, r, c);
+            if !(z >= min_height) {
+                continue;
+            }
+            for dr in -reach..=reach {
+                for dc in -reach..=reach {
+                    if (dr == 0 && dc == 0) || ((dr * dr + dc * dc) as f64).sqrt() * cell_m > radius_m + 1e-9 {
+                        continue;
+                    }
+                    let n = at(&smooth, r + dr, c + dc);
+                    // Earlier cells (row order) win ties.
+                    let earlier = dr < 0 || (dr == 0 && dc < 0);
+                    if n > z || (earlier && n == z) {
+                        continue 'cells;
+                    }
+                }
+            }
+            // The crown: walk out in eight directions while the canopy stays above half the
+            // top and does not climb again.
+            let (mut reach_sum, mut cells) = (0.0f64, 1usize);
+            for (dr, dc) in [(-1i64, 0i64), (1, 0), (0, -1), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1)] {
+                let step_m = ((dr * dr + dc * dc) as f64).sqrt() * cell_m;
+                let (mut k, mut prev) = (1i64, z);
+                loop {
+                    let v = at(&smooth, r + k * dr, c + k * dc);
+                    // A rise of more than 5 % of the top is the next crown's flank.
+                    if !(v >= 0.5 * z && v >= min_height && v <= prev + 0.05 * z) {
+                        break;
+                    }
+                    prev = v;
+                    cells += 1;
+                    k += 1;
+                }
+                // The crown's edge lies half a step past the last cell inside it.
+                reach_sum += (k as f64 - 0.5) * step_m;
+            }
+            let half_m = (reach_sum / 8.0).max(cell_m);
+            let half = half_m / unit_m;
+            let (x, y) = grid.georef.transform.pixel_to_map(c as f64 + 0.5, r as f64 + 0.5);
+            let top_z = f64::from(at(&grid.values, r, c));
+            out.push(CloudObject {
+                id: out.len() as f64 + 1.0,
+                points: cells,
+                min: [x - half, y - half, 0.0],
+                max: [x + half, y + half, top_z],
+                top: [x, y, top_z],
+            });
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pointcloud::HeightGrid;
+
+    /// Cone-shaped crowns on a 0.5 m grid: (centre col, centre row, height m, radius m).
+    fn canopy(crowns: &[(f64, f64, f32, f64)]) -> HeightGrid {
+        let (w, h) = (80u32, 60u32);
+        let mut values = vec![0f32; (w * h) as usize];
+        for r in 0..h {
+            for c in 0..w {
+                let v = &mut values[(r * w + c) as usize];
+                for &(cc, cr, top, radius) in crowns {
+                    let d_m = (f64::from(c) + 0.5 - cc).hypot(f64::from(r) + 0.5 - cr) * 0.5;
+                    *v = v.max(top * (1.0 - d_m / radius).max(0.0) as f32);
+                }
+            }
+        }
+        HeightGrid { width: w, height: h, georef: crate::Georef { transform: crate::GeoTransform::north_up(1000.0, 2000.0, 0.5, 0.5), crs: None }, values }
+    }
+
+    #[test]
+    fn each_crown_gives_one_top_at_its_apex_with_its_extent() {
+        // Two trees whose crowns touch, a flat-topped one (a plateau), and a shrub under the
+        // height limit.
+        let mut grid = canopy(&[(20.5, 20.5, 12.0, 5.0), (38.5, 24.5, 9.0, 4.0), (60.5, 40.5, 1.5, 2.0)]);
+        for r in 44..48 {
+            for c in 14..18 {
+                grid.values[r * 80 + c] = 6.0;
+            }
+        }
+        let tops = tree_tops(&grid, 2.0, 2.0).expect("tops");
+        assert_eq!(tops.len(), 3, "{tops:?}");
+        let near = |x: f64, y: f64| tops.iter().find(|t| (t.top[0] - x).abs() <= 0.5 && (t.top[1] - y).abs() <= 0.5);
+        let tall = near(1000.0 + 20.5 * 0.5, 2000.0 - 20.5 * 0.5).expect("the tall tree's top");
+        assert!((tall.top[2] - 12.0).abs() < 0.5, "{tall:?}");
+        // A cone falls to half its height at half its radius: a crown box of ±2.5 m, within a cell.
+        let half_m = (tall.max[0] - tall.min[0]) / 2.0;
+        assert!((half_m - 2.5).abs() <= 0.6, "crown half-size {half_m} m");
+        assert!(near(1000.0 + 38.5 * 0.5, 2000.0 - 24.5 * 0.5).is_some(), "the touching tree keeps its own top: {tops:?}");
+        // The plateau: exactly one top, on the plateau.
+        assert_eq!(tops.iter().filter(|t| (t.top[2] - 6.0).abs() < 1e-6).count(), 1, "{tops:?}");
+        assert!(tree_tops(&grid, 2.0, 0.0).is_err(), "a zero radius is refused");
+    }
+}

@@ -95,8 +95,12 @@ impl GeoTiffSource {
         let path = path.as_ref();
         let handle = Self::handle(path, GeoTiffFile::open(path), || TiffFile::open(path))?;
         let mut info = describe(&handle, &path.display().to_string())?;
-        if info.georef.is_none() {
-            info.georef = super::image_file::sidecar_georef(path)?;
+        match &mut info.georef {
+            None => info.georef = super::image_file::sidecar_georef(path)?,
+            // A CRS without an EPSG code travels in GDAL's PAM side-car (what our writer
+            // and GDAL write for it) or a `.prj`.
+            Some(g) if g.crs.is_none() => g.crs = super::image_file::sidecar_crs(path)?,
+            Some(_) => {}
         }
         Ok(GeoTiffSource { handle, info })
     }

@@ -86,16 +86,33 @@ pub(crate) fn sidecar_georef(path: &Path) -> Result<Option<Georef>> {
             if let Ok(text) = std::fs::read_to_string(&wf) {
                 let transform = parse_world_file(&text)
                     .ok_or_else(|| GeoError::raster(&wf, "world file does not hold six numbers"))?;
-                let prj = path.with_extension("prj");
-                let crs = match std::fs::read_to_string(&prj) {
-                    Ok(wkt) => Some(Crs::parse(&wkt).map_err(|e| GeoError::raster(&prj, e))?),
-                    Err(_) => None,
-                };
-                return Ok(Some(Georef { transform, crs }));
+                return Ok(Some(Georef { transform, crs: sidecar_crs(path)? }));
             }
         }
     }
     Ok(None)
+}
+
+/// The CRS from side-car files beside `path`: GDAL's PAM file (`path.aux.xml`, its `<SRS>`
+/// element) or a `.prj` holding WKT.
+pub(crate) fn sidecar_crs(path: &Path) -> Result<Option<Crs>> {
+    let aux = std::path::PathBuf::from(format!("{}.aux.xml", path.display()));
+    if let Ok(xml) = std::fs::read_to_string(&aux) {
+        if let Some(start) = xml.find("<SRS") {
+            let body = &xml[start..];
+            let open_end = body.find('>').ok_or_else(|| GeoError::raster(&aux, "unterminated <SRS> element"))?;
+            let close = body.find("</SRS>").ok_or_else(|| GeoError::raster(&aux, "<SRS> without </SRS>"))?;
+            if close > open_end {
+                let wkt = body[open_end + 1..close].replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&apos;", "'").replace("&amp;", "&");
+                return Ok(Some(Crs::parse(wkt.trim()).map_err(|e| GeoError::raster(&aux, e))?));
+            }
+        }
+    }
+    let prj = path.with_extension("prj");
+    match std::fs::read_to_string(&prj) {
+        Ok(wkt) => Ok(Some(Crs::parse(&wkt).map_err(|e| GeoError::raster(&prj, e))?)),
+        Err(_) => Ok(None),
+    }
 }
 
 impl RasterSource for ImageFileSource {

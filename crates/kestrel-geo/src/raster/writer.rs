@@ -162,3 +162,30 @@ fn write_aux_xml_srs(path: &Path, crs: &crate::crs::Crs) -> Result<()> {
     )
     .map_err(|e| GeoError::io(&aux, e))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A CRS that has no EPSG code (Autzen's ESRI Lambert in feet) leaves in the PAM
+    /// side-car and comes back on reading: GSD in metres and label reprojection need it.
+    #[test]
+    fn a_crs_without_epsg_code_survives_writing_and_reading() {
+        let wkt = r#"PROJCS["NAD_1983_HARN_Lambert_Conformal_Conic",GEOGCS["GCS_North_American_1983_HARN",DATUM["NAD83_High_Accuracy_Regional_Network",SPHEROID["GRS_1980",6378137,298.257222101]],PRIMEM["Greenwich",0],UNIT["degree",0.0174532925199433]],PROJECTION["Lambert_Conformal_Conic_2SP"],PARAMETER["standard_parallel_1",43],PARAMETER["standard_parallel_2",45.5],PARAMETER["latitude_of_origin",41.75],PARAMETER["central_meridian",-120.5],PARAMETER["false_easting",1312335.958005249],PARAMETER["false_northing",0],UNIT["foot",0.3048]]"#;
+        let crs = crate::Crs::parse(wkt).expect("WKT");
+        assert!(crs.epsg.is_none(), "the test needs a CRS without EPSG code");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("feet.tif");
+        let georef = crate::Georef { transform: crate::GeoTransform::north_up(636_000.0, 849_500.0, 1.0, 1.0), crs: Some(crs) };
+        let opts = CogWriterOptions { tile_size: 256, nodata: None, overview_levels: vec![] };
+        let mut w = CogWriter::<u8>::create(&path, 16, 16, 1, Some(&georef), &opts).expect("writer");
+        w.write_tile(0, 0, 16, 16, &[7u8; 256]).expect("tile");
+        w.finish().expect("finish");
+        let back = crate::open_raster(&path).expect("read back");
+        let g = back.info().georef.clone().expect("georeferenced");
+        let c = g.crs.clone().expect("the CRS came back from the side-car");
+        assert!((c.linear_unit_m().expect("unit") - 0.3048).abs() < 1e-12);
+        let (gsd_x, _) = g.gsd_xy_m(44.0).expect("GSD");
+        assert!((gsd_x - 0.3048).abs() < 1e-9, "1 ft pixels are 0.3048 m, got {gsd_x}");
+    }
+}

@@ -200,13 +200,17 @@ fn read_feature(
             ))
         }
     };
+    // "none": the object has no heading (a tree, a building footprint's bounds): its polygon
+    // stands for an axis-aligned box, not for an orientation.
+    let no_heading = matches!(props.get("heading_mode"), Some(Value::String(s)) if s.eq_ignore_ascii_case("none"));
     let heading_mode = match props.get("heading_mode") {
         None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("none") => None,
         Some(Value::String(s)) if s.eq_ignore_ascii_case("axis") => Some(HeadingMode::Axis),
         Some(Value::String(s)) if s.eq_ignore_ascii_case("directed") => Some(HeadingMode::Directed),
         Some(other) => {
             return Err(format!(
-                "heading_mode {other} is neither \"axis\" nor \"directed\""
+                "heading_mode {other} is not \"axis\", \"directed\" or \"none\""
             ))
         }
     };
@@ -289,6 +293,13 @@ fn read_feature(
             polarity,
             heading_mode,
         );
+    } else if no_heading {
+        let [x0, y0, x1, y1] = extent;
+        if !(x1 > x0 && y1 > y0) {
+            return Err("polygon has zero area".into());
+        }
+        let shape = Shape::AxisBox { cx: (x0 + x1) / 2.0, cy: (y0 + y1) / 2.0, w: x1 - x0, h: y1 - y0 };
+        r.push_with_extent(line, &class_name, shape, polarity, None, extent);
     } else {
         let shape = min_area_rectangle(&pixels).ok_or("polygon has zero area")?;
         // The rectangle fitted to a polygon at the image edge may poke past the edge where
