@@ -133,6 +133,7 @@ let draw: Draw | null = null;
 const view3d = createView3D({
   image: () => S.image,
   samples: () => S.samples.values(),
+  sample: (id) => S.samples.get(id),
   selectedId: () => S.selectedId,
   viewWindow: () => {
     if (!S.affine) return null;
@@ -144,6 +145,23 @@ const view3d = createView3D({
   },
   classColor: (id) => classById(id)?.color ?? '#e6194b',
   headingMode: (s) => s.heading_mode,
+  // Heading modes as the map's tools give them: boxes by "front known", points by their class.
+  create: (polarity, shape) => {
+    if (shape.kind === 'point') return createSample(polarity, shape, classById(S.activeClassId)?.heading_mode ?? 'directed');
+    const mode: HeadingMode = S.frontKnown ? 'directed' : 'axis';
+    resetFrontKnown();
+    return createSample(polarity, shape, mode);
+  },
+  update: (id, shape) => commitShape(id, shape),
+  remove: (id) => deleteSample(id),
+  select: (id) => {
+    transform.select(null);
+    const f = id !== null ? sampleFeature(id) : null;
+    // The map's handles come with it where the map's tool edits.
+    if (f && S.tool === 'select') transform.select(f, true);
+    setSelected(id);
+  },
+  toggleFrontKnown: () => toggleFrontKnown(),
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -194,6 +212,7 @@ function putSampleFeature(s: Sample): Feature {
     samplesSource.addFeature(f);
   }
   scheduleSamplesPanel();
+  view3d.refresh();
   return f;
 }
 
@@ -206,6 +225,7 @@ function removeSampleFeature(id: number): void {
   }
   if (S.selectedId === id) setSelected(null);
   scheduleSamplesPanel();
+  view3d.refresh();
 }
 
 function setSelected(id: number | null): void {
@@ -215,6 +235,7 @@ function setSelected(id: number | null): void {
   renderSelectionInfo();
   document.querySelectorAll('.sample-card.selected').forEach((e) => e.classList.remove('selected'));
   if (id !== null) document.querySelector(`.sample-card[data-id="${id}"]`)?.classList.add('selected');
+  view3d.refresh();
 }
 
 function shapeSummary(s: Shape): string {
@@ -350,10 +371,11 @@ async function apiUpdateSample(id: number, fields: Pick<Sample, 'class_id' | 'po
   return s;
 }
 
-function createSample(polarity: Polarity, shape: Shape, headingMode: HeadingMode): void {
+/** Creates a sample of the active class (one undoable edit); the stored sample, null if refused. */
+function createSample(polarity: Polarity, shape: Shape, headingMode: HeadingMode): Promise<Sample | null> {
   const img = S.image;
   const cls = classById(S.activeClassId);
-  if (!img || !cls) { toast('Add or choose a class first.', 'error'); return; }
+  if (!img || !cls) { toast('Add or choose a class first.', 'error'); return Promise.resolve(null); }
   // A provisional feature shows the box at once; the server's answer replaces it.
   const tempId = -Date.now();
   const temp: Sample = {
@@ -366,10 +388,10 @@ function createSample(polarity: Polarity, shape: Shape, headingMode: HeadingMode
   f.set('pending', true);
   samplesSource.addFeature(f);
   const body = { image_id: img.id, class_id: cls.id, polarity, shape, heading_mode: headingMode };
-  enqueue(() => post<Sample>('/api/samples', body)).then(
+  return enqueue(() => post<Sample>('/api/samples', body)).then(
     (s) => {
       samplesSource.removeFeature(f);
-      if (!S.image || S.image.id !== s.image_id) return;
+      if (!S.image || S.image.id !== s.image_id) return null;
       putSampleFeature(s);
       bumpClassCount(s.class_id, s.polarity, 1);
       const h = freshHandle(s.id);
@@ -379,21 +401,26 @@ function createSample(polarity: Polarity, shape: Shape, headingMode: HeadingMode
         undo: async () => { deleted = await apiDeleteSample(h.id); bumpClassCount(s.class_id, s.polarity, -1); },
         redo: async () => { if (deleted) { await apiRestoreSample(deleted, h); bumpClassCount(s.class_id, s.polarity, 1); } },
       });
+      return s;
     },
     (e) => {
       samplesSource.removeFeature(f);
       reportError(e, 'Could not save the sample');
+      return null;
     },
   );
 }
 
 function deleteSelected(): void {
-  const id = S.selectedId;
-  if (id === null) return;
-  const cur = S.samples.get(id);
-  if (!cur) return;
-  transform.select(null);
-  setSelected(null);
+  if (S.selectedId !== null) deleteSample(S.selectedId);
+}
+
+function deleteSample(id: number): void {
+  if (!S.samples.has(id)) return;
+  if (S.selectedId === id) {
+    transform.select(null);
+    setSelected(null);
+  }
   enqueue(() => apiDeleteSample(id)).then(
     (deleted) => {
       bumpClassCount(deleted.class_id, deleted.polarity, -1);
@@ -432,25 +459,40 @@ function commitTransform(f: Feature, rotationRad: number | null): void {
     return;
   }
   f.set('rotDelta', 0, true);
-  const before: Sample = s;
-  const id = s.id;
+  commitShape(s.id, shape);
+}
+
+/**
+ * A sample's new shape, PUT in the queue and pushed as one undoable edit (the map's transforms
+ * and the 3D view's edits alike). The shape it replaces is read when the PUT runs, so edits
+ * queued one after another undo one at a time. The stored sample, null if refused.
+ */
+function commitShape(id: number, shape: Shape): Promise<Sample | null> {
   const h = handleOf(id);
-  const fields = { class_id: s.class_id, polarity: s.polarity, heading_mode: s.heading_mode };
-  enqueue(() => apiUpdateSample(id, { ...fields, shape })).then(
-    () => {
+  let before: Sample | undefined;
+  return enqueue(() => {
+    before = S.samples.get(h.id);
+    if (!before) throw new Error(`sample #${h.id} is not loaded`);
+    return apiUpdateSample(h.id, { class_id: before.class_id, polarity: before.polarity, heading_mode: before.heading_mode, shape });
+  }).then(
+    (s) => {
+      const prev = before!;
+      const fields = { class_id: prev.class_id, polarity: prev.polarity, heading_mode: prev.heading_mode };
       pushOp({
         label: `edit #${id}`,
-        undo: async () => { await apiUpdateSample(h.id, { ...fields, shape: before.shape }); },
+        undo: async () => { await apiUpdateSample(h.id, { ...fields, shape: prev.shape }); },
         redo: async () => { await apiUpdateSample(h.id, { ...fields, shape }); },
       });
+      return s;
     },
     (e) => {
       if (!handleConflict(e)) {
         // Put the feature back where the server has it.
-        const cur = S.samples.get(id);
+        const cur = S.samples.get(h.id);
         if (cur) putSampleFeature(cur);
         reportError(e, 'Could not save the edit');
       }
+      return null;
     },
   );
 }
@@ -1492,13 +1534,17 @@ function onKey(e: KeyboardEvent): void {
   if (k === '3' && !e.shiftKey) { e.preventDefault(); view3d.toggle(); return; }
   if (k === 'Escape') {
     if (!$('help').classList.contains('hidden')) { toggleHelp(false); return; }
-    if (view3d.state.open) { view3d.close(); return; }
+    if (view3d.state.open) { view3d.escape(); return; }
     if (draw) draw.abortDrawing();
     transform.select(null);
     setSelected(null);
     return;
   }
-  if (view3d.state.open) return; // the map's shortcuts wait until the map is back
+  // The 3D view has keys of its own; the map's wait until the map is back.
+  if (view3d.state.open) {
+    if (view3d.onKey(e)) e.preventDefault();
+    return;
+  }
   if (k === 'Delete' || k === 'Backspace') { e.preventDefault(); deleteSelected(); return; }
   const handled: Record<string, () => void> = {
     v: () => setTool('select'),
@@ -1648,9 +1694,9 @@ window.kestrel = {
   get heightLayers() { return heightLayers.map((hl) => ({ name: hl.info.name, visible: hl.layer.getVisible(), tilesLoaded: hl.tilesLoaded })); },
   get busy() { return queueBusy; },
   get view3d() {
-    const v = view3d.state;
-    return { open: v.open, points: v.points, total: v.total, boxes: v.boxes, ready: v.ready, error: v.error, selected: v.selected, window: v.window };
+    return { ...view3d.state, selectedId: S.selectedId };
   },
+  view3dPixelToScreen: (px: number, py: number, z_m: number) => view3d.pixelToScreen(px, py, z_m),
   state: S,
 };
 

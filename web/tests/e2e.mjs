@@ -556,8 +556,129 @@ async function run() {
       log('  closed the 3D view; the map is back');
     }
 
-    // 10. Height layer (nDSM from the point cloud) over the imagery: H shows it, H hides it.
-    log('step 10: height layer over the image');
+    // 10. In the 3D view, around a still unlabelled vehicle of the answer key: draw a box on it
+    // (dragged on the ground from its back to its front), turn it with ], move it with the mouse,
+    // undo the move; all with real events, all checked through the API.
+    log('step 10: draw and adjust a box in the 3D view');
+    if (!imgNow.cloud || !process.env.KESTREL_DEMO_UNLABELLED) {
+      log(`  ${imgNow.cloud ? 'no answer key (KESTREL_DEMO_UNLABELLED)' : 'no point cloud'}: step skipped`);
+    } else {
+      const labelled = await samplesOf(imageId);
+      const centreOf = (s) => s.shape.kind === 'point' ? [s.shape.x, s.shape.y] : [s.shape.cx, s.shape.cy];
+      const free = (JSON.parse(readFileSync(process.env.KESTREL_DEMO_UNLABELLED, 'utf8'))[image.name] || [])
+        .filter((v) => v.cx > 60 && v.cy > 60 && v.cx < image.width - 60 && v.cy < image.height - 60
+          && labelled.every((s) => Math.hypot(centreOf(s)[0] - v.cx, centreOf(s)[1] - v.cy) > 40));
+      // Rather one lying askew, so that the heading says something.
+      const car = free.find((v) => Math.abs(angleDiff(v.heading_deg, Math.round(v.heading_deg / 90) * 90)) > 20) ?? free[0];
+      check(car, 'the answer key has no unlabelled vehicle left');
+      // No selection, the map centred on the vehicle about 90 px either way: the 3D window is around it.
+      await page.keyboard.press('Escape');
+      await page.evaluate(([cx, cy, res]) => {
+        const k = window.kestrel;
+        k.map.getView().setCenter(k.state.affine.toMap(cx, cy));
+        k.map.getView().setResolution(res);
+      }, [car.cx, car.cy, (fine * 180) / Math.max(...mapSize)]);
+      await page.keyboard.press('3');
+      const v0 = await until('the 3D view around the vehicle to be ready', async () => {
+        const v = await page.evaluate(() => window.kestrel.view3d);
+        if (v.error) throw new Fail(`3D view error: ${v.error}`);
+        return v.open && v.ready && v.points > 1000 && v.selectedId === null ? v : null;
+      }, 60000, 300);
+      check(v0.window[0] < car.cx && car.cx < v0.window[2] && v0.window[1] < car.cy && car.cy < v0.window[3],
+        `the 3D window ${v0.window.map(Math.round)} misses the vehicle at (${Math.round(car.cx)}, ${Math.round(car.cy)})`);
+      const to3d = (px, py, z) => page.evaluate(([x, y, zz]) => window.kestrel.view3dPixelToScreen(x, y, zz), [px, py, z]);
+      // (a) Draw box: press at the back on the ground, drag to the front.
+      await page.click('[data-testid=view3d-tool-box]');
+      check((await page.evaluate(() => window.kestrel.view3d.tool)) === 'box', 'the Draw box button did not select the box tool');
+      const u = [Math.sin((car.heading_deg * Math.PI) / 180), -Math.cos((car.heading_deg * Math.PI) / 180)];
+      const back = await to3d(car.cx - (u[0] * car.length) / 2, car.cy - (u[1] * car.length) / 2, v0.ground_m);
+      const front = await to3d(car.cx + (u[0] * car.length) / 2, car.cy + (u[1] * car.length) / 2, v0.ground_m);
+      const probe = await to3d(car.cx, car.cy, v0.ground_m);
+      log(`  vehicle (${car.cx.toFixed(1)}, ${car.cy.toFixed(1)}) ${car.length.toFixed(1)}×${car.width.toFixed(1)} px heading ${car.heading_deg.toFixed(1)}°; drag (${back.map(Math.round)}) → (${front.map(Math.round)}) on the ground at ${v0.ground_m.toFixed(2)} m`);
+      await page.mouse.move(back[0], back[1]);
+      await page.mouse.down();
+      for (let i = 1; i <= 12; i++) await page.mouse.move(back[0] + ((front[0] - back[0]) * i) / 12, back[1] + ((front[1] - back[1]) * i) / 12);
+      await page.mouse.up();
+      const before3d = new Set(labelled.map((s) => s.id));
+      const drawn3d = await until('the box drawn in 3D to be saved', async () =>
+        (await samplesOf(imageId)).find((x) => !before3d.has(x.id) && x.origin === 'drawn'));
+      const dShape = drawn3d.shape;
+      const off = Math.hypot(dShape.cx - car.cx, dShape.cy - car.cy);
+      const dHead = vehicle.heading_mode === 'axis'
+        ? Math.min(Math.abs(angleDiff(dShape.heading_deg, car.heading_deg)), Math.abs(angleDiff(dShape.heading_deg, car.heading_deg + 180)))
+        : Math.abs(angleDiff(dShape.heading_deg, car.heading_deg));
+      check(drawn3d.polarity === 'positive' && dShape.kind === 'oriented_box', `the box drawn in 3D is ${drawn3d.polarity} ${dShape.kind}`);
+      check(off < 3, `the box drawn in 3D is centred at (${dShape.cx}, ${dShape.cy}), ${off.toFixed(1)} px off the vehicle`);
+      check(dHead < 10, `the box drawn in 3D has heading ${dShape.heading_deg}°, the vehicle ${car.heading_deg.toFixed(1)}°`);
+      check(Math.abs(dShape.length - car.length) < 3 && Math.abs(dShape.width - 0.45 * dShape.length) < 0.1,
+        `the box drawn in 3D is ${dShape.length}×${dShape.width} px, expected about ${car.length.toFixed(1)} long and 45 % as wide`);
+      const probeAfter = await to3d(car.cx, car.cy, v0.ground_m);
+      check(Math.hypot(probeAfter[0] - probe[0], probeAfter[1] - probe[1]) < 0.01, 'the camera moved while drawing');
+      const v1 = await until('the new box to be selected and drawn in 3D', async () => {
+        const v = await page.evaluate(() => window.kestrel.view3d);
+        return v.ready && v.lastCreatedId === drawn3d.id && v.selectedId === drawn3d.id && v.selected?.id === drawn3d.id && v.boxes === v0.boxes + 1 ? v : null;
+      }, 5000);
+      log(`  #${drawn3d.id}: centre ${off.toFixed(2)} px off, heading ${dShape.heading_deg}° (${dHead.toFixed(1)}° off), ${dShape.length}×${dShape.width} px, z ${v1.selected.z_lo.toFixed(2)}–${v1.selected.z_hi.toFixed(2)} m (${v1.selected.inside} points inside)`);
+      check(v1.selected.height >= 1.0 && v1.selected.height <= 2.2, `the box drawn in 3D rises ${v1.selected.height.toFixed(2)} m above the ground, expected a 1.5 m vehicle`);
+      await shot('3d-drawn');
+      // (b) ] three times: +15°, three versions.
+      for (let i = 0; i < 3; i++) await page.keyboard.press(']');
+      const turned3d = await until('the turn to be saved', async () => {
+        const s = (await samplesOf(imageId)).find((x) => x.id === drawn3d.id);
+        return s && s.version >= drawn3d.version + 3 ? s : null;
+      });
+      await waitQueueIdle();
+      const dTurn = angleDiff(turned3d.shape.heading_deg, dShape.heading_deg);
+      check(Math.abs(dTurn - 15) <= 0.5, `] ×3 turned the box by ${dTurn.toFixed(2)}°, expected +15°`);
+      check(Math.abs(turned3d.shape.cx - dShape.cx) < 0.01 && Math.abs(turned3d.shape.length - dShape.length) < 0.01, 'turning moved or resized the box');
+      log(`  ] ×3: heading ${dShape.heading_deg}° → ${turned3d.shape.heading_deg}°, version ${drawn3d.version} → ${turned3d.version}`);
+      // Move: drag the selected box by (12, −8) image pixels on the plane through its middle.
+      await page.keyboard.press('v');
+      const sel = await until('the turned box to be drawn', async () => {
+        const v = await page.evaluate(() => window.kestrel.view3d);
+        return v.selected?.id === drawn3d.id && v.tool === 'orbit' ? v.selected : null;
+      }, 5000);
+      const zMid = (sel.z_lo + sel.z_hi) / 2;
+      const [mdx, mdy] = [12, -8];
+      const grab = await to3d(turned3d.shape.cx, turned3d.shape.cy, zMid);
+      const drop = await to3d(turned3d.shape.cx + mdx, turned3d.shape.cy + mdy, zMid);
+      await page.mouse.move(grab[0], grab[1]);
+      await page.mouse.down();
+      for (let i = 1; i <= 10; i++) await page.mouse.move(grab[0] + ((drop[0] - grab[0]) * i) / 10, grab[1] + ((drop[1] - grab[1]) * i) / 10);
+      await page.mouse.up();
+      const moved3d = await until('the move to be saved', async () => {
+        const s = (await samplesOf(imageId)).find((x) => x.id === drawn3d.id);
+        return s && s.version > turned3d.version ? s : null;
+      });
+      await waitQueueIdle();
+      const [gotDx, gotDy] = [moved3d.shape.cx - turned3d.shape.cx, moved3d.shape.cy - turned3d.shape.cy];
+      check(Math.abs(gotDx - mdx) < 1.5 && Math.abs(gotDy - mdy) < 1.5, `the drag moved the box by (${gotDx.toFixed(2)}, ${gotDy.toFixed(2)}) px, expected (${mdx}, ${mdy})`);
+      check(Math.abs(angleDiff(moved3d.shape.heading_deg, turned3d.shape.heading_deg)) < 0.01, 'the move turned the box');
+      check(Math.hypot(...(await to3d(car.cx, car.cy, v0.ground_m)).map((v, i) => v - probe[i])) < 0.01, 'the camera moved while the box was dragged');
+      log(`  dragged by (${gotDx.toFixed(2)}, ${gotDy.toFixed(2)}) px, version ${moved3d.version}`);
+      // Ctrl+Z undoes the move (the map's undo stack).
+      await page.keyboard.press('Control+z');
+      const undone3d = await until('the move to be undone', async () => {
+        const s = (await samplesOf(imageId)).find((x) => x.id === drawn3d.id);
+        return s && s.version > moved3d.version ? s : null;
+      });
+      await waitQueueIdle();
+      check(Math.abs(undone3d.shape.cx - turned3d.shape.cx) < 0.01 && Math.abs(undone3d.shape.cy - turned3d.shape.cy) < 0.01
+        && Math.abs(angleDiff(undone3d.shape.heading_deg, turned3d.shape.heading_deg)) < 0.01,
+        `Ctrl+Z left the box at (${undone3d.shape.cx}, ${undone3d.shape.cy}) ${undone3d.shape.heading_deg}°, expected (${turned3d.shape.cx}, ${turned3d.shape.cy}) ${turned3d.shape.heading_deg}°`);
+      // The map has the same sample as the API.
+      const onMap = await page.evaluate((id) => window.kestrel.samplesLayer.getSource().getFeatureById(id)?.get('sample'), drawn3d.id);
+      check(onMap && onMap.version === undone3d.version && onMap.shape.cx === undone3d.shape.cx, `the map's sample #${drawn3d.id} is ${JSON.stringify(onMap)}, the API's version ${undone3d.version}`);
+      log(`  Ctrl+Z: back at (${undone3d.shape.cx}, ${undone3d.shape.cy}), version ${undone3d.version}; the map agrees`);
+      await page.waitForFunction(() => window.kestrel.view3d.ready, null, { timeout: 10000 });
+      await shot('3d-adjusted');
+      await page.keyboard.press('Escape');
+      await until('the map to come back', () => page.evaluate(() => !window.kestrel.view3d.open), 5000);
+      await page.evaluate(() => new Promise((r) => { window.kestrel.map.once('rendercomplete', () => r()); window.kestrel.map.render(); }));
+    }
+
+    // 11. Height layer (nDSM from the point cloud) over the imagery: H shows it, H hides it.
+    log('step 11: height layer over the image');
     const layers = imgNow.layers ?? [];
     if (!layers.length) {
       log(`  image ${imageId} has no height layer (layers: ${JSON.stringify(imgNow.layers)}): step skipped`);
