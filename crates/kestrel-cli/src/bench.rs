@@ -308,6 +308,11 @@ pub fn network(quick: bool) -> Result<()> {
         "  kestrel ({}): train {:7.1} img/s, infer {:7.1} img/s, dense tile {:.3} s = {:.2} Mpx/s ({:.1} GFLOP/s)",
         kestrel_model::device::describe(&kestrel_model::device::current()), ours.train_images_per_s, ours.infer_images_per_s, ours.tile_seconds, ours.tile_mpx_per_s, ours.tile_gflop_per_s
     );
+    println!(
+        "  the same tile through burn's forward pass: {:.3} s ({:.2}× the time of the fused inference pass detection runs)",
+        ours.tile_framework_seconds,
+        ours.tile_framework_seconds / ours.tile_seconds
+    );
     let Ok(python) = std::env::var("KESTREL_TORCH_PYTHON") else {
         println!("  PyTorch: not measured (set KESTREL_TORCH_PYTHON to a Python with torch; see bench/README.md)");
         return Ok(());

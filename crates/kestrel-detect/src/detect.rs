@@ -8,6 +8,7 @@
 use crate::geometry::{rotated_iou, OrientedBox};
 use crate::scan::{parabola_vertex, peaks, score_tile};
 use kestrel_geo::{PixelWindow, RasterSource};
+use kestrel_model::infer::Inference;
 use kestrel_model::network::{Network, STRIDE};
 use kestrel_model::package::PackageMeta;
 use kestrel_model::pattern::Pattern;
@@ -159,6 +160,8 @@ pub fn detect_with(src: &dyn RasterSource, gsd_m: f64, stats: &ColourStats, mode
     let mut timing = Timing::default();
     let mut candidates: Vec<Detection> = Vec::new();
     let pattern = model.pattern.filter(|_| options.refine_heading);
+    let network = kestrel_model::infer::Inference::new(network);
+    let network = &network;
     let class = model.class.to_string();
     let result: Result<(), DetectError> = std::thread::scope(|scope| {
         let (tx_tiles, rx_tiles) = std::sync::mpsc::sync_channel::<Result<PreparedTile, DetectError>>(2);
@@ -316,9 +319,7 @@ pub struct Verified {
 /// apart; the position is where the centre cell's score peaks (a parabola through the grid),
 /// and the score, the heading (the cut's angle plus what the network reads in the chip) and
 /// the size are read there.
-fn verify_many(network: &Network, contract: &kestrel_samples::normalize::Contract, window: &NormalizedWindow, candidates: &[Proposal], zoom: f64) -> Vec<Option<Verified>> {
-    use burn::tensor::activation::softmax;
-    use burn::tensor::{Tensor, TensorData};
+fn verify_many(network: &Inference, contract: &kestrel_samples::normalize::Contract, window: &NormalizedWindow, candidates: &[Proposal], zoom: f64) -> Vec<Option<Verified>> {
     /// Candidates per forward pass (9 chips each).
     const PER_PASS: usize = 32;
     let size = contract.chip_size_px as usize;
@@ -330,8 +331,6 @@ fn verify_many(network: &Network, contract: &kestrel_samples::normalize::Contrac
         HeadingMode::Directed => 1.0,
         HeadingMode::Axis => 2.0,
     };
-    let device = kestrel_model::device::current();
-    let centre = kestrel_model::network::centre_cell;
     let mut out = Vec::with_capacity(candidates.len());
     for part in candidates.chunks(PER_PASS) {
         let mut data = Vec::with_capacity(part.len() * m * bands * size * size);
@@ -341,20 +340,21 @@ fn verify_many(network: &Network, contract: &kestrel_samples::normalize::Contrac
                 data.extend(resample_square(window, x + dx, y + dy, h - contract.canonical_heading_deg, zoom, size).data);
             }
         }
-        let input: Tensor<4> = Tensor::from_data(TensorData::new(data, [part.len() * m, bands, size, size]), &device);
-        let heads = network.forward(input);
-        let (Ok(probs), Ok(heading), Ok(sizes)) = (
-            softmax(centre(heads.class_logits), 1).into_data().try_to_vec::<f32>(),
-            centre(heads.heading).into_data().try_to_vec::<f32>(),
-            centre(heads.size).into_data().try_to_vec::<f32>(),
-        ) else {
-            out.extend(part.iter().map(|_| None));
-            continue;
-        };
-        let k = probs.len() / (part.len() * m);
+        let heads = network.forward(data, part.len() * m, bands, size, size);
+        // The heads at each chip's centre cell (as training read them).
+        let plane = heads.rows * heads.cols;
+        let centre = (heads.rows / 2) * heads.cols + heads.cols / 2;
+        let k = heads.class_channels();
+        let at = |t: &[f32], chip: usize, channels: usize, c: usize| t[(chip * channels + c) * plane + centre];
         for (c, q) in part.iter().enumerate() {
             let (x, y, h) = (q.x, q.y, q.heading_deg);
-            let score = |i: usize| 1.0 - probs[(c * m + i) * k];
+            // 1 − the background's softmax probability at the centre of chip i.
+            let score = |i: usize| {
+                let logit = |j: usize| at(&heads.class_logits, c * m + i, k, j);
+                let top = (0..k).map(logit).fold(f32::NEG_INFINITY, f32::max);
+                let sum: f32 = (0..k).map(|j| (logit(j) - top).exp()).sum();
+                1.0 - (logit(0) - top).exp() / sum
+            };
             let Some(best) = (0..m).max_by(|&a, &b| score(a).total_cmp(&score(b))) else {
                 out.push(None);
                 continue;
@@ -367,15 +367,15 @@ fn verify_many(network: &Network, contract: &kestrel_samples::normalize::Contrac
             };
             let sx = along((bi > 0).then(|| best - 1), (bi < 2).then_some(best + 1));
             let sy = along((bj > 0).then(|| best - 3), (bj < 2).then_some(best + 3));
-            let at = (c * m + best) * 2;
-            let residual = f64::from(heading[at]).atan2(f64::from(heading[at + 1])).to_degrees() / turns;
+            let chip = c * m + best;
+            let residual = f64::from(at(&heads.heading, chip, 2, 0)).atan2(f64::from(at(&heads.heading, chip, 2, 1))).to_degrees() / turns;
             out.push(Some(Verified {
                 x: x + offsets[best].0 + sx * step,
                 y: y + offsets[best].1 + sy * step,
                 score: score(best),
                 heading_deg: contract.heading_mode.wrap(h + residual),
-                length_m: f64::from(sizes[at]).exp(),
-                width_m: f64::from(sizes[at + 1]).exp(),
+                length_m: f64::from(at(&heads.size, chip, 2, 0)).exp(),
+                width_m: f64::from(at(&heads.size, chip, 2, 1)).exp(),
             }));
         }
     }

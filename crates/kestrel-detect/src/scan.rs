@@ -1,8 +1,7 @@
 //! Dense scoring of one normalized tile and the peaks of its objectness map.
 
-use burn::tensor::activation::softmax;
-use burn::tensor::{Tensor, TensorData};
-use kestrel_model::network::{Network, STRIDE};
+use kestrel_model::infer::Inference;
+use kestrel_model::network::STRIDE;
 use kestrel_samples::normalize::{Chip, Contract};
 use kestrel_samples::HeadingMode;
 
@@ -36,44 +35,34 @@ pub fn cell_origin_px(contract: &Contract) -> f64 {
 }
 
 /// Scores every cell of `tile` (a square cut at the contract's GSD, bands and colour).
-pub fn score_tile(network: &Network, contract: &Contract, tile: &Chip) -> ScoreGrid {
-    let device = kestrel_model::device::current();
-    let x: Tensor<4> = Tensor::from_data(
-        TensorData::new(tile.data.clone(), [1, tile.bands, tile.size, tile.size]),
-        &device,
-    );
-    let out = network.forward(x);
-    let [_, k, rows, cols] = out.class_logits.dims();
-    let probs: Vec<f32> = softmax(out.class_logits, 1)
-        .into_data()
-        .try_to_vec::<f32>()
-        .unwrap_or_default();
-    let heading: Vec<f32> = out
-        .heading
-        .into_data()
-        .try_to_vec::<f32>()
-        .unwrap_or_default();
-    let size: Vec<f32> = out.size.into_data().try_to_vec::<f32>().unwrap_or_default();
+pub fn score_tile(network: &Inference, contract: &Contract, tile: &Chip) -> ScoreGrid {
+    let out = network.forward(tile.data.clone(), 1, tile.bands, tile.size, tile.size);
+    let (rows, cols, k) = (out.rows, out.cols, out.class_channels());
     let n = rows * cols;
     let turns = match contract.heading_mode {
         HeadingMode::Directed => 1.0,
         HeadingMode::Axis => 2.0,
     };
+    // Objectness: 1 − the background's softmax probability.
     let objectness = (0..n)
-        .map(|i| 1.0 - probs.get(i).copied().unwrap_or(1.0))
+        .map(|i| {
+            let logit = |c: usize| out.class_logits[c * n + i];
+            let top = (0..k).map(logit).fold(f32::NEG_INFINITY, f32::max);
+            let sum: f32 = (0..k).map(|c| (logit(c) - top).exp()).sum();
+            1.0 - (logit(0) - top).exp() / sum
+        })
         .collect();
     let heading_deg = (0..n)
         .map(|i| {
-            let (s, c) = (f64::from(heading[i]), f64::from(heading[n + i]));
+            let (s, c) = (f64::from(out.heading[i]), f64::from(out.heading[n + i]));
             contract
                 .heading_mode
                 .wrap(s.atan2(c).to_degrees() / turns + contract.canonical_heading_deg)
         })
         .collect();
     let size_m = (0..n)
-        .map(|i| [f64::from(size[i]).exp(), f64::from(size[n + i]).exp()])
+        .map(|i| [f64::from(out.size[i]).exp(), f64::from(out.size[n + i]).exp()])
         .collect();
-    let _ = k;
     ScoreGrid {
         rows,
         cols,

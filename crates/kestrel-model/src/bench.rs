@@ -1,6 +1,7 @@
 //! Throughput of the network on this machine, for `kestrel bench network`: training steps
 //! (forward, loss, backward, Adam) and inference on batches of chips, and a dense pass over a
-//! large tile. `bench/network_pytorch.py` measures the same architecture in PyTorch.
+//! large tile (through the pass detection runs, and through burn's for comparison).
+//! `bench/network_pytorch.py` measures the same architecture in PyTorch.
 
 use crate::network::NetworkConfig;
 use crate::train::{loss_for_bench, Batch};
@@ -21,6 +22,8 @@ pub struct NetworkBench {
     pub tile_seconds: f64,
     pub tile_mpx_per_s: f64,
     pub tile_gflop_per_s: f64,
+    /// The same tile through burn's forward pass (what the fused pass replaces on the CPU).
+    pub tile_framework_seconds: f64,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -73,37 +76,37 @@ pub fn measure(
         }
     }
     let net = model.valid();
+    // Inference as detection runs it (the fused pass on the CPU).
+    let inference = crate::infer::Inference::new(&net);
+    let random = |n: usize| (0..n).map(|i| ((i as u64).wrapping_mul(2_654_435_761) % 1000) as f32 / 1000.0).collect::<Vec<f32>>();
     let mut infer_s = Vec::new();
     for i in 0..steps + 2 {
-        let x: Tensor<4> = Tensor::random(
-            [batch, c, chip_px, chip_px],
-            Distribution::Uniform(0.0, 1.0),
-            &device,
-        );
+        let x = random(batch * c * chip_px * chip_px);
         let t = Instant::now();
-        let out = net.forward(x);
-        let _ = out.class_logits.into_data();
+        let _ = inference.forward(x, batch, c, chip_px, chip_px);
         if i >= 2 {
             infer_s.push(t.elapsed().as_secs_f64());
         }
     }
     let mut tile_s = Vec::new();
+    let mut framework_s = Vec::new();
     for i in 0..(steps / 2).max(1) + 1 {
-        let x: Tensor<4> = Tensor::random(
-            [1, c, tile_px, tile_px],
-            Distribution::Uniform(0.0, 1.0),
-            &device,
-        );
+        let x = random(c * tile_px * tile_px);
         let t = Instant::now();
-        let out = net.forward(x);
+        let _ = inference.forward(x.clone(), 1, c, tile_px, tile_px);
+        let fused = t.elapsed().as_secs_f64();
+        // The same tile through burn's own forward pass, for comparison.
+        let t = Instant::now();
+        let out = net.forward(Tensor::from_data(burn::tensor::TensorData::new(x, [1, c, tile_px, tile_px]), &device));
         let _ = out.class_logits.into_data();
         let _ = out.heading.into_data();
         let _ = out.size.into_data();
         if i >= 1 {
-            tile_s.push(t.elapsed().as_secs_f64());
+            tile_s.push(fused);
+            framework_s.push(t.elapsed().as_secs_f64());
         }
     }
-    let (train, infer, tile) = (median(train_s), median(infer_s), median(tile_s));
+    let (train, infer, tile, framework) = (median(train_s), median(infer_s), median(tile_s), median(framework_s));
     let cells = (tile_px / crate::network::STRIDE).pow(2) as f64;
     NetworkBench {
         chip_px,
@@ -115,5 +118,6 @@ pub fn measure(
         tile_seconds: tile,
         tile_mpx_per_s: (tile_px * tile_px) as f64 / 1e6 / tile,
         tile_gflop_per_s: 2.0 * config.macs_per_output_cell() as f64 * cells / 1e9 / tile,
+        tile_framework_seconds: framework,
     }
 }

@@ -41,12 +41,16 @@ pub fn current() -> Device {
     SELECTED.get_or_init(Device::flex).clone()
 }
 
+/// Whether `device` is the CPU (burn's `flex` backend).
+pub fn is_cpu(device: &Device) -> bool {
+    format!("{device:?}").contains("Flex")
+}
+
 pub fn describe(device: &Device) -> String {
-    let debug = format!("{device:?}");
-    if debug.contains("Flex") {
+    if is_cpu(device) {
         "CPU (burn flex)".into()
     } else {
-        format!("GPU (burn wgpu, {debug})")
+        format!("GPU (burn wgpu, {device:?})")
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod device;
 pub mod ema;
+pub mod infer;
 pub mod network;
 pub mod package;
 pub mod pattern;

@@ -30,8 +30,8 @@ pub const STRIDE: usize = 8;
 
 #[derive(Module, Debug)]
 pub struct ConvBn {
-    conv: Conv2d,
-    bn: BatchNorm,
+    pub(crate) conv: Conv2d,
+    pub(crate) bn: BatchNorm,
 }
 
 impl ConvBn {
@@ -55,10 +55,10 @@ impl ConvBn {
 /// skip path when the shape changes.
 #[derive(Module, Debug)]
 pub struct Residual {
-    first: ConvBn,
-    second: Conv2d,
-    second_bn: BatchNorm,
-    skip: Option<Conv2d>,
+    pub(crate) first: ConvBn,
+    pub(crate) second: Conv2d,
+    pub(crate) second_bn: BatchNorm,
+    pub(crate) skip: Option<Conv2d>,
 }
 
 impl Residual {
@@ -103,14 +103,14 @@ pub struct Outputs {
 
 #[derive(Module, Debug)]
 pub struct Network {
-    stem: ConvBn,
-    stage1: Residual,
-    stage1b: Residual,
-    stage2: Residual,
-    stage2b: Residual,
-    head_class: Conv2d,
-    head_heading: Conv2d,
-    head_size: Conv2d,
+    pub(crate) stem: ConvBn,
+    pub(crate) stage1: Residual,
+    pub(crate) stage1b: Residual,
+    pub(crate) stage2: Residual,
+    pub(crate) stage2b: Residual,
+    pub(crate) head_class: Conv2d,
+    pub(crate) head_heading: Conv2d,
+    pub(crate) head_size: Conv2d,
 }
 
 impl NetworkConfig {

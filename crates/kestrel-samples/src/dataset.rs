@@ -24,6 +24,10 @@ pub struct Augment {
     pub scale: f64,
     /// Per-band gain in [1 − c, 1 + c] and offset in ±c/2 on normalized values.
     pub colour: f32,
+    /// With probability 0.5, darken the colour bands (not heights) by one factor in
+    /// [1 − s, 1]: an object in a building's shadow is darker and flatter than anything a
+    /// per-image colour normalization can undo, and a sunny training area has few of them.
+    pub shade: f32,
 }
 
 impl Augment {
@@ -33,6 +37,7 @@ impl Augment {
             flip: false,
             scale: 0.0,
             colour: 0.0,
+            shade: 0.0,
         }
     }
 }
@@ -44,6 +49,7 @@ impl Default for Augment {
             flip: true,
             scale: 0.1,
             colour: 0.1,
+            shade: 0.7,
         }
     }
 }
@@ -163,6 +169,15 @@ impl TrainingSet {
                 ) as f32;
                 for v in &mut chip.data[b * s2..(b + 1) * s2] {
                     *v = (*v * gain + offset).clamp(0.0, 1.0);
+                }
+            }
+        }
+        if augment.shade > 0.0 && rng.unit() < 0.5 {
+            let factor = 1.0 - rng.range(0.0, f64::from(augment.shade)) as f32;
+            let s2 = chip.size * chip.size;
+            for (b, &source_band) in self.contract.bands.iter().enumerate().take(chip.bands) {
+                if !self.contract.colour.is_height_band(source_band) {
+                    chip.data[b * s2..(b + 1) * s2].iter_mut().for_each(|v| *v *= factor);
                 }
             }
         }

@@ -53,6 +53,11 @@ impl ColourMethod {
         };
         ColourMethod::WithHeights { colour, height_bands }
     }
+
+    /// Whether source band `band` (0-based) holds heights in metres.
+    pub fn is_height_band(&self, band: usize) -> bool {
+        matches!(self, ColourMethod::WithHeights { height_bands, .. } if height_bands.contains(&band))
+    }
 }
 
 impl std::str::FromStr for ColourMethod {

@@ -1,0 +1,443 @@
+//! The network's forward pass on the CPU for detection, without the training framework's
+//! per-operation overheads: batch norm folded into the convolutions, activations kept
+//! channels-last (NHWC) from layer to layer, each 3×3 convolution an im2col over bands of
+//! output rows followed by one matrix product (the `gemm` crate, which burn's CPU backend uses
+//! too), with the bias, the residual and the ReLU applied in the same pass over the output.
+//! Rows are split between threads. The weights come from a trained [`Network`]; the outputs
+//! are laid out as burn's (`[batch, channels, rows, cols]`), so a caller can use either.
+//! Training, and any device other than the CPU, stay with burn.
+
+use crate::network::{ConvBn, Network, Residual};
+use burn::nn::conv::Conv2d;
+use burn::nn::BatchNorm;
+
+/// A convolution with its batch norm folded in: `y = W·x + bias`.
+#[derive(Clone, Debug)]
+struct Conv {
+    /// Kernel size (1 or 3); padding is `kernel / 2`.
+    kernel: usize,
+    stride: usize,
+    cin: usize,
+    cout: usize,
+    /// `[kernel·kernel·cin, cout]`, row-major; row index `(ky·kernel + kx)·cin + ci`.
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+/// A residual block: `relu(second(relu(first(x))) + skip(x))`.
+#[derive(Clone, Debug)]
+struct Block {
+    first: Conv,
+    second: Conv,
+    skip: Option<Conv>,
+}
+
+/// Activations of one image, channels-last.
+struct Nhwc {
+    rows: usize,
+    cols: usize,
+    channels: usize,
+    data: Vec<f32>,
+}
+
+/// The heads' outputs of a batch, each `[batch, channels, rows, cols]` as burn lays them out.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeadOutputs {
+    pub batch: usize,
+    pub rows: usize,
+    pub cols: usize,
+    /// Logits over background (index 0) and the classes.
+    pub class_logits: Vec<f32>,
+    /// (sin, cos) of the heading.
+    pub heading: Vec<f32>,
+    /// ln(length_m), ln(width_m).
+    pub size: Vec<f32>,
+}
+
+impl HeadOutputs {
+    /// Channels of the class head (background included).
+    pub fn class_channels(&self) -> usize {
+        self.class_logits.len() / (self.batch * self.rows * self.cols).max(1)
+    }
+}
+
+/// A trained network prepared for CPU inference.
+#[derive(Clone, Debug)]
+pub struct CpuNetwork {
+    in_channels: usize,
+    stem: Conv,
+    blocks: Vec<Block>,
+    /// The three heads as one 1×1 convolution: class logits, then heading (2), then size (2).
+    heads: Conv,
+    class_channels: usize,
+    threads: usize,
+}
+
+fn values<const D: usize>(t: burn::tensor::Tensor<D>) -> Vec<f32> {
+    // A parameter of a trained network is always readable as f32 on its device.
+    t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap_or_default()
+}
+
+/// A convolution's weights as `[k·k·cin, cout]` rows, scaled per output channel by `scale`.
+fn conv_weights(conv: &Conv2d, scale: &[f32]) -> (usize, usize, usize, usize, Vec<f32>) {
+    let w = conv.weight.val();
+    let [cout, cin, kh, kw] = w.dims();
+    debug_assert_eq!(kh, kw);
+    let src = values(w);
+    let mut weight = vec![0f32; kh * kw * cin * cout];
+    for co in 0..cout {
+        for ci in 0..cin {
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let k = (ky * kw + kx) * cin + ci;
+                    weight[k * cout + co] = src[((co * cin + ci) * kh + ky) * kw + kx] * scale[co];
+                }
+            }
+        }
+    }
+    (kh, cin, cout, conv.stride[0], weight)
+}
+
+/// Folds the batch norm that follows a bias-free convolution into it.
+fn fold(conv: &Conv2d, bn: &BatchNorm) -> Conv {
+    let gamma = values(bn.gamma.val());
+    let beta = values(bn.beta.val());
+    let mean = values(bn.running_mean.value());
+    let var = values(bn.running_var.value());
+    let scale: Vec<f32> = gamma.iter().zip(&var).map(|(g, v)| g / (v + bn.epsilon as f32).sqrt()).collect();
+    let (kernel, cin, cout, stride, weight) = conv_weights(conv, &scale);
+    let conv_bias = conv.bias.as_ref().map(|b| values(b.val())).unwrap_or_else(|| vec![0.0; cout]);
+    let bias = (0..cout).map(|c| beta[c] + (conv_bias[c] - mean[c]) * scale[c]).collect();
+    Conv { kernel, stride, cin, cout, weight, bias }
+}
+
+fn plain(conv: &Conv2d) -> Conv {
+    let cout = conv.weight.val().dims()[0];
+    let (kernel, cin, cout, stride, weight) = conv_weights(conv, &vec![1.0; cout]);
+    let bias = conv.bias.as_ref().map(|b| values(b.val())).unwrap_or_else(|| vec![0.0; cout]);
+    Conv { kernel, stride, cin, cout, weight, bias }
+}
+
+impl ConvBn {
+    fn folded(&self) -> Conv {
+        fold(&self.conv, &self.bn)
+    }
+}
+
+impl Residual {
+    fn folded(&self) -> Block {
+        Block { first: self.first.folded(), second: fold(&self.second, &self.second_bn), skip: self.skip.as_ref().map(plain) }
+    }
+}
+
+impl CpuNetwork {
+    /// The network's inference-time computation (batch norm with its running statistics).
+    pub fn new(network: &Network) -> Self {
+        let stem = network.stem.folded();
+        let blocks = [&network.stage1, &network.stage1b, &network.stage2, &network.stage2b].map(Residual::folded).to_vec();
+        let parts = [plain(&network.head_class), plain(&network.head_heading), plain(&network.head_size)];
+        let class_channels = parts[0].cout;
+        let cin = parts[0].cin;
+        let cout: usize = parts.iter().map(|p| p.cout).sum();
+        let mut weight = vec![0f32; cin * cout];
+        let mut bias = Vec::with_capacity(cout);
+        let mut at = 0;
+        for p in &parts {
+            for k in 0..cin {
+                weight[k * cout + at..k * cout + at + p.cout].copy_from_slice(&p.weight[k * p.cout..(k + 1) * p.cout]);
+            }
+            bias.extend_from_slice(&p.bias);
+            at += p.cout;
+        }
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        CpuNetwork { in_channels: stem.cin, stem, blocks, heads: Conv { kernel: 1, stride: 1, cin, cout, weight, bias }, class_channels, threads }
+    }
+
+    /// At most this many threads per image (default: the machine's cores).
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
+        self
+    }
+
+    pub fn in_channels(&self) -> usize {
+        self.in_channels
+    }
+
+    /// Multiply–accumulates of one forward pass over a `rows`×`cols` input (for benchmarks).
+    pub fn macs(&self, rows: usize, cols: usize) -> u64 {
+        let mut total = 0u64;
+        let mut shape = (rows, cols);
+        let mut count = |c: &Conv, shape: &mut (usize, usize)| {
+            *shape = c.out_shape(shape.0, shape.1);
+            total += (shape.0 * shape.1 * c.kernel * c.kernel * c.cin * c.cout) as u64;
+        };
+        count(&self.stem, &mut shape);
+        for b in &self.blocks {
+            let input = shape;
+            count(&b.first, &mut shape);
+            count(&b.second, &mut shape);
+            if let Some(s) = &b.skip {
+                count(s, &mut input.clone());
+            }
+        }
+        count(&self.heads, &mut shape);
+        total
+    }
+
+    /// Forward pass over a batch laid out `[batch, channels, rows, cols]` (burn's layout).
+    ///
+    /// # Panics
+    /// When `input` does not hold `batch·channels·rows·cols` values or the channels are not
+    /// the network's: a caller's bug, not bad data.
+    pub fn forward(&self, input: &[f32], batch: usize, channels: usize, rows: usize, cols: usize) -> HeadOutputs {
+        assert_eq!(channels, self.in_channels, "the network reads {} channels", self.in_channels);
+        assert_eq!(input.len(), batch * channels * rows * cols, "input of the wrong size");
+        // Threads over images when there are several, over rows within one otherwise.
+        let per_image = if batch > 1 { 1 } else { self.threads };
+        let run = |b: usize| -> Nhwc {
+            let plane = rows * cols;
+            let image = &input[b * channels * plane..(b + 1) * channels * plane];
+            let mut data = vec![0f32; plane * channels];
+            for c in 0..channels {
+                for (p, &v) in image[c * plane..(c + 1) * plane].iter().enumerate() {
+                    data[p * channels + c] = v;
+                }
+            }
+            let mut x = Nhwc { rows, cols, channels, data };
+            x = self.stem.apply(&x, true, None, per_image);
+            for block in &self.blocks {
+                let y = block.first.apply(&x, true, None, per_image);
+                let skip = block.skip.as_ref().map(|s| s.apply(&x, false, None, per_image));
+                x = block.second.apply(&y, true, Some(skip.as_ref().unwrap_or(&x)), per_image);
+            }
+            self.heads.apply(&x, false, None, per_image)
+        };
+        let outputs: Vec<Nhwc> = if batch > 1 && self.threads > 1 {
+            let mut slots: Vec<Option<Nhwc>> = (0..batch).map(|_| None).collect();
+            let chunk = batch.div_ceil(self.threads);
+            std::thread::scope(|s| {
+                for (i, part) in slots.chunks_mut(chunk).enumerate() {
+                    let run = &run;
+                    s.spawn(move || {
+                        for (j, slot) in part.iter_mut().enumerate() {
+                            *slot = Some(run(i * chunk + j));
+                        }
+                    });
+                }
+            });
+            slots.into_iter().map(|o| o.expect("every image ran")).collect()
+        } else {
+            (0..batch).map(run).collect()
+        };
+        let (out_rows, out_cols) = outputs.first().map_or((0, 0), |o| (o.rows, o.cols));
+        let plane = out_rows * out_cols;
+        let k = self.class_channels;
+        let mut class_logits = vec![0f32; batch * k * plane];
+        let mut heading = vec![0f32; batch * 2 * plane];
+        let mut size = vec![0f32; batch * 2 * plane];
+        for (b, o) in outputs.iter().enumerate() {
+            for p in 0..plane {
+                let cell = &o.data[p * o.channels..(p + 1) * o.channels];
+                for c in 0..k {
+                    class_logits[(b * k + c) * plane + p] = cell[c];
+                }
+                for c in 0..2 {
+                    heading[(b * 2 + c) * plane + p] = cell[k + c];
+                    size[(b * 2 + c) * plane + p] = cell[k + 2 + c];
+                }
+            }
+        }
+        HeadOutputs { batch, rows: out_rows, cols: out_cols, class_logits, heading, size }
+    }
+}
+
+impl Conv {
+    fn out_shape(&self, rows: usize, cols: usize) -> (usize, usize) {
+        let pad = self.kernel / 2;
+        ((rows + 2 * pad - self.kernel) / self.stride + 1, (cols + 2 * pad - self.kernel) / self.stride + 1)
+    }
+
+    /// `relu?(W·x + bias + residual)`, over bands of output rows on up to `threads` threads.
+    fn apply(&self, x: &Nhwc, relu: bool, residual: Option<&Nhwc>, threads: usize) -> Nhwc {
+        debug_assert_eq!(x.channels, self.cin);
+        let (rows, cols) = self.out_shape(x.rows, x.cols);
+        let mut out = vec![0f32; rows * cols * self.cout];
+        if rows * cols == 0 {
+            return Nhwc { rows, cols, channels: self.cout, data: out };
+        }
+        // Bands of output rows whose im2col stays within a few hundred KiB (in cache).
+        let k = self.kernel * self.kernel * self.cin;
+        let band_rows = (65_536 / (k * cols).max(1)).clamp(1, rows);
+        let bands: Vec<(usize, &mut [f32])> = out.chunks_mut(band_rows * cols * self.cout).enumerate().map(|(i, c)| (i * band_rows, c)).collect();
+        let work = |list: Vec<(usize, &mut [f32])>| {
+            let mut col = Vec::new();
+            for (r0, dst) in list {
+                self.band(x, r0, dst, residual, relu, &mut col);
+            }
+        };
+        let threads = threads.min(bands.len()).max(1);
+        // A band of work per thread only pays for itself on large layers.
+        if threads == 1 || rows * cols * k * self.cout < 1 << 20 {
+            work(bands);
+        } else {
+            let mut lists: Vec<Vec<(usize, &mut [f32])>> = (0..threads).map(|_| Vec::new()).collect();
+            for (i, b) in bands.into_iter().enumerate() {
+                lists[i % threads].push(b);
+            }
+            std::thread::scope(|s| {
+                for list in lists {
+                    s.spawn(move || work(list));
+                }
+            });
+        }
+        Nhwc { rows, cols, channels: self.cout, data: out }
+    }
+
+    /// One band of output rows starting at `r0`; `dst` holds exactly its pixels.
+    fn band(&self, x: &Nhwc, r0: usize, dst: &mut [f32], residual: Option<&Nhwc>, relu: bool, col: &mut Vec<f32>) {
+        let (_, cols) = self.out_shape(x.rows, x.cols);
+        let pixels = dst.len() / self.cout;
+        let k = self.kernel * self.kernel * self.cin;
+        // The matrix product's left side: the input itself for a 1×1, stride-1 convolution,
+        // else the receptive fields, one row per output pixel.
+        let lhs: &[f32] = if self.kernel == 1 && self.stride == 1 {
+            &x.data[r0 * cols * self.cin..(r0 * cols + pixels) * self.cin]
+        } else {
+            col.clear();
+            col.resize(pixels * k, 0.0);
+            let pad = (self.kernel / 2) as isize;
+            for p in 0..pixels {
+                let (oy, ox) = (r0 + p / cols, p % cols);
+                let row = &mut col[p * k..(p + 1) * k];
+                for ky in 0..self.kernel {
+                    let iy = (oy * self.stride) as isize + ky as isize - pad;
+                    if iy < 0 || iy >= x.rows as isize {
+                        continue; // zero padding: the row was cleared
+                    }
+                    for kx in 0..self.kernel {
+                        let ix = (ox * self.stride) as isize + kx as isize - pad;
+                        if ix < 0 || ix >= x.cols as isize {
+                            continue;
+                        }
+                        let from = (iy as usize * x.cols + ix as usize) * self.cin;
+                        let to = (ky * self.kernel + kx) * self.cin;
+                        row[to..to + self.cin].copy_from_slice(&x.data[from..from + self.cin]);
+                    }
+                }
+            }
+            col
+        };
+        // dst starts as bias (+ residual); the product is added onto it.
+        for p in 0..pixels {
+            let d = &mut dst[p * self.cout..(p + 1) * self.cout];
+            d.copy_from_slice(&self.bias);
+            if let Some(r) = residual {
+                let at = (r0 * cols + p) * self.cout;
+                d.iter_mut().zip(&r.data[at..at + self.cout]).for_each(|(v, r)| *v += r);
+            }
+        }
+        assert!(lhs.len() == pixels * k && self.weight.len() == k * self.cout && dst.len() == pixels * self.cout);
+        // SAFETY: the three matrices are row-major slices whose lengths were just checked
+        // against the dimensions passed (m = pixels, n = cout, k), and `dst` is borrowed
+        // mutably and alone.
+        unsafe {
+            gemm::gemm(
+                pixels,
+                self.cout,
+                k,
+                dst.as_mut_ptr(),
+                1,
+                self.cout as isize,
+                true,
+                lhs.as_ptr(),
+                1,
+                k as isize,
+                self.weight.as_ptr(),
+                1,
+                self.cout as isize,
+                1.0f32,
+                1.0f32,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+        if relu {
+            dst.iter_mut().for_each(|v| *v = v.max(0.0));
+        }
+    }
+}
+
+/// The forward pass detection runs: [`CpuNetwork`] on the CPU, burn's on any other device.
+pub enum Inference<'a> {
+    Cpu(CpuNetwork),
+    Device(&'a Network),
+}
+
+impl<'a> Inference<'a> {
+    /// For the selected device ([`crate::device::current`]).
+    pub fn new(network: &'a Network) -> Self {
+        if crate::device::is_cpu(&crate::device::current()) {
+            Inference::Cpu(CpuNetwork::new(network))
+        } else {
+            Inference::Device(network)
+        }
+    }
+
+    /// Forward pass over `input`, laid out `[batch, channels, rows, cols]`.
+    pub fn forward(&self, input: Vec<f32>, batch: usize, channels: usize, rows: usize, cols: usize) -> HeadOutputs {
+        match self {
+            Inference::Cpu(net) => net.forward(&input, batch, channels, rows, cols),
+            Inference::Device(net) => {
+                let device = crate::device::current();
+                let x = burn::tensor::Tensor::<4>::from_data(burn::tensor::TensorData::new(input, [batch, channels, rows, cols]), &device);
+                let out = net.forward(x);
+                let [_, _, out_rows, out_cols] = out.class_logits.dims();
+                HeadOutputs { batch, rows: out_rows, cols: out_cols, class_logits: values(out.class_logits), heading: values(out.heading), size: values(out.size) }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::network::NetworkConfig;
+    use burn::tensor::{Distribution, Tensor, TensorData};
+
+    /// The fused pass computes what burn computes, for a network whose batch norms have
+    /// non-trivial statistics (as after training), on a batch and on a large single tile.
+    #[test]
+    fn matches_the_framework_forward_pass() {
+        let device = crate::device::current();
+        let mut net = NetworkConfig::new(4, 2).init(&device);
+        // Give every batch norm running statistics and affine parameters away from identity.
+        let perturb = |bn: &mut BatchNorm, seed: f32| {
+            let n = bn.gamma.val().dims()[0];
+            let v = |f: &dyn Fn(usize) -> f32| Tensor::<1>::from_data(TensorData::new((0..n).map(f).collect::<Vec<_>>(), [n]), &device);
+            bn.gamma = burn::module::Param::from_tensor(v(&|i| 0.5 + ((i as f32 * 0.37 + seed).sin()).abs()));
+            bn.beta = burn::module::Param::from_tensor(v(&|i| 0.1 * (i as f32 * 0.91 + seed).cos()));
+            bn.running_mean = burn::module::RunningState::new(v(&|i| 0.2 * (i as f32 * 1.3 + seed).sin()));
+            bn.running_var = burn::module::RunningState::new(v(&|i| 0.5 + 0.4 * (i as f32 * 0.7 + seed).cos().abs()));
+        };
+        perturb(&mut net.stem.bn, 0.1);
+        for (i, block) in [&mut net.stage1, &mut net.stage1b, &mut net.stage2, &mut net.stage2b].into_iter().enumerate() {
+            perturb(&mut block.first.bn, 1.0 + i as f32);
+            perturb(&mut block.second_bn, 2.5 + i as f32);
+        }
+        let cpu = CpuNetwork::new(&net).with_threads(2);
+        for (batch, side) in [(3usize, 52usize), (1, 200), (2, 37)] {
+            let x: Tensor<4> = Tensor::random([batch, 4, side, side], Distribution::Uniform(0.0, 1.0), &device);
+            let data = x.to_data().try_to_vec::<f32>().expect("f32");
+            let want = net.forward(x);
+            let got = cpu.forward(&data, batch, 4, side, side);
+            assert_eq!([got.batch, got.class_channels(), got.rows, got.cols], want.class_logits.dims());
+            for (name, a, b) in [("class", got.class_logits, want.class_logits), ("heading", got.heading, want.heading), ("size", got.size, want.size)] {
+                let b = b.to_data().try_to_vec::<f32>().expect("f32");
+                let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs() / (1.0 + y.abs())).fold(0f32, f32::max);
+                assert!(worst < 1e-4, "{name} head, batch {batch} of {side}²: relative difference {worst}");
+            }
+        }
+    }
+}
