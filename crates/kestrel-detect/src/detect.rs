@@ -220,11 +220,11 @@ pub fn detect_with(src: &dyn RasterSource, gsd_m: f64, stats: &ColourStats, mode
                 proposals.push(Proposal { x, y, heading_deg: grid.heading_deg[cell], score: peak.score, size_m: grid.size_m[cell], match_score: None });
             }
             if let Some(pat) = pattern {
-                for q in &mut proposals {
+                in_parallel(&mut proposals, |q| {
                     let (h, s) = refine_heading(&p.window, q.x, q.y, q.heading_deg, zoom, contract.heading_mode, contract.canonical_heading_deg, pat);
                     q.heading_deg = h;
                     q.match_score = s;
-                }
+                });
             }
             if options.second_look {
                 let verified = verify_many(network, contract, &p.window, &proposals, zoom);
@@ -293,6 +293,21 @@ pub fn refine_heading(window: &NormalizedWindow, x: f64, y: f64, heading_deg: f6
     }
 }
 
+/// Runs `f` on every item, the items split between the machine's cores.
+fn in_parallel<T: Send>(items: &mut [T], f: impl Fn(&mut T) + Sync) {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from).min(items.len());
+    if threads <= 1 {
+        items.iter_mut().for_each(f);
+        return;
+    }
+    let f = &f;
+    std::thread::scope(|s| {
+        for part in items.chunks_mut(items.len().div_ceil(threads)) {
+            s.spawn(move || part.iter_mut().for_each(f));
+        }
+    });
+}
+
 /// A peak of the dense map, on its way to becoming a detection.
 struct Proposal {
     x: f64,
@@ -333,13 +348,15 @@ fn verify_many(network: &Inference, contract: &kestrel_samples::normalize::Contr
     };
     let mut out = Vec::with_capacity(candidates.len());
     for part in candidates.chunks(PER_PASS) {
-        let mut data = Vec::with_capacity(part.len() * m * bands * size * size);
-        for q in part {
-            let (x, y, h) = (q.x, q.y, q.heading_deg);
-            for &(dx, dy) in &offsets {
-                data.extend(resample_square(window, x + dx, y + dy, h - contract.canonical_heading_deg, zoom, size).data);
+        // Each candidate's nine chips, cut on all cores.
+        let per_candidate = m * bands * size * size;
+        let mut data = vec![0f32; part.len() * per_candidate];
+        let mut slots: Vec<(&Proposal, &mut [f32])> = part.iter().zip(data.chunks_mut(per_candidate)).collect();
+        in_parallel(&mut slots, |(q, out)| {
+            for (&(dx, dy), dst) in offsets.iter().zip(out.chunks_mut(bands * size * size)) {
+                dst.copy_from_slice(&resample_square(window, q.x + dx, q.y + dy, q.heading_deg - contract.canonical_heading_deg, zoom, size).data);
             }
-        }
+        });
         let heads = network.forward(data, part.len() * m, bands, size, size);
         // The heads at each chip's centre cell (as training read them).
         let plane = heads.rows * heads.cols;

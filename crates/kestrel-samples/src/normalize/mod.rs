@@ -373,11 +373,7 @@ pub fn resample_square(
                     let dv =
                         (v as f64 + (sv as f64 + 0.5) / taps as f64 - size as f64 / 2.0) * scale;
                     // Chip right = object's right; chip down = object's back.
-                    let x = cx + du * rx - dv * fx;
-                    let y = cy + du * ry - dv * fy;
-                    for (b, a) in acc.iter_mut().enumerate() {
-                        *a += win.sample(b, x, y);
-                    }
+                    win.accumulate(cx + du * rx - dv * fx, cy + du * ry - dv * fy, &mut acc);
                 }
             }
             for b in 0..bands {

@@ -120,4 +120,20 @@ impl NormalizedWindow {
         let bottom = p[y1 * w + x0] * (1.0 - tx) + p[y1 * w + x1] * tx;
         top * (1.0 - ty) + bottom * ty
     }
+
+    /// [`sample`](Self::sample) of every plane at (x, y), added onto `acc` (one value per
+    /// plane): the position and weights are worked out once for all bands.
+    pub fn accumulate(&self, x: f64, y: f64, acc: &mut [f32]) {
+        let (w, h) = (self.width(), self.height());
+        let fx = (x - self.window.col_off as f64 - 0.5).clamp(0.0, (w - 1) as f64);
+        let fy = (y - self.window.row_off as f64 - 0.5).clamp(0.0, (h - 1) as f64);
+        let (x0, y0) = (fx as usize, fy as usize); // non-negative: truncation is floor
+        let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
+        let (tx, ty) = ((fx - x0 as f64) as f32, (fy - y0 as f64) as f32);
+        let (a, b, c, d) = ((1.0 - tx) * (1.0 - ty), tx * (1.0 - ty), (1.0 - tx) * ty, tx * ty);
+        let (i00, i01, i10, i11) = (y0 * w + x0, y0 * w + x1, y1 * w + x0, y1 * w + x1);
+        for (p, out) in self.planes.iter().zip(acc.iter_mut()) {
+            *out += p[i00] * a + p[i01] * b + p[i10] * c + p[i11] * d;
+        }
+    }
 }
