@@ -29,8 +29,8 @@ import { drawChart } from './chart';
 import { Affine, draggedBox, polygonToBox, rotateHeading, shapeToGeometry, round3 } from './geo';
 import { ctx, detectionStyle, setDetectionHeadingMode, sampleStyle, sketchStyle, scoreColor } from './styles';
 import type {
-  ClassInfo, Detection, HeadingMode, HeightLayerInfo, ImageStats, ImageView, Job, ModelInfo, Polarity, Project,
-  ReviewResult, Sample, Shape,
+  ClassInfo, ColourMethod, Detection, HeadingMode, HeightLayerInfo, ImageStats, ImageView, Job, ModelInfo, Polarity, Project,
+  ReviewResult, Sample, Shape, TrainOptions,
 } from './types';
 import { isTerminal } from './types';
 import { $, fmtNum, h, isTyping, toast } from './ui';
@@ -698,6 +698,9 @@ async function openImage(id: number): Promise<void> {
   }
   $('st-crs').textContent = img.crs ?? (img.georeferenced ? img.projection : 'pixels (no georeferencing)');
   renderImages();
+  // Which bands can be trained on and which models can read this image.
+  renderTrainOptions();
+  renderModels();
 
   const [samples, detections] = await Promise.all([
     get<Sample[]>(`/api/samples?image_id=${id}`),
@@ -935,6 +938,7 @@ async function loadClasses(): Promise<void> {
   if (!classById(S.activeClassId)) S.activeClassId = classById(stored)?.id ?? S.classes[0]?.id ?? null;
   renderClasses();
   resetFrontKnown();
+  renderTrainOptions();
   samplesLayer.changed();
 }
 
@@ -974,6 +978,7 @@ function setActiveClass(id: number): void {
   resetFrontKnown();
   renderClasses();
   renderModels();
+  renderTrainOptions();
 }
 
 function bumpClassCount(classId: number, polarity: Polarity, d: number): void {
@@ -1129,6 +1134,141 @@ async function resumeJobs(): Promise<void> {
   }
 }
 
+// --- training options ---
+
+const COLOUR_HINT: Record<ColourMethod, string> = {
+  quantile: 'Quantile: invariant to gamma and bit depth.',
+  stretch: 'Stretch: 2–98 % linear; transferred better between streets.',
+};
+const DEFAULT_TRAIN_OPTIONS: TrainOptions = { bands: null, height_bands: [], colour: 'quantile', mine_rounds: 0 };
+const MINE_ROUNDS_MAX = 5;
+
+let trainOpts: TrainOptions = { ...DEFAULT_TRAIN_OPTIONS };
+/** The class whose options `trainOpts` holds (they are kept per project and class). */
+let trainOptsClassId: number | null = null;
+
+function trainOptionsKey(classId: number): string {
+  return `kestrel.train.${S.project?.dir ?? ''}.${classId}`;
+}
+
+function isBandList(v: unknown): v is number[] {
+  return Array.isArray(v) && v.every((b) => Number.isInteger(b) && b >= 1);
+}
+
+function loadTrainOptions(classId: number): TrainOptions {
+  let saved: Partial<TrainOptions> | null = null;
+  try { saved = JSON.parse(localStorage.getItem(trainOptionsKey(classId)) ?? 'null'); } catch { saved = null; }
+  const o: TrainOptions = { ...DEFAULT_TRAIN_OPTIONS };
+  if (!saved || typeof saved !== 'object') return o;
+  if (isBandList(saved.bands) && saved.bands.length) o.bands = saved.bands;
+  if (isBandList(saved.height_bands)) o.height_bands = saved.height_bands;
+  if (saved.colour === 'quantile' || saved.colour === 'stretch') o.colour = saved.colour;
+  if (Number.isInteger(saved.mine_rounds)) o.mine_rounds = Math.max(0, Math.min(MINE_ROUNDS_MAX, saved.mine_rounds!));
+  return o;
+}
+
+function saveTrainOptions(): void {
+  if (trainOptsClassId === null) return;
+  try { localStorage.setItem(trainOptionsKey(trainOptsClassId), JSON.stringify(trainOpts)); } catch { /* storage may be disabled */ }
+}
+
+/**
+ * Bands the network can read: those every image of the project has (the server trains on the
+ * samples of all images and refuses others), at most the open image's.
+ */
+function trainableBandCount(): number {
+  const all = S.images.map((i) => i.bands);
+  if (S.image) all.push(S.image.bands);
+  return all.length ? Math.min(...all) : 0;
+}
+
+function defaultBands(usable: number): number[] {
+  return Array.from({ length: Math.min(3, usable) }, (_, i) => i + 1);
+}
+
+/** The chosen bands that exist in every image; the default when none is left. */
+function effectiveBands(o: TrainOptions, usable: number): number[] {
+  const kept = (o.bands ?? []).filter((b) => b <= usable);
+  return kept.length ? kept : defaultBands(usable);
+}
+
+/** "bands 1,2,3,4 · 4 = height", as the options and the models list name what a network reads. */
+function bandsText(bands: number[], heightBands: number[]): string {
+  const heights = heightBands.filter((b) => bands.includes(b));
+  return `bands ${bands.join(',')}${heights.length ? ` · ${heights.join(',')} = height` : ''}`;
+}
+
+/** The Training options panel for the active class and the open image. */
+function renderTrainOptions(): void {
+  const classId = S.activeClassId;
+  if (classId !== trainOptsClassId) {
+    trainOptsClassId = classId;
+    trainOpts = classId === null ? { ...DEFAULT_TRAIN_OPTIONS } : loadTrainOptions(classId);
+  }
+  const usable = trainableBandCount();
+  const bands = effectiveBands(trainOpts, usable);
+  const host = $('train-bands');
+  host.innerHTML = '';
+  if (!usable) host.appendChild(h('div', { class: 'muted', text: 'Add an image to choose its bands.' }));
+  const shown = S.image?.bands ?? usable;
+  for (let b = 1; b <= shown; b++) {
+    const read = bands.includes(b);
+    const lacking = b > usable;
+    const cb = h('input', { type: 'checkbox', 'data-testid': `train-band-${b}`, disabled: lacking }) as HTMLInputElement;
+    cb.checked = read && !lacking;
+    const height = h('input', { type: 'checkbox', 'data-testid': `train-height-${b}`, disabled: !read || lacking }) as HTMLInputElement;
+    height.checked = read && trainOpts.height_bands.includes(b);
+    cb.addEventListener('change', () => {
+      const next = cb.checked ? [...bands, b].sort((x, y) => x - y) : bands.filter((x) => x !== b);
+      if (!next.length) {
+        cb.checked = true;
+        toast('The network reads at least one band.', 'info', 2500);
+        return;
+      }
+      trainOpts.bands = next;
+      trainOpts.height_bands = trainOpts.height_bands.filter((x) => next.includes(x));
+      saveTrainOptions();
+      renderTrainOptions();
+    });
+    height.addEventListener('change', () => {
+      trainOpts.bands = bands;
+      trainOpts.height_bands = height.checked
+        ? [...trainOpts.height_bands.filter((x) => x !== b), b].sort((x, y) => x - y)
+        : trainOpts.height_bands.filter((x) => x !== b);
+      saveTrainOptions();
+      renderTrainOptions();
+    });
+    host.appendChild(h('div', { class: 'train-band' + (read ? ' read' : ''), 'data-band': b },
+      h('label', { class: 'check', title: lacking ? 'Not every image of the project has this band' : `The network reads band ${b}` }, cb, ` band ${b}`),
+      h('label', { class: 'check height', title: 'Heights in metres (an nDSM stacked with the photo): kept in metres, not colour-normalized' }, height, ' height (m)'),
+    ));
+  }
+  if (shown > usable && usable > 0) {
+    host.appendChild(h('div', { class: 'hint', text: `Bands above ${usable}: not in every image of the project.` }));
+  }
+  ($('train-colour') as HTMLSelectElement).value = trainOpts.colour;
+  $('train-colour-hint').textContent = COLOUR_HINT[trainOpts.colour];
+  ($('train-mine') as HTMLInputElement).value = String(trainOpts.mine_rounds);
+  const summary = [
+    usable ? bandsText(bands, trainOpts.height_bands) : '',
+    trainOpts.colour,
+    trainOpts.mine_rounds ? `mining ×${trainOpts.mine_rounds}` : '',
+  ];
+  $('train-options-summary').textContent = summary.filter(Boolean).join(' · ');
+}
+
+function setTrainColour(colour: ColourMethod): void {
+  trainOpts.colour = colour;
+  saveTrainOptions();
+  renderTrainOptions();
+}
+
+function setMineRounds(value: number): void {
+  trainOpts.mine_rounds = Number.isFinite(value) ? Math.max(0, Math.min(MINE_ROUNDS_MAX, Math.round(value))) : 0;
+  saveTrainOptions();
+  renderTrainOptions();
+}
+
 // --- training ---
 
 async function startTraining(): Promise<void> {
@@ -1136,8 +1276,17 @@ async function startTraining(): Promise<void> {
   const classId = Number(($('train-class') as HTMLSelectElement).value) || S.activeClassId;
   if (!classId) { toast('Add a class first.', 'error'); return; }
   const epochs = Number(($('train-epochs') as HTMLInputElement).value);
-  const body: Record<string, number> = { class_id: classId };
+  const body: Record<string, unknown> = { class_id: classId };
   if (epochs > 0) body.epochs = Math.round(epochs);
+  const usable = trainableBandCount();
+  if (usable > 0) {
+    // Sent whole, so the job does what the panel shows even if the server's defaults change.
+    const bands = effectiveBands(trainOpts, usable);
+    body.bands = bands;
+    body.height_bands = trainOpts.height_bands.filter((b) => bands.includes(b));
+  }
+  body.colour = trainOpts.colour;
+  body.mine_rounds = trainOpts.mine_rounds;
   showTab('train');
   try {
     const job = await post<Job>('/api/jobs/train', body);
@@ -1182,8 +1331,10 @@ async function showModelMetrics(id: string): Promise<void> {
     const m = await get<ModelInfo>(`/api/models/${encodeURIComponent(id)}`);
     const host = $('train-metrics');
     host.innerHTML = '';
+    const reads = modelReads(m);
     host.append(
       h('div', { class: 'model-title', text: m.id }),
+      ...(reads ? [h('div', { class: 'model-reads', 'data-testid': 'model-metrics-reads', text: `reads ${reads}` })] : []),
       metricGrid([
         ['F1', fmtNum(m.f1)], ['precision', fmtNum(m.precision)], ['recall', fmtNum(m.recall)],
         ['threshold', fmtNum(m.default_threshold, 3)], ['positives', String(m.positives)], ['negatives', String(m.negatives)],
@@ -1226,10 +1377,13 @@ function renderModels(): void {
     sel.appendChild(h('option', { value: '', text: '(no model)' }));
   }
   for (const m of S.models) {
-    sel.appendChild(h('option', { value: m.id, text: `${m.id}${m.f1 !== null ? ` (F1 ${fmtNum(m.f1)})` : ''}` }));
-    const li = h('li', { class: m.id === prev ? 'active' : '', 'data-testid': `model-${m.id}`, title: 'Use for detection' },
+    const unfit = modelMismatch(m);
+    sel.appendChild(h('option', { value: m.id, text: `${m.id}${m.f1 !== null ? ` (F1 ${fmtNum(m.f1)})` : ''}${unfit ? ' · not for this image' : ''}` }));
+    const reads = modelReads(m);
+    const li = h('li', { class: (m.id === prev ? 'active' : '') + (unfit ? ' unfit' : ''), 'data-testid': `model-${m.id}`, title: unfit ?? 'Use for detection' },
       h('span', { class: 'name', text: m.id }),
       h('span', { class: 'meta', text: `F1 ${fmtNum(m.f1)} · P ${fmtNum(m.precision)} · R ${fmtNum(m.recall)} · thr ${fmtNum(m.default_threshold, 3)} · ${m.positives}+/${m.negatives}−` }),
+      reads ? h('span', { class: 'meta reads', 'data-testid': `model-reads-${m.id}`, text: reads }) : null,
     );
     li.addEventListener('click', () => { selectModel(m.id); showModelMetrics(m.id); });
     ul.appendChild(li);
@@ -1237,6 +1391,40 @@ function renderModels(): void {
   const cls = classById(S.activeClassId);
   const pick = S.models.find((m) => m.id === prev) ?? S.models.find((m) => m.class === cls?.name) ?? S.models[0];
   if (pick) sel.value = pick.id;
+  updateDetectButtons();
+}
+
+/** What a model reads, e.g. "bands 1,2,3,4 · 4 = height · directed heading"; '' for models that do not say. */
+function modelReads(m: ModelInfo): string {
+  const parts: string[] = [];
+  if (m.bands?.length) parts.push(bandsText(m.bands, m.height_bands ?? []));
+  if (m.heading_mode) parts.push(m.heading_mode === 'directed' ? 'directed heading' : 'axis only');
+  return parts.join(' · ');
+}
+
+/** Why the model cannot run on the open image (it reads a band the image lacks), or null. */
+function modelMismatch(m: ModelInfo | undefined): string | null {
+  const img = S.image;
+  const missing = img && m?.bands ? m.bands.filter((b) => b > img.bands) : [];
+  if (!img || !m || !missing.length) return null;
+  return `${m.id} reads ${bandsText(m.bands!, m.height_bands ?? [])}; this image has ${img.bands} band${img.bands === 1 ? '' : 's'} (no band ${missing.join(', ')}). Pick a model trained on bands it has.`;
+}
+
+const DETECT_TITLES: Record<string, string> = { 'detect-view': 'Detect in view (D)', 'detect-all': 'Detect in the whole image' };
+
+/** The Detect buttons work while no detection runs and the chosen model can read the open image. */
+function updateDetectButtons(): void {
+  const running = !!S.detectJob && !isTerminal(S.detectJob.state);
+  const m = S.models.find((x) => x.id === ($('detect-model') as HTMLSelectElement).value);
+  const why = modelMismatch(m);
+  for (const [id, title] of Object.entries(DETECT_TITLES)) {
+    const b = $(id) as HTMLButtonElement;
+    b.disabled = running || why !== null;
+    b.title = why ?? title;
+  }
+  const note = $('detect-model-note');
+  note.textContent = why ?? (m && modelReads(m) ? `reads ${modelReads(m)}` : '');
+  note.classList.toggle('unfit', why !== null);
 }
 
 function selectModel(id: string): void {
@@ -1245,6 +1433,7 @@ function selectModel(id: string): void {
   document.querySelectorAll('#model-list li').forEach((li) => li.classList.toggle('active', li.getAttribute('data-testid') === `model-${id}`));
   const m = S.models.find((x) => x.id === id);
   if (m?.default_threshold !== null && m?.default_threshold !== undefined && !S.detections.size) setThreshold(m.default_threshold);
+  updateDetectButtons();
 }
 
 // --- detection ---
@@ -1267,6 +1456,8 @@ async function startDetection(inView: boolean): Promise<void> {
   if (S.detectJob && !isTerminal(S.detectJob.state)) { toast('A detection job is already running.', 'info'); return; }
   const modelId = ($('detect-model') as HTMLSelectElement).value;
   if (!modelId) { toast('No model: train one first.', 'error'); return; }
+  const unfit = modelMismatch(S.models.find((x) => x.id === modelId));
+  if (unfit) { toast(unfit, 'error'); return; }
   const body: Record<string, unknown> = { model_id: modelId, image_id: S.image.id };
   if (inView) {
     const bbox = viewBboxPixels();
@@ -1281,8 +1472,7 @@ async function startDetection(inView: boolean): Promise<void> {
 
 function watchDetect(job: Job): void {
   S.detectJob = job;
-  ($('detect-view') as HTMLButtonElement).disabled = true;
-  ($('detect-all') as HTMLButtonElement).disabled = true;
+  updateDetectButtons();
   followJob(job, (j) => {
     S.detectJob = j;
     const st = $('detect-state');
@@ -1290,8 +1480,7 @@ function watchDetect(job: Job): void {
     st.dataset.state = j.state;
     st.textContent = `Job ${j.id}: ${j.state}${j.message && j.message !== j.state ? ' — ' + j.message : ''}${j.error ? ' — ' + j.error : ''}`;
   }).then(async (j) => {
-    ($('detect-view') as HTMLButtonElement).disabled = false;
-    ($('detect-all') as HTMLButtonElement).disabled = false;
+    updateDetectButtons();
     if (j.state === 'done') {
       const imageId = j.result?.image_id ?? S.image?.id;
       if (S.image && imageId === S.image.id) await reloadDetections();
@@ -1342,6 +1531,7 @@ function applyDetectionsModel(list: Detection[]): void {
   ($('detect-model') as HTMLSelectElement).value = m.id;
   document.querySelectorAll('#model-list li').forEach((li) => li.classList.toggle('active', li.getAttribute('data-testid') === `model-${m.id}`));
   if (typeof m.default_threshold === 'number' && isFinite(m.default_threshold)) setThreshold(m.default_threshold);
+  updateDetectButtons();
 }
 
 function setThreshold(v: number): void {
@@ -1626,6 +1816,8 @@ function wire(): void {
   $('train-btn').addEventListener('click', () => { startTraining(); });
   $('train-cancel').addEventListener('click', () => { cancelTraining(); });
   $('train-class').addEventListener('change', () => setActiveClass(Number(($('train-class') as HTMLSelectElement).value)));
+  $('train-colour').addEventListener('change', () => setTrainColour(($('train-colour') as HTMLSelectElement).value as ColourMethod));
+  $('train-mine').addEventListener('change', () => setMineRounds(Number(($('train-mine') as HTMLInputElement).value)));
   $('detect-view').addEventListener('click', () => { startDetection(true); });
   $('detect-all').addEventListener('click', () => { startDetection(false); });
   $('detect-model').addEventListener('change', () => selectModel(($('detect-model') as HTMLSelectElement).value));

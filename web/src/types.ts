@@ -124,7 +124,25 @@ export interface ModelInfo {
   positives: number;
   negatives: number;
   epochs: number;
+  gsd_m?: number;
+  heading_mode?: HeadingMode;
+  /** Bands the model reads, 1-based, in the order it reads them. */
+  bands?: number[];
+  /** Those of `bands` it reads as heights in metres (an nDSM). */
+  height_bands?: number[];
   metrics?: EpochMetrics[];
+}
+
+export type ColourMethod = 'quantile' | 'stretch';
+
+/** Options of `POST /api/jobs/train` besides the class and the epochs. */
+export interface TrainOptions {
+  /** 1-based bands the network reads, ascending; null: the default (the first three). */
+  bands: number[] | null;
+  /** Among `bands`: heights in metres, kept in metres instead of colour-normalized. */
+  height_bands: number[];
+  colour: ColourMethod;
+  mine_rounds: number;
 }
 
 export interface EpochMetrics {

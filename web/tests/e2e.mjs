@@ -77,6 +77,14 @@ async function shot(name) {
   log(`  screenshot ${file}`);
 }
 
+/** A screenshot between two numbered steps (e.g. 04b-…), leaving the numbering of the others as it was. */
+async function extraShot(name) {
+  await page.waitForTimeout(300);
+  const file = join(SHOTS, `${String(shotNo).padStart(2, '0')}b-${name}.png`);
+  await page.screenshot({ path: file });
+  log(`  screenshot ${file}`);
+}
+
 async function waitReady(what) {
   await page.waitForFunction(() => window.kestrel && window.kestrel.ready === true, null, { timeout: 30000 })
     .catch(() => { throw new Fail(`${what}: the page never became ready (window.kestrel.ready)`); });
@@ -348,7 +356,33 @@ async function run() {
     log('step 5: train');
     await page.click('[data-testid=tab-train]');
     await page.selectOption('[data-testid=train-class]', String(vehicle.id));
+    // Training options: one band checkbox per band of the image, the first three ticked; colour
+    // "stretch"; no mining (it would retrain on the slow test machine).
+    await page.click('[data-testid=train-options-toggle]');
+    check(await page.isVisible('[data-testid=train-colour]'), 'opening the training options shows no colour choice');
+    const bandBoxes = await page.$$eval('[data-testid^=train-band-]', (els) => els.map((e) => ({ id: e.dataset.testid, checked: e.checked, disabled: e.disabled })));
+    check(bandBoxes.length === image.bands, `the training options offer ${bandBoxes.length} band checkboxes, the image has ${image.bands} bands`);
+    check(!(await page.$(`[data-testid=train-band-${image.bands + 1}]`)), `a checkbox for band ${image.bands + 1} is offered on a ${image.bands}-band image`);
+    const expBands = Array.from({ length: Math.min(3, image.bands) }, (_, i) => i + 1);
+    const ticked = bandBoxes.filter((b) => b.checked).map((b) => Number(b.id.replace('train-band-', '')));
+    check(JSON.stringify(ticked) === JSON.stringify(expBands), `bands ticked by default: ${JSON.stringify(ticked)}, expected ${JSON.stringify(expBands)}`);
+    await page.selectOption('[data-testid=train-colour]', 'stretch');
+    await page.fill('[data-testid=train-mine]', '0');
+    await page.dispatchEvent('[data-testid=train-mine]', 'change');
+    const colourHint = await page.textContent('[data-testid=train-colour-hint]');
+    check(/2–98/.test(colourHint), `the colour hint for "stretch" reads "${colourHint}"`);
+    const optSummary = await page.textContent('[data-testid=train-options-summary]');
+    check(optSummary.includes(`bands ${expBands.join(',')}`) && optSummary.includes('stretch'), `the options summary reads "${optSummary}"`);
+    log(`  options: ${bandBoxes.length} band checkboxes, ${optSummary}`);
+    await extraShot('train-options');
+    const trainRequest = page.waitForRequest((r) => r.method() === 'POST' && r.url().endsWith('/api/jobs/train'), { timeout: 15000 });
     await page.click('[data-testid=train-button]');
+    const trainBody = JSON.parse((await trainRequest).postData() || '{}');
+    check(trainBody.colour === 'stretch', `the train request asks for colour ${JSON.stringify(trainBody.colour)}, expected "stretch"`);
+    check(JSON.stringify(trainBody.bands) === JSON.stringify(expBands), `the train request asks for bands ${JSON.stringify(trainBody.bands)}, expected ${JSON.stringify(expBands)}`);
+    check(trainBody.mine_rounds === 0, `the train request asks for ${JSON.stringify(trainBody.mine_rounds)} mining rounds, expected 0`);
+    check((trainBody.height_bands ?? []).length === 0, `the train request marks height bands ${JSON.stringify(trainBody.height_bands)}`);
+    log(`  POST /api/jobs/train ${JSON.stringify(trainBody)}`);
     await until('a training job to start', () => page.evaluate(() => {
       const s = document.querySelector('[data-testid=train-state]').dataset.state;
       return s && s !== '';
@@ -375,6 +409,15 @@ async function run() {
     await until('the new model to be listed and selected', () => page.evaluate((id) =>
       document.querySelector('[data-testid=detect-model]').value === id && !!document.querySelector(`[data-testid="model-${id}"]`), modelId), 10000);
     log(`  model ${modelId}: ${trainJob.epochs.length} epochs, last F1 ${trainJob.epochs[trainJob.epochs.length - 1].f1}`);
+    // What the model reads, in the API and in the models list.
+    const listed = (await apiGet('/api/models')).find((m) => m.id === modelId);
+    check(listed, `GET /api/models does not list ${modelId}`);
+    check(JSON.stringify(listed.bands) === JSON.stringify(expBands) && (listed.height_bands ?? []).length === 0,
+      `GET /api/models gives ${modelId} bands ${JSON.stringify(listed.bands)} and height bands ${JSON.stringify(listed.height_bands)}, expected ${JSON.stringify(expBands)} and none`);
+    const entry = await page.textContent(`[data-testid="model-${modelId}"]`);
+    check(entry.includes(`bands ${expBands.join(',')}`), `the models list entry reads "${entry}", without "bands ${expBands.join(',')}"`);
+    check(!(await page.isDisabled('[data-testid=detect-all]')), `Detect is disabled for a model that reads the image's bands: ${await page.getAttribute('[data-testid=detect-all]', 'title')}`);
+    log(`  models list: ${await page.textContent(`[data-testid="model-reads-${modelId}"]`)}`);
     await shot('trained');
 
     // 6. Detect whole image
@@ -491,6 +534,8 @@ async function run() {
     check(typeof model.default_threshold !== 'number' || Math.abs(thrAfter - model.default_threshold) < 1e-6,
       `after reload the threshold is ${thrAfter}, expected the model's default ${model.default_threshold}`);
     log(`  ${after.length} samples on the image (layer ${pageCounts.samples}), ${detsAfter.length} detections (layer ${pageCounts.detections}); all persisted`);
+    const colourAfter = await page.$eval('[data-testid=train-colour]', (e) => e.value);
+    check(colourAfter === 'stretch', `after reload the training colour is "${colourAfter}", expected the "stretch" chosen before`);
     // Show the reviewed and drawn ones
     await page.evaluate(([cx, cy, res]) => {
       const k = window.kestrel;

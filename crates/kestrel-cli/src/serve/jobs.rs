@@ -55,7 +55,7 @@ pub struct Job {
 
 /// What a job is asked to do.
 enum Work {
-    Train { class_id: i64, epochs: usize },
+    Train(TrainSettings),
     Detect { model_id: String, image_id: i64, bbox: Option<[f64; 4]> },
 }
 
@@ -129,7 +129,7 @@ pub fn start_worker(state: &Shared) {
                 j.message = "starting".into();
             });
             let outcome = match work {
-                Work::Train { class_id, epochs } => run_train(&state, id, class_id, epochs, cancel.clone()),
+                Work::Train(settings) => run_train(&state, id, settings, cancel.clone()),
                 Work::Detect { model_id, image_id, bbox } => run_detect(&state, id, &model_id, image_id, bbox, cancel.clone()),
             };
             state.jobs.update(id, |j| {
@@ -160,7 +160,18 @@ fn models_dir(state: &Shared) -> std::path::PathBuf {
     state.project_dir.join("models")
 }
 
-fn run_train(state: &Shared, id: u64, class_id: i64, epochs: usize, cancel: Arc<AtomicBool>) -> anyhow::Result<Value> {
+/// A training job's settings, checked when it was asked for.
+struct TrainSettings {
+    class_id: i64,
+    epochs: usize,
+    /// Source bands, 0-based (None: the first three).
+    bands: Option<Vec<usize>>,
+    colour: kestrel_samples::normalize::ColourMethod,
+    mine_rounds: usize,
+}
+
+fn run_train(state: &Shared, id: u64, settings: TrainSettings, cancel: Arc<AtomicBool>) -> anyhow::Result<Value> {
+    let TrainSettings { class_id, epochs, bands, colour, mine_rounds } = settings;
     let (class, validate_on) = {
         let db = state.db();
         let class = db.class(class_id)?;
@@ -181,10 +192,10 @@ fn run_train(state: &Shared, id: u64, class_id: i64, epochs: usize, cancel: Arc<
         negatives: 2.0,
         json: false,
         resume: false,
-        colour: kestrel_samples::chips::ChipOptions::default().colour,
-        mine_rounds: 0,
+        colour,
+        mine_rounds,
         mine_per_image: 20,
-        bands: None,
+        bands,
     };
     // Stages share the bar: chips 0–10 %, training 10–95 %, the threshold the rest.
     let mut span = (0.0, 0.1);
@@ -292,6 +303,9 @@ fn model_summary(id: &str, meta: &kestrel_model::package::PackageMeta, with_metr
         "epochs": meta.metrics.len(),
         "gsd_m": meta.contract.target_gsd_m,
         "heading_mode": meta.contract.heading_mode,
+        // What the model reads, 1-based as the GUI and the CLI name bands.
+        "bands": meta.contract.bands.iter().map(|b| b + 1).collect::<Vec<_>>(),
+        "height_bands": meta.contract.bands.iter().filter(|&&b| meta.contract.colour.is_height_band(b)).map(|b| b + 1).collect::<Vec<_>>(),
     });
     if with_metrics {
         v["metrics"] = json!(meta.metrics);
@@ -337,6 +351,14 @@ pub async fn one(State(state): State<Shared>, Path(id): Path<u64>) -> ApiResult<
 pub struct TrainBody {
     class_id: i64,
     epochs: Option<usize>,
+    /// Bands the network reads, 1-based, in order (default: the first three).
+    bands: Option<Vec<usize>>,
+    /// Bands (1-based, among `bands`) holding heights in metres, kept in metres.
+    height_bands: Option<Vec<usize>>,
+    /// "quantile" (default) or "stretch".
+    colour: Option<String>,
+    /// Hard-negative mining rounds (default 0).
+    mine_rounds: Option<usize>,
 }
 
 pub async fn train(State(state): State<Shared>, Json(body): Json<TrainBody>) -> ApiResult<Response> {
@@ -349,7 +371,31 @@ pub async fn train(State(state): State<Shared>, Json(body): Json<TrainBody>) -> 
     if positives == 0 {
         return Err(ApiError::bad_request(format!("class {} has no positive samples to learn from", class.name)));
     }
-    let job = state.jobs.submit("train", Work::Train { class_id: class.id, epochs })?;
+    let bands_of_images = state.db().images()?.iter().map(|i| i.bands).min().unwrap_or(0);
+    let bands = match &body.bands {
+        None => None,
+        Some(list) => {
+            if list.is_empty() || list.iter().any(|&b| b == 0 || b > usize::from(bands_of_images)) {
+                return Err(ApiError::bad_request(format!("bands {list:?}: give 1-based bands of the project's images (they have {bands_of_images})")));
+            }
+            if (1..list.len()).any(|i| list[..i].contains(&list[i])) {
+                return Err(ApiError::bad_request(format!("bands {list:?}: a band is named twice")));
+            }
+            Some(list.iter().map(|b| b - 1).collect::<Vec<_>>())
+        }
+    };
+    let height_bands = body.height_bands.clone().unwrap_or_default();
+    let read = bands.clone().unwrap_or_else(|| vec![0, 1, 2]);
+    if let Some(&b) = height_bands.iter().find(|&&b| b == 0 || !read.contains(&(b - 1))) {
+        return Err(ApiError::bad_request(format!("height band {b} is not one of the bands the network reads ({:?})", read.iter().map(|b| b + 1).collect::<Vec<_>>())));
+    }
+    let colour = body.colour.as_deref().unwrap_or("quantile").parse::<kestrel_samples::normalize::ColourMethod>().map_err(ApiError::bad_request)?;
+    let mine_rounds = body.mine_rounds.unwrap_or(0);
+    if mine_rounds > 5 {
+        return Err(ApiError::bad_request(format!("mine_rounds {mine_rounds}: give 0–5")));
+    }
+    let settings = TrainSettings { class_id: class.id, epochs, bands, colour: colour.with_heights(height_bands.iter().map(|b| b - 1).collect()), mine_rounds };
+    let job = state.jobs.submit("train", Work::Train(settings))?;
     Ok((StatusCode::ACCEPTED, Json(job)).into_response())
 }
 

@@ -306,6 +306,18 @@ async fn train_detect_review_export() {
     assert_client_error(st, &b, StatusCode::BAD_REQUEST, "epochs");
     let (st, b, _) = call(s, "POST", "/api/jobs/train", Some(r#"{"class": 1}"#)).await;
     assert_client_error(st, &b, StatusCode::BAD_REQUEST, "malformed");
+    // Training options: bands the images have, height bands among them, a known colour method.
+    for (body, words) in [
+        (r#"{"class_id": 1, "bands": [1, 2, 3, 4]}"#, "bands [1, 2, 3, 4]"),
+        (r#"{"class_id": 1, "bands": [0, 1]}"#, "1-based"),
+        (r#"{"class_id": 1, "bands": [1, 1, 2]}"#, "twice"),
+        (r#"{"class_id": 1, "bands": [1, 2], "height_bands": [3]}"#, "height band 3"),
+        (r#"{"class_id": 1, "colour": "sepia"}"#, "sepia"),
+        (r#"{"class_id": 1, "mine_rounds": 9}"#, "mine_rounds"),
+    ] {
+        let (st, b, _) = call(s, "POST", "/api/jobs/train", Some(body)).await;
+        assert_client_error(st, &b, StatusCode::BAD_REQUEST, words);
+    }
 
     // Cancelled while queued or running: ends as cancelled, writes no model.
     let (st, job, _) = call(s, "POST", "/api/jobs/train", Some(r#"{"class_id": 1, "epochs": 50}"#)).await;
@@ -315,7 +327,7 @@ async fn train_detect_review_export() {
     let cancelled = wait_job(s, job["id"].as_u64().expect("id")).await;
     assert_eq!(cancelled["state"], "cancelled", "{cancelled}");
 
-    let (st, job, _) = call(s, "POST", "/api/jobs/train", Some(r#"{"class_id": 1, "epochs": 6}"#)).await;
+    let (st, job, _) = call(s, "POST", "/api/jobs/train", Some(r#"{"class_id": 1, "epochs": 6, "bands": [3, 2, 1], "colour": "stretch"}"#)).await;
     assert_eq!(st, StatusCode::ACCEPTED);
     // The event stream: snapshots until the job ends, then the stream closes.
     let (st, _, sse) = call(s, "GET", &format!("/api/jobs/{}/events", job["id"]), None).await;
@@ -326,6 +338,9 @@ async fn train_detect_review_export() {
     assert_eq!(last["state"], "done", "{last}");
     assert!(last["epochs"].as_array().is_some_and(|e| !e.is_empty()));
     let model_id = last["result"]["model_id"].as_str().expect("model id").to_string();
+    let (_, models, _) = call(s, "GET", "/api/models", None).await;
+    let model = models.as_array().and_then(|m| m.iter().find(|m| m["id"] == model_id.as_str())).expect("the model is listed");
+    assert_eq!((model["bands"].clone(), model["height_bands"].clone()), (json!([3, 2, 1]), json!([])), "the job's bands reach the model: {model}");
     let (st, jobs, _) = call(s, "GET", "/api/jobs", None).await;
     assert_eq!((st, jobs.as_array().map(Vec::len)), (StatusCode::OK, Some(2)));
     let (st, b, _) = call(s, "GET", "/api/jobs/99", None).await;
