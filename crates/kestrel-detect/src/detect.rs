@@ -359,19 +359,10 @@ fn verify_many(network: &Inference, contract: &kestrel_samples::normalize::Contr
         });
         let heads = network.forward(data, part.len() * m, bands, size, size);
         // The heads at each chip's centre cell (as training read them).
-        let plane = heads.rows * heads.cols;
         let centre = (heads.rows / 2) * heads.cols + heads.cols / 2;
-        let k = heads.class_channels();
-        let at = |t: &[f32], chip: usize, channels: usize, c: usize| t[(chip * channels + c) * plane + centre];
         for (c, q) in part.iter().enumerate() {
             let (x, y, h) = (q.x, q.y, q.heading_deg);
-            // 1 − the background's softmax probability at the centre of chip i.
-            let score = |i: usize| {
-                let logit = |j: usize| at(&heads.class_logits, c * m + i, k, j);
-                let top = (0..k).map(logit).fold(f32::NEG_INFINITY, f32::max);
-                let sum: f32 = (0..k).map(|j| (logit(j) - top).exp()).sum();
-                1.0 - (logit(0) - top).exp() / sum
-            };
+            let score = |i: usize| heads.objectness(c * m + i, centre);
             let Some(best) = (0..m).max_by(|&a, &b| score(a).total_cmp(&score(b))) else {
                 out.push(None);
                 continue;
@@ -385,14 +376,16 @@ fn verify_many(network: &Inference, contract: &kestrel_samples::normalize::Contr
             let sx = along((bi > 0).then(|| best - 1), (bi < 2).then_some(best + 1));
             let sy = along((bj > 0).then(|| best - 3), (bj < 2).then_some(best + 3));
             let chip = c * m + best;
-            let residual = f64::from(at(&heads.heading, chip, 2, 0)).atan2(f64::from(at(&heads.heading, chip, 2, 1))).to_degrees() / turns;
+            let (sin, cos) = heads.heading_at(chip, centre);
+            let (ln_length, ln_width) = heads.size_at(chip, centre);
+            let residual = f64::from(sin).atan2(f64::from(cos)).to_degrees() / turns;
             out.push(Some(Verified {
                 x: x + offsets[best].0 + sx * step,
                 y: y + offsets[best].1 + sy * step,
                 score: score(best),
                 heading_deg: contract.heading_mode.wrap(h + residual),
-                length_m: f64::from(at(&heads.size, chip, 2, 0)).exp(),
-                width_m: f64::from(at(&heads.size, chip, 2, 1)).exp(),
+                length_m: f64::from(ln_length).exp(),
+                width_m: f64::from(ln_width).exp(),
             }));
         }
     }

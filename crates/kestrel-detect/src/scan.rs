@@ -37,31 +37,26 @@ pub fn cell_origin_px(contract: &Contract) -> f64 {
 /// Scores every cell of `tile` (a square cut at the contract's GSD, bands and colour).
 pub fn score_tile(network: &Inference, contract: &Contract, tile: &Chip) -> ScoreGrid {
     let out = network.forward(tile.data.clone(), 1, tile.bands, tile.size, tile.size);
-    let (rows, cols, k) = (out.rows, out.cols, out.class_channels());
+    let (rows, cols) = (out.rows, out.cols);
     let n = rows * cols;
     let turns = match contract.heading_mode {
         HeadingMode::Directed => 1.0,
         HeadingMode::Axis => 2.0,
     };
-    // Objectness: 1 − the background's softmax probability.
-    let objectness = (0..n)
-        .map(|i| {
-            let logit = |c: usize| out.class_logits[c * n + i];
-            let top = (0..k).map(logit).fold(f32::NEG_INFINITY, f32::max);
-            let sum: f32 = (0..k).map(|c| (logit(c) - top).exp()).sum();
-            1.0 - (logit(0) - top).exp() / sum
-        })
-        .collect();
+    let objectness = (0..n).map(|i| out.objectness(0, i)).collect();
     let heading_deg = (0..n)
         .map(|i| {
-            let (s, c) = (f64::from(out.heading[i]), f64::from(out.heading[n + i]));
+            let (s, c) = out.heading_at(0, i);
             contract
                 .heading_mode
-                .wrap(s.atan2(c).to_degrees() / turns + contract.canonical_heading_deg)
+                .wrap(f64::from(s).atan2(f64::from(c)).to_degrees() / turns + contract.canonical_heading_deg)
         })
         .collect();
     let size_m = (0..n)
-        .map(|i| [f64::from(out.size[i]).exp(), f64::from(out.size[n + i]).exp()])
+        .map(|i| {
+            let (l, w) = out.size_at(0, i);
+            [f64::from(l).exp(), f64::from(w).exp()]
+        })
         .collect();
     ScoreGrid {
         rows,

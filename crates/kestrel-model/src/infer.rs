@@ -59,6 +59,28 @@ impl HeadOutputs {
     pub fn class_channels(&self) -> usize {
         self.class_logits.len() / (self.batch * self.rows * self.cols).max(1)
     }
+
+    /// Objectness at output cell `cell` (row · cols + col) of image `b`: 1 − the background's
+    /// softmax probability.
+    pub fn objectness(&self, b: usize, cell: usize) -> f32 {
+        let (k, plane) = (self.class_channels(), self.rows * self.cols);
+        let logit = |c: usize| self.class_logits[(b * k + c) * plane + cell];
+        let top = (0..k).map(logit).fold(f32::NEG_INFINITY, f32::max);
+        let sum: f32 = (0..k).map(|c| (logit(c) - top).exp()).sum();
+        1.0 - (logit(0) - top).exp() / sum
+    }
+
+    /// The heading head's (sin, cos) at `cell` of image `b`.
+    pub fn heading_at(&self, b: usize, cell: usize) -> (f32, f32) {
+        let plane = self.rows * self.cols;
+        (self.heading[2 * b * plane + cell], self.heading[(2 * b + 1) * plane + cell])
+    }
+
+    /// The size head's (ln length_m, ln width_m) at `cell` of image `b`.
+    pub fn size_at(&self, b: usize, cell: usize) -> (f32, f32) {
+        let plane = self.rows * self.cols;
+        (self.size[2 * b * plane + cell], self.size[(2 * b + 1) * plane + cell])
+    }
 }
 
 /// A trained network prepared for CPU inference.
