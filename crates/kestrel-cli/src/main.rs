@@ -541,10 +541,6 @@ fn info(path: &PathBuf, json: bool, gsd: Option<f64>) -> Result<()> {
         let meta = kestrel_model::package::read_meta(path)?;
         let mut v = serde_json::to_value(&meta)?;
         v["kind"] = serde_json::json!("model");
-        // The pattern's thousands of weights say nothing to a reader: its shape does.
-        if let Some(p) = &meta.pattern {
-            v["pattern"] = serde_json::json!({"size": p.size, "bands": p.bands, "weights": format!("{} values (the mean canonical positive)", p.weights.len())});
-        }
         println!(
             "{}",
             if json {

@@ -202,7 +202,6 @@ pub fn run_with(a: TrainArgs, report: &mut dyn FnMut(TrainReport)) -> Result<Tra
         .count();
     let negatives = train_chips.chips.len() - positives;
     let contract = train_chips.contract.clone();
-    let pattern = kestrel_model::pattern::Pattern::from_chips(train_chips.chips.iter().filter(|c| c.polarity == Polarity::Positive).map(|c| &c.chip));
     let train_set = TrainingSet::new(train_chips);
     let val_set = TrainingSet::new(val_chips);
     let radiometry = train_set.radiometry();
@@ -326,7 +325,6 @@ pub fn run_with(a: TrainArgs, report: &mut dyn FnMut(TrainReport)) -> Result<Tra
             options: a.options.clone(),
         },
         metrics: history.clone(),
-        pattern,
         radiometry,
         detection: None,
         created_unix_s: std::time::SystemTime::now()

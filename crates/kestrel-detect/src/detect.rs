@@ -75,8 +75,10 @@ pub struct Timing {
     pub decode: Duration,
     /// Colour normalization and resampling (reader thread).
     pub normalize: Duration,
+    /// The dense pass of the network over each tile.
     pub network: Duration,
-    /// Peaks, pattern matching, suppression.
+    /// Peaks, rotational matching and the second look (each cutting chips and running the
+    /// network on them), suppression.
     pub post: Duration,
     pub wall: Duration,
     /// Megapixels of the source image covered.
@@ -283,7 +285,7 @@ fn match_rotations(network: &Inference, contract: &kestrel_samples::normalize::C
                 dst.copy_from_slice(&resample_square(window, q.x, q.y, q.heading_deg + turn - contract.canonical_heading_deg, zoom, size).data);
             }
         });
-        let heads = network.forward(data, part.len() * turns.len(), bands, size, size);
+        let heads = network.forward(&data, part.len() * turns.len(), bands, size, size);
         let centre = (heads.rows / 2) * heads.cols + heads.cols / 2;
         for (c, q) in part.iter_mut().enumerate() {
             let score = |i: usize| heads.objectness(c * turns.len() + i, centre);
@@ -363,7 +365,7 @@ fn verify_many(network: &Inference, contract: &kestrel_samples::normalize::Contr
                 dst.copy_from_slice(&resample_square(window, q.x + dx, q.y + dy, q.heading_deg - contract.canonical_heading_deg, zoom, size).data);
             }
         });
-        let heads = network.forward(data, part.len() * m, bands, size, size);
+        let heads = network.forward(&data, part.len() * m, bands, size, size);
         // The heads at each chip's centre cell (as training read them).
         let centre = (heads.rows / 2) * heads.cols + heads.cols / 2;
         for (c, q) in part.iter().enumerate() {

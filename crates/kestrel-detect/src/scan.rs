@@ -36,7 +36,7 @@ pub fn cell_origin_px(contract: &Contract) -> f64 {
 
 /// Scores every cell of `tile` (a square cut at the contract's GSD, bands and colour).
 pub fn score_tile(network: &Inference, contract: &Contract, tile: &Chip) -> ScoreGrid {
-    let out = network.forward(tile.data.clone(), 1, tile.bands, tile.size, tile.size);
+    let out = network.forward(&tile.data, 1, tile.bands, tile.size, tile.size);
     let (rows, cols) = (out.rows, out.cols);
     let n = rows * cols;
     let turns = match contract.heading_mode {

@@ -83,7 +83,7 @@ pub fn measure(
     for i in 0..steps + 2 {
         let x = random(batch * c * chip_px * chip_px);
         let t = Instant::now();
-        let _ = inference.forward(x, batch, c, chip_px, chip_px);
+        let _ = inference.forward(&x, batch, c, chip_px, chip_px);
         if i >= 2 {
             infer_s.push(t.elapsed().as_secs_f64());
         }
@@ -93,7 +93,7 @@ pub fn measure(
     for i in 0..(steps / 2).max(1) + 1 {
         let x = random(c * tile_px * tile_px);
         let t = Instant::now();
-        let _ = inference.forward(x.clone(), 1, c, tile_px, tile_px);
+        let _ = inference.forward(&x, 1, c, tile_px, tile_px);
         let fused = t.elapsed().as_secs_f64();
         // The same tile through burn's own forward pass, for comparison.
         let t = Instant::now();

@@ -48,7 +48,7 @@ pub struct HeadOutputs {
     pub cols: usize,
     /// Logits over background (index 0) and the classes.
     pub class_logits: Vec<f32>,
-    /// (sin, cos) of the heading.
+    /// (sin, cos) of the heading: θ for directed classes, 2θ for axis classes.
     pub heading: Vec<f32>,
     /// ln(length_m), ln(width_m).
     pub size: Vec<f32>,
@@ -97,7 +97,7 @@ pub struct CpuNetwork {
 
 fn values<const D: usize>(t: burn::tensor::Tensor<D>) -> Vec<f32> {
     // A parameter of a trained network is always readable as f32 on its device.
-    t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap_or_default()
+    t.into_data().convert::<f32>().try_to_vec::<f32>().expect("a tensor converted to f32 reads as f32")
 }
 
 /// A convolution's weights as `[k·k·cin, cout]` rows, scaled per output channel by `scale`.
@@ -175,35 +175,11 @@ impl CpuNetwork {
         CpuNetwork { in_channels: stem.cin, stem, blocks, heads: Conv { kernel: 1, stride: 1, cin, cout, weight, bias }, class_channels, threads }
     }
 
-    /// At most this many threads per image (default: the machine's cores).
+    /// At most this many threads (default: the machine's cores): over the images of a batch,
+    /// over rows within each image.
     pub fn with_threads(mut self, threads: usize) -> Self {
         self.threads = threads.max(1);
         self
-    }
-
-    pub fn in_channels(&self) -> usize {
-        self.in_channels
-    }
-
-    /// Multiply–accumulates of one forward pass over a `rows`×`cols` input (for benchmarks).
-    pub fn macs(&self, rows: usize, cols: usize) -> u64 {
-        let mut total = 0u64;
-        let mut shape = (rows, cols);
-        let mut count = |c: &Conv, shape: &mut (usize, usize)| {
-            *shape = c.out_shape(shape.0, shape.1);
-            total += (shape.0 * shape.1 * c.kernel * c.kernel * c.cin * c.cout) as u64;
-        };
-        count(&self.stem, &mut shape);
-        for b in &self.blocks {
-            let input = shape;
-            count(&b.first, &mut shape);
-            count(&b.second, &mut shape);
-            if let Some(s) = &b.skip {
-                count(s, &mut input.clone());
-            }
-        }
-        count(&self.heads, &mut shape);
-        total
     }
 
     /// Forward pass over a batch laid out `[batch, channels, rows, cols]` (burn's layout).
@@ -214,8 +190,8 @@ impl CpuNetwork {
     pub fn forward(&self, input: &[f32], batch: usize, channels: usize, rows: usize, cols: usize) -> HeadOutputs {
         assert_eq!(channels, self.in_channels, "the network reads {} channels", self.in_channels);
         assert_eq!(input.len(), batch * channels * rows * cols, "input of the wrong size");
-        // Threads over images when there are several, over rows within one otherwise.
-        let per_image = if batch > 1 { 1 } else { self.threads };
+        // Threads over images, and what is left over rows within each.
+        let per_image = (self.threads / batch.max(1)).max(1);
         let run = |b: usize| -> Nhwc {
             let plane = rows * cols;
             let image = &input[b * channels * plane..(b + 1) * channels * plane];
@@ -275,6 +251,9 @@ impl CpuNetwork {
 
 impl Conv {
     fn out_shape(&self, rows: usize, cols: usize) -> (usize, usize) {
+        if rows == 0 || cols == 0 {
+            return (0, 0);
+        }
         let pad = self.kernel / 2;
         ((rows + 2 * pad - self.kernel) / self.stride + 1, (cols + 2 * pad - self.kernel) / self.stride + 1)
     }
@@ -408,12 +387,12 @@ impl<'a> Inference<'a> {
     }
 
     /// Forward pass over `input`, laid out `[batch, channels, rows, cols]`.
-    pub fn forward(&self, input: Vec<f32>, batch: usize, channels: usize, rows: usize, cols: usize) -> HeadOutputs {
+    pub fn forward(&self, input: &[f32], batch: usize, channels: usize, rows: usize, cols: usize) -> HeadOutputs {
         match self {
-            Inference::Cpu(net) => net.forward(&input, batch, channels, rows, cols),
+            Inference::Cpu(net) => net.forward(input, batch, channels, rows, cols),
             Inference::Device(net) => {
                 let device = crate::device::current();
-                let x = burn::tensor::Tensor::<4>::from_data(burn::tensor::TensorData::new(input, [batch, channels, rows, cols]), &device);
+                let x = burn::tensor::Tensor::<4>::from_data(burn::tensor::TensorData::new(input.to_vec(), [batch, channels, rows, cols]), &device);
                 let out = net.forward(x);
                 let [_, _, out_rows, out_cols] = out.class_logits.dims();
                 HeadOutputs { batch, rows: out_rows, cols: out_cols, class_logits: values(out.class_logits), heading: values(out.heading), size: values(out.size) }
@@ -449,16 +428,19 @@ mod tests {
             perturb(&mut block.second_bn, 2.5 + i as f32);
         }
         let cpu = CpuNetwork::new(&net).with_threads(2);
-        for (batch, side) in [(3usize, 52usize), (1, 200), (2, 37)] {
-            let x: Tensor<4> = Tensor::random([batch, 4, side, side], Distribution::Uniform(0.0, 1.0), &device);
+        let single = CpuNetwork::new(&net).with_threads(1);
+        for (batch, rows, cols) in [(3usize, 52usize, 52usize), (1, 200, 200), (2, 37, 53), (1, 1, 1), (5, 9, 30)] {
+            let x: Tensor<4> = Tensor::random([batch, 4, rows, cols], Distribution::Uniform(0.0, 1.0), &device);
             let data = x.to_data().try_to_vec::<f32>().expect("f32");
             let want = net.forward(x);
-            let got = cpu.forward(&data, batch, 4, side, side);
+            let got = cpu.forward(&data, batch, 4, rows, cols);
+            assert_eq!(got, single.forward(&data, batch, 4, rows, cols), "threads change nothing");
+            let side = format!("{rows}×{cols}");
             assert_eq!([got.batch, got.class_channels(), got.rows, got.cols], want.class_logits.dims());
             for (name, a, b) in [("class", got.class_logits, want.class_logits), ("heading", got.heading, want.heading), ("size", got.size, want.size)] {
                 let b = b.to_data().try_to_vec::<f32>().expect("f32");
                 let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs() / (1.0 + y.abs())).fold(0f32, f32::max);
-                assert!(worst < 1e-4, "{name} head, batch {batch} of {side}²: relative difference {worst}");
+                assert!(worst < 1e-4, "{name} head, batch {batch} of {side}: relative difference {worst}");
             }
         }
     }

@@ -9,5 +9,4 @@ pub mod ema;
 pub mod infer;
 pub mod network;
 pub mod package;
-pub mod pattern;
 pub mod train;

@@ -36,9 +36,6 @@ pub struct PackageMeta {
     pub metrics: Vec<EpochMetrics>,
     /// Seconds since the Unix epoch when the package was written.
     pub created_unix_s: u64,
-    /// The class's rotational pattern (mean canonical positive) for heading refinement.
-    #[serde(default)]
-    pub pattern: Option<crate::pattern::Pattern>,
     /// The training images' radiometry, for detection's domain-shift warnings.
     #[serde(default)]
     pub radiometry: Option<kestrel_samples::normalize::colour::Radiometry>,
@@ -132,6 +129,12 @@ pub fn load_package(path: &Path, device: &Device) -> Result<(PackageMeta, Networ
         source,
     })?;
     let (meta, weights) = split(path, &bytes)?;
+    if meta.contract.bands.len() != meta.network.in_channels {
+        return Err(PackageError::Corrupt {
+            path: p,
+            problem: format!("the contract names {} band(s) but the network reads {} channel(s)", meta.contract.bands.len(), meta.network.in_channels),
+        });
+    }
     let record = burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(
         weights.to_vec(),
     ))

@@ -103,7 +103,6 @@ fn a_package_round_trips_and_bad_packages_are_clear_errors() {
         },
         metrics: vec![],
         created_unix_s: 0,
-        pattern: None,
         radiometry: None,
         detection: None,
     };

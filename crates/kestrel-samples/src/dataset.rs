@@ -22,7 +22,8 @@ pub struct Augment {
     pub flip: bool,
     /// Scale by a factor in [1 − s, 1 + s].
     pub scale: f64,
-    /// Per-band gain in [1 − c, 1 + c] and offset in ±c/2 on normalized values.
+    /// Per-band gain in [1 − c, 1 + c] and offset in ±c/2 on normalized values (heights get
+    /// the gain only).
     pub colour: f32,
     /// With probability 0.5, darken the colour bands (not heights) by one factor in
     /// [1 − s, 1]: an object in a building's shadow is darker and flatter than anything a
@@ -167,8 +168,13 @@ impl TrainingSet {
                     -f64::from(augment.colour) / 2.0,
                     f64::from(augment.colour) / 2.0,
                 ) as f32;
-                for v in &mut chip.data[b * s2..(b + 1) * s2] {
-                    *v = (*v * gain + offset).clamp(0.0, 1.0);
+                let plane = &mut chip.data[b * s2..(b + 1) * s2];
+                if self.contract.bands.get(b).is_some_and(|&source| self.contract.colour.is_height_band(source)) {
+                    // Heights in metres ÷ 20: a taller or shorter canopy, never capped at 20 m
+                    // (detection does not cap them either).
+                    plane.iter_mut().for_each(|v| *v = (*v * gain).max(0.0));
+                } else {
+                    plane.iter_mut().for_each(|v| *v = (*v * gain + offset).clamp(0.0, 1.0));
                 }
             }
         }

@@ -144,7 +144,7 @@ pub fn objects_by_class(cloud: &mut PointCloud, class: u8, cell: f64, area: Opti
 /// cell in row order, so a flat crown gives one top. Each top's crown is the mean distance,
 /// over eight directions, that the canopy stays above half the top's height without rising
 /// above it again (a neighbouring, taller crown) — a square box of that half-size, which is
-/// what a detector learns from. `points` is the crown's number of cells; `min`/`max` z are
+/// what a detector learns from. `points` counts the cells along those eight rays; `min`/`max` z are
 /// heights above ground (0 and the top's), in metres.
 ///
 /// The heights are smoothed by a 3×3 mean first: a sparse or rough canopy has pits and spikes
@@ -154,9 +154,15 @@ pub fn tree_tops(grid: &super::HeightGrid, min_height_m: f64, radius_m: f64) -> 
         return Err(crate::GeoError::Invalid(format!("tree tops need a height ≥ 0 and a positive radius, got {min_height_m} m and {radius_m} m")));
     }
     let (w, h) = (grid.width as usize, grid.height as usize);
+    if grid.georef.crs.as_ref().is_some_and(|c| c.is_geographic()) {
+        return Err(crate::GeoError::Invalid("tree tops need a height model in a projected CRS (metres or feet), not in degrees".into()));
+    }
     let (cell_x, _) = grid.georef.transform.pixel_size();
     let unit_m = grid.georef.crs.as_ref().and_then(|c| c.linear_unit_m()).unwrap_or(1.0);
     let cell_m = cell_x.abs() * unit_m;
+    if !(cell_m > 0.0 && cell_m.is_finite()) {
+        return Err(crate::GeoError::Invalid(format!("the height model's cells measure {cell_m} m")));
+    }
     let reach = (radius_m / cell_m).ceil().max(1.0) as i64;
     let at = |v: &[f32], r: i64, c: i64| -> f32 {
         if r < 0 || c < 0 || r >= h as i64 || c >= w as i64 {
@@ -192,7 +198,10 @@ pub fn tree_tops(grid: &super::HeightGrid, min_height_m: f64, radius_m: f64) -> 
             }
             for dr in -reach..=reach {
                 for dc in -reach..=reach {
-                    if (dr == 0 && dc == 0) || ((dr * dr + dc * dc) as f64).sqrt() * cell_m > radius_m + 1e-9 {
+                    // The 8 neighbours always count: a radius under a cell would make every
+                    // canopy cell a top.
+                    let adjacent = dr.abs() <= 1 && dc.abs() <= 1;
+                    if (dr == 0 && dc == 0) || (!adjacent && ((dr * dr + dc * dc) as f64).sqrt() * cell_m > radius_m + 1e-9) {
                         continue;
                     }
                     let n = at(&smooth, r + dr, c + dc);
@@ -281,5 +290,10 @@ mod tests {
         // The plateau: exactly one top, on the plateau.
         assert_eq!(tops.iter().filter(|t| (t.top[2] - 6.0).abs() < 1e-6).count(), 1, "{tops:?}");
         assert!(tree_tops(&grid, 2.0, 0.0).is_err(), "a zero radius is refused");
+        // A radius under a cell still compares each cell with its 8 neighbours.
+        assert_eq!(tree_tops(&grid, 2.0, 0.1).expect("tops").len(), 3);
+        let mut degrees = grid.clone();
+        degrees.georef.crs = Some(crate::Crs::wgs84());
+        assert!(tree_tops(&degrees, 2.0, 2.0).is_err(), "a height model in degrees is refused");
     }
 }

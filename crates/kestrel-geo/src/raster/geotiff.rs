@@ -98,8 +98,9 @@ impl GeoTiffSource {
         match &mut info.georef {
             None => info.georef = super::image_file::sidecar_georef(path)?,
             // A CRS without an EPSG code travels in GDAL's PAM side-car (what our writer
-            // and GDAL write for it) or a `.prj`.
-            Some(g) if g.crs.is_none() => g.crs = super::image_file::sidecar_crs(path)?,
+            // and GDAL write for it) or a `.prj`; one that cannot be read leaves the CRS
+            // unknown, as it was before side-cars were read.
+            Some(g) if g.crs.is_none() => g.crs = super::image_file::sidecar_crs(path).ok().flatten(),
             Some(_) => {}
         }
         Ok(GeoTiffSource { handle, info })
