@@ -136,6 +136,26 @@ pub fn run(a: TrainArgs) -> Result<()> {
 }
 
 /// Trains `a.class` of the project and writes the package, reporting through `report`.
+/// Checks the bands a training reads (0-based; `None`: the first three) and its height bands
+/// (0-based) against the fewest bands among the project's images: each band exists, none is
+/// named twice, heights are among the bands read. Messages name bands 1-based, as users do.
+pub fn check_bands(bands: Option<&[usize]>, height_bands: &[usize], image_bands: usize) -> std::result::Result<(), String> {
+    let read: Vec<usize> = bands.map_or_else(|| (0..3.min(image_bands)).collect(), <[usize]>::to_vec);
+    if read.is_empty() {
+        return Err("no band to read".into());
+    }
+    if let Some(b) = read.iter().find(|&&b| b >= image_bands) {
+        return Err(format!("band {} does not exist: the project's images have {image_bands}", b + 1));
+    }
+    if let Some(i) = (1..read.len()).find(|&i| read[..i].contains(&read[i])) {
+        return Err(format!("band {} is named twice", read[i] + 1));
+    }
+    if let Some(b) = height_bands.iter().find(|b| !read.contains(b)) {
+        return Err(format!("height band {} is not one of the bands the network reads ({})", b + 1, read.iter().map(|b| (b + 1).to_string()).collect::<Vec<_>>().join(",")));
+    }
+    Ok(())
+}
+
 pub fn run_with(a: TrainArgs, report: &mut dyn FnMut(TrainReport)) -> Result<TrainOutcome> {
     let project = Project::open(a.project)?;
     let images = project.images()?;
@@ -145,6 +165,12 @@ pub fn run_with(a: TrainArgs, report: &mut dyn FnMut(TrainReport)) -> Result<Tra
             images.len()
         );
     }
+    let height_bands = match &a.colour {
+        kestrel_samples::normalize::ColourMethod::WithHeights { height_bands, .. } => height_bands.clone(),
+        _ => Vec::new(),
+    };
+    let image_bands = images.iter().map(|i| usize::from(i.bands)).min().unwrap_or(0);
+    check_bands(a.bands.as_deref(), &height_bands, image_bands).map_err(|problem| anyhow::anyhow!("{}: {problem}", a.project.display()))?;
     // Validation by image, never by overlapping frames: images whose path contains the
     // pattern, or else the last fifth of the images.
     let (val, train_imgs): (Vec<_>, Vec<_>) = match a.validate_on {

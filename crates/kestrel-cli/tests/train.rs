@@ -171,5 +171,10 @@ fn sample_sets_a_detector_cannot_learn_from_are_clear_errors() {
     assert!(e.contains("negatives"), "only positives: {e}");
     let e = run("submarine", &[]);
     assert!(e.contains("submarine"), "unknown class: {e}");
+    // Bands: the synthetic scenes have three.
+    for (extra, words) in [(&["--bands", "1,2,4"][..], "band 4 does not exist"), (&["--bands", "1,1,2"], "band 1 is named twice"), (&["--bands", "1,2", "--height-bands", "3"], "height band 3 is not one of the bands")] {
+        let e = run("vehicle", extra);
+        assert!(e.contains(words), "{extra:?}: {e}");
+    }
     assert_eq!(Project::open(&project).unwrap().samples(&Default::default()).unwrap().len(), before, "nothing stored is lost");
 }

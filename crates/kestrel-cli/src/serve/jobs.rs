@@ -371,30 +371,22 @@ pub async fn train(State(state): State<Shared>, Json(body): Json<TrainBody>) -> 
     if positives == 0 {
         return Err(ApiError::bad_request(format!("class {} has no positive samples to learn from", class.name)));
     }
-    let bands_of_images = state.db().images()?.iter().map(|i| i.bands).min().unwrap_or(0);
-    let bands = match &body.bands {
-        None => None,
-        Some(list) => {
-            if list.is_empty() || list.iter().any(|&b| b == 0 || b > usize::from(bands_of_images)) {
-                return Err(ApiError::bad_request(format!("bands {list:?}: give 1-based bands of the project's images (they have {bands_of_images})")));
-            }
-            if (1..list.len()).any(|i| list[..i].contains(&list[i])) {
-                return Err(ApiError::bad_request(format!("bands {list:?}: a band is named twice")));
-            }
-            Some(list.iter().map(|b| b - 1).collect::<Vec<_>>())
+    let image_bands = state.db().images()?.iter().map(|i| usize::from(i.bands)).min().unwrap_or(0);
+    let one_based = |list: &[usize], what: &str| -> ApiResult<Vec<usize>> {
+        if list.contains(&0) {
+            return Err(ApiError::bad_request(format!("{what} {list:?}: bands count from 1 (1-based)")));
         }
+        Ok(list.iter().map(|b| b - 1).collect())
     };
-    let height_bands = body.height_bands.clone().unwrap_or_default();
-    let read = bands.clone().unwrap_or_else(|| vec![0, 1, 2]);
-    if let Some(&b) = height_bands.iter().find(|&&b| b == 0 || !read.contains(&(b - 1))) {
-        return Err(ApiError::bad_request(format!("height band {b} is not one of the bands the network reads ({:?})", read.iter().map(|b| b + 1).collect::<Vec<_>>())));
-    }
+    let bands = body.bands.as_deref().map(|l| one_based(l, "bands")).transpose()?;
+    let height_bands = one_based(body.height_bands.as_deref().unwrap_or_default(), "height_bands")?;
+    crate::train_cmd::check_bands(bands.as_deref(), &height_bands, image_bands).map_err(ApiError::bad_request)?;
     let colour = body.colour.as_deref().unwrap_or("quantile").parse::<kestrel_samples::normalize::ColourMethod>().map_err(ApiError::bad_request)?;
     let mine_rounds = body.mine_rounds.unwrap_or(0);
     if mine_rounds > 5 {
         return Err(ApiError::bad_request(format!("mine_rounds {mine_rounds}: give 0–5")));
     }
-    let settings = TrainSettings { class_id: class.id, epochs, bands, colour: colour.with_heights(height_bands.iter().map(|b| b - 1).collect()), mine_rounds };
+    let settings = TrainSettings { class_id: class.id, epochs, bands, colour: colour.with_heights(height_bands), mine_rounds };
     let job = state.jobs.submit("train", Work::Train(settings))?;
     Ok((StatusCode::ACCEPTED, Json(job)).into_response())
 }

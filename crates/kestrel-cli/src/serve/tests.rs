@@ -308,9 +308,9 @@ async fn train_detect_review_export() {
     assert_client_error(st, &b, StatusCode::BAD_REQUEST, "malformed");
     // Training options: bands the images have, height bands among them, a known colour method.
     for (body, words) in [
-        (r#"{"class_id": 1, "bands": [1, 2, 3, 4]}"#, "bands [1, 2, 3, 4]"),
+        (r#"{"class_id": 1, "bands": [1, 2, 3, 4]}"#, "band 4 does not exist"),
         (r#"{"class_id": 1, "bands": [0, 1]}"#, "1-based"),
-        (r#"{"class_id": 1, "bands": [1, 1, 2]}"#, "twice"),
+        (r#"{"class_id": 1, "bands": [1, 1, 2]}"#, "band 1 is named twice"),
         (r#"{"class_id": 1, "bands": [1, 2], "height_bands": [3]}"#, "height band 3"),
         (r#"{"class_id": 1, "colour": "sepia"}"#, "sepia"),
         (r#"{"class_id": 1, "mine_rounds": 9}"#, "mine_rounds"),
