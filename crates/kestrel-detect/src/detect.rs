@@ -13,7 +13,7 @@ use kestrel_model::network::{Network, STRIDE};
 use kestrel_model::package::PackageMeta;
 use kestrel_samples::normalize::colour::ColourStats;
 use kestrel_samples::normalize::window::NormalizedWindow;
-use kestrel_samples::normalize::{resample_square, Chip, Contract};
+use kestrel_samples::normalize::{resample_square, resample_square_into, Chip, Contract};
 use kestrel_samples::HeadingMode;
 use std::time::{Duration, Instant};
 
@@ -226,8 +226,6 @@ pub fn detect_with(src: &dyn RasterSource, gsd_m: f64, stats: &ColourStats, mode
             if options.second_look {
                 let verified = verify_many(network, contract, &p.window, &proposals, zoom);
                 for (q, v) in proposals.iter_mut().zip(verified) {
-                    // A candidate the second look cannot score is dropped.
-                    let v = v.unwrap_or(Verified { score: f32::NEG_INFINITY, ..Verified::default() });
                     (q.x, q.y, q.heading_deg, q.score, q.size_m) = (v.x, v.y, v.heading_deg, v.score, [v.length_m, v.width_m]);
                 }
             }
@@ -280,18 +278,16 @@ fn match_rotations(network: &Inference, contract: &kestrel_samples::normalize::C
     for part in candidates.chunks_mut(PER_PASS) {
         let mut data = vec![0f32; part.len() * turns.len() * chip_len];
         let mut slots: Vec<(&Proposal, &mut [f32])> = part.iter().zip(data.chunks_mut(turns.len() * chip_len)).collect();
-        in_parallel(&mut slots, |(q, out)| {
+        kestrel_samples::parallel::par_for_each_mut(&mut slots, |(q, out)| {
             for (&turn, dst) in turns.iter().zip(out.chunks_mut(chip_len)) {
-                dst.copy_from_slice(&resample_square(window, q.x, q.y, q.heading_deg + turn - contract.canonical_heading_deg, zoom, size).data);
+                resample_square_into(window, q.x, q.y, q.heading_deg + turn - contract.canonical_heading_deg, zoom, size, dst);
             }
         });
         let heads = network.forward(&data, part.len() * turns.len(), bands, size, size);
         let centre = (heads.rows / 2) * heads.cols + heads.cols / 2;
         for (c, q) in part.iter_mut().enumerate() {
             let score = |i: usize| heads.objectness(c * turns.len() + i, centre);
-            let Some(best) = (0..turns.len()).max_by(|&a, &b| score(a).total_cmp(&score(b))) else {
-                continue;
-            };
+            let best = (1..turns.len()).fold(0, |b, i| if score(i) >= score(b) { i } else { b });
             // Between two neighbours of the same start, a parabola places the peak.
             let k = best % per_start;
             let offset = if k > 0 && k + 1 < per_start { parabola_vertex(score(best - 1), score(best), score(best + 1)) } else { 0.0 };
@@ -299,21 +295,6 @@ fn match_rotations(network: &Inference, contract: &kestrel_samples::normalize::C
             q.match_score = Some(score(best));
         }
     }
-}
-
-/// Runs `f` on every item, the items split between the machine's cores.
-fn in_parallel<T: Send>(items: &mut [T], f: impl Fn(&mut T) + Sync) {
-    let threads = std::thread::available_parallelism().map_or(1, usize::from).min(items.len());
-    if threads <= 1 {
-        items.iter_mut().for_each(f);
-        return;
-    }
-    let f = &f;
-    std::thread::scope(|s| {
-        for part in items.chunks_mut(items.len().div_ceil(threads)) {
-            s.spawn(move || part.iter_mut().for_each(f));
-        }
-    });
 }
 
 /// A peak of the dense map, on its way to becoming a detection.
@@ -327,7 +308,7 @@ struct Proposal {
 }
 
 /// A candidate as the network sees it centred.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct Verified {
     pub x: f64,
     pub y: f64,
@@ -342,7 +323,7 @@ pub struct Verified {
 /// apart; the position is where the centre cell's score peaks (a parabola through the grid),
 /// and the score, the heading (the cut's angle plus what the network reads in the chip) and
 /// the size are read there.
-fn verify_many(network: &Inference, contract: &kestrel_samples::normalize::Contract, window: &NormalizedWindow, candidates: &[Proposal], zoom: f64) -> Vec<Option<Verified>> {
+fn verify_many(network: &Inference, contract: &kestrel_samples::normalize::Contract, window: &NormalizedWindow, candidates: &[Proposal], zoom: f64) -> Vec<Verified> {
     /// Candidates per forward pass (9 chips each).
     const PER_PASS: usize = 32;
     let size = contract.chip_size_px as usize;
@@ -360,9 +341,9 @@ fn verify_many(network: &Inference, contract: &kestrel_samples::normalize::Contr
         let per_candidate = m * bands * size * size;
         let mut data = vec![0f32; part.len() * per_candidate];
         let mut slots: Vec<(&Proposal, &mut [f32])> = part.iter().zip(data.chunks_mut(per_candidate)).collect();
-        in_parallel(&mut slots, |(q, out)| {
+        kestrel_samples::parallel::par_for_each_mut(&mut slots, |(q, out)| {
             for (&(dx, dy), dst) in offsets.iter().zip(out.chunks_mut(bands * size * size)) {
-                dst.copy_from_slice(&resample_square(window, q.x + dx, q.y + dy, q.heading_deg - contract.canonical_heading_deg, zoom, size).data);
+                resample_square_into(window, q.x + dx, q.y + dy, q.heading_deg - contract.canonical_heading_deg, zoom, size, dst);
             }
         });
         let heads = network.forward(&data, part.len() * m, bands, size, size);
@@ -371,10 +352,8 @@ fn verify_many(network: &Inference, contract: &kestrel_samples::normalize::Contr
         for (c, q) in part.iter().enumerate() {
             let (x, y, h) = (q.x, q.y, q.heading_deg);
             let score = |i: usize| heads.objectness(c * m + i, centre);
-            let Some(best) = (0..m).max_by(|&a, &b| score(a).total_cmp(&score(b))) else {
-                out.push(None);
-                continue;
-            };
+            // The last of equal scores, as `max_by` picks.
+            let best = (1..m).fold(0, |b, i| if score(i) >= score(b) { i } else { b });
             // Sub-step position from the scores around the best along each axis.
             let (bi, bj) = (best % 3, best / 3);
             let along = |a: Option<usize>, b: Option<usize>| match (a, b) {
@@ -387,14 +366,14 @@ fn verify_many(network: &Inference, contract: &kestrel_samples::normalize::Contr
             let (sin, cos) = heads.heading_at(chip, centre);
             let (ln_length, ln_width) = heads.size_at(chip, centre);
             let residual = f64::from(sin).atan2(f64::from(cos)).to_degrees() / turns;
-            out.push(Some(Verified {
+            out.push(Verified {
                 x: x + offsets[best].0 + sx * step,
                 y: y + offsets[best].1 + sy * step,
                 score: score(best),
                 heading_deg: contract.heading_mode.wrap(h + residual),
                 length_m: f64::from(ln_length).exp(),
                 width_m: f64::from(ln_width).exp(),
-            }));
+            });
         }
     }
     out

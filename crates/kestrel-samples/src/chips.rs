@@ -130,29 +130,6 @@ fn open_image(project: &Project, record: &ImageRecord) -> Result<OpenImage, Chip
 /// Samples analysed between two progress reports.
 const PROGRESS_BATCH: usize = 64;
 
-/// `f` over `items` on all cores (scoped threads over contiguous parts), results in order.
-pub(crate) fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(items.len())
-        .max(1);
-    if threads == 1 {
-        return items.iter().map(f).collect();
-    }
-    let per = items.len().div_ceil(threads);
-    let f = &f;
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = items
-            .chunks(per)
-            .map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<R>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("chip worker panicked"))
-            .collect()
-    })
-}
-
 /// Analyses the class's samples and cuts normalized chips. `progress(done, total)` is
 /// called as samples are processed.
 pub fn build_chips(
@@ -216,7 +193,7 @@ pub fn build_chips(
     // 1. Analyse positives: heading and size.
     let mut geometry: Vec<(&Sample, SampleGeometry)> = Vec::with_capacity(positives.len());
     for batch in positives.chunks(PROGRESS_BATCH) {
-        let analysed = par_map(batch, |s| {
+        let analysed = crate::parallel::par_map(batch, |s| {
             let img = &images[&s.image_id];
             // A point without a heading is taken to be about a typical object (5 m) in size.
             let default_size_px = 5.0 / img.gsd_m;
@@ -282,7 +259,7 @@ pub fn build_chips(
     };
     let mut chips = Vec::new();
     // 2. Positive chips, turned to the canonical heading.
-    let cut_positives = par_map(&geometry, |(s, g)| {
+    let cut_positives = crate::parallel::par_map(&geometry, |(s, g)| {
         cut(
             &images[&s.image_id],
             g.cx,

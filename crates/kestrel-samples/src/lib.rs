@@ -9,6 +9,7 @@ pub mod dataset;
 pub mod export;
 pub mod labels;
 pub mod normalize;
+pub mod parallel;
 pub mod sample;
 pub mod store;
 pub mod synthetic;

@@ -355,12 +355,32 @@ pub fn resample_square(
     size: usize,
 ) -> Chip {
     let bands = win.planes.len();
+    let mut data = vec![0f32; bands * size * size];
+    resample_square_into(win, cx, cy, heading_deg, zoom, size, &mut data);
+    Chip { size, bands, data }
+}
+
+/// [`resample_square`] into `data` (`bands · size · size` values, band-major), for callers
+/// that cut many chips into one batch.
+///
+/// # Panics
+/// When `data` does not hold `bands · size · size` values.
+pub fn resample_square_into(
+    win: &NormalizedWindow,
+    cx: f64,
+    cy: f64,
+    heading_deg: f64,
+    zoom: f64,
+    size: usize,
+    data: &mut [f32],
+) {
+    let bands = win.planes.len();
+    assert_eq!(data.len(), bands * size * size, "a chip's buffer of the wrong size");
     let scale = 1.0 / zoom; // image pixels per chip pixel
     let t = heading_deg.to_radians();
     let (fx, fy) = (t.sin(), -t.cos()); // front, in image pixel axes
     let (rx, ry) = (t.cos(), t.sin()); // object's right
     let taps = scale.ceil().clamp(1.0, 4.0) as usize;
-    let mut data = vec![0f32; bands * size * size];
     let mut acc = vec![0f32; bands];
     for v in 0..size {
         for u in 0..size {
@@ -381,7 +401,6 @@ pub fn resample_square(
             }
         }
     }
-    Chip { size, bands, data }
 }
 
 /// Radius (image pixels) of the window a chip needs.

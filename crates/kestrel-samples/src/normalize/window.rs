@@ -106,23 +106,9 @@ impl NormalizedWindow {
         self.window.rows as usize
     }
 
-    /// Bilinear sample of plane `b` at image pixel coordinates (x, y) (pixel centres at
-    /// +0.5); outside the window the edge is repeated.
-    pub fn sample(&self, b: usize, x: f64, y: f64) -> f32 {
-        let (w, h) = (self.width(), self.height());
-        let fx = (x - self.window.col_off as f64 - 0.5).clamp(0.0, (w - 1) as f64);
-        let fy = (y - self.window.row_off as f64 - 0.5).clamp(0.0, (h - 1) as f64);
-        let (x0, y0) = (fx.floor() as usize, fy.floor() as usize);
-        let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
-        let (tx, ty) = ((fx - x0 as f64) as f32, (fy - y0 as f64) as f32);
-        let p = &self.planes[b];
-        let top = p[y0 * w + x0] * (1.0 - tx) + p[y0 * w + x1] * tx;
-        let bottom = p[y1 * w + x0] * (1.0 - tx) + p[y1 * w + x1] * tx;
-        top * (1.0 - ty) + bottom * ty
-    }
-
-    /// [`sample`](Self::sample) of every plane at (x, y), added onto `acc` (one value per
-    /// plane): the position and weights are worked out once for all bands.
+    /// Bilinear sample of every plane at image pixel coordinates (x, y) (pixel centres at
+    /// +0.5; outside the window the edge is repeated), added onto `acc` (one value per plane):
+    /// the position and weights are worked out once for all bands.
     pub fn accumulate(&self, x: f64, y: f64, acc: &mut [f32]) {
         let (w, h) = (self.width(), self.height());
         let fx = (x - self.window.col_off as f64 - 0.5).clamp(0.0, (w - 1) as f64);
