@@ -292,7 +292,7 @@ pub fn chips(work: &Path) -> Result<()> {
 /// names a Python with torch (see bench/README.md).
 pub fn network(quick: bool) -> Result<()> {
     let steps = if quick { 4 } else { 10 };
-    let config = kestrel_model::network::NetworkConfig::new(3, 1);
+    let config = kestrel_model::network::NetworkConfig::new(3, 1).with_offset_head(true);
     let (chip, batch, tile) = (52, 64, 1024);
     println!("kestrel bench network — chips {chip}×{chip}×3, batch {batch}, dense tile {tile}²; median of {steps} steps");
     let ours = kestrel_model::bench::measure(&config, chip, batch, tile, steps);

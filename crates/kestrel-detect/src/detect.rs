@@ -208,8 +208,11 @@ pub fn detect_with(src: &dyn RasterSource, gsd_m: f64, stats: &ColourStats, mode
             let min_gap_px = 0.5 * contract.object_length_m / gsd_m;
             let mut proposals: Vec<Proposal> = Vec::new();
             for peak in peaks(&grid, options.threshold) {
-                let u = p.left + grid.origin_px + (peak.col as f64 + peak.offset[0]) * STRIDE as f64;
-                let v = p.top + grid.origin_px + (peak.row as f64 + peak.offset[1]) * STRIDE as f64;
+                let cell = peak.row * grid.cols + peak.col;
+                // Where the network places the object, or else the map's sub-cell peak.
+                let [ox, oy] = grid.offset.get(cell).map_or(peak.offset, |o| o.map(|v| v.clamp(-1.0, 1.0)));
+                let u = p.left + grid.origin_px + (peak.col as f64 + ox) * STRIDE as f64;
+                let v = p.top + grid.origin_px + (peak.row as f64 + oy) * STRIDE as f64;
                 if u < p.core[0] || u >= p.core[2] || v < p.core[1] || v >= p.core[3] {
                     continue;
                 }
@@ -217,7 +220,6 @@ pub fn detect_with(src: &dyn RasterSource, gsd_m: f64, stats: &ColourStats, mode
                 if proposals.iter().any(|q| (q.x - x).hypot(q.y - y) < min_gap_px) {
                     continue;
                 }
-                let cell = peak.row * grid.cols + peak.col;
                 proposals.push(Proposal { x, y, heading_deg: grid.heading_deg[cell], score: peak.score, size_m: grid.size_m[cell], match_score: None });
             }
             if options.refine_heading {
@@ -262,8 +264,10 @@ pub fn detect_with(src: &dyn RasterSource, gsd_m: f64, stats: &ColourStats, mode
 /// correlation with the mean positive, used before, was a weaker judge than the classifier:
 /// on the held-out cars street it lowered AP50 from 0.644 to 0.595.)
 fn match_rotations(network: &Inference, contract: &kestrel_samples::normalize::Contract, window: &NormalizedWindow, candidates: &mut [Proposal], zoom: f64) {
-    const STEP_DEG: f64 = 5.0;
-    const STEPS: i32 = 2;
+    // Three views 7.5° apart served the held-out cars street as well as five 5° apart
+    // (AP50 0.725 and 0.720) for 40 % less post-processing.
+    const STEP_DEG: f64 = 7.5;
+    const STEPS: i32 = 1;
     /// Candidates per forward pass.
     const PER_PASS: usize = 32;
     let starts: &[f64] = match contract.heading_mode {
@@ -291,8 +295,12 @@ fn match_rotations(network: &Inference, contract: &kestrel_samples::normalize::C
             // Between two neighbours of the same start, a parabola places the peak.
             let k = best % per_start;
             let offset = if k > 0 && k + 1 < per_start { parabola_vertex(score(best - 1), score(best), score(best + 1)) } else { 0.0 };
-            q.heading_deg = contract.heading_mode.wrap(q.heading_deg + turns[best] + offset * STEP_DEG);
+            let cut_deg = q.heading_deg + turns[best];
+            q.heading_deg = contract.heading_mode.wrap(cut_deg + offset * STEP_DEG);
             q.match_score = Some(score(best));
+            // The best view's offset head says where the object lies from the view's centre.
+            let (dx, dy) = offset_to_image(heads.offset_at(c * turns.len() + best, centre), cut_deg - contract.canonical_heading_deg, zoom);
+            (q.x, q.y) = (q.x + dx, q.y + dy);
         }
     }
 }
@@ -324,6 +332,9 @@ pub struct Verified {
 /// and the score, the heading (the cut's angle plus what the network reads in the chip) and
 /// the size are read there.
 fn verify_many(network: &Inference, contract: &kestrel_samples::normalize::Contract, window: &NormalizedWindow, candidates: &[Proposal], zoom: f64) -> Vec<Verified> {
+    if network.has_offset() {
+        return verify_by_offset(network, contract, window, candidates, zoom);
+    }
     /// Candidates per forward pass (9 chips each).
     const PER_PASS: usize = 32;
     let size = contract.chip_size_px as usize;
@@ -377,6 +388,60 @@ fn verify_many(network: &Inference, contract: &kestrel_samples::normalize::Contr
         }
     }
     out
+}
+
+/// The second look with a network that has the offset head: each candidate is cut centred
+/// and turned to the canonical pose, as training cut positives; that chip gives the score,
+/// heading residual and size, and its offset head a last correction of the position — one
+/// chip per candidate instead of a grid of nine.
+fn verify_by_offset(network: &Inference, contract: &kestrel_samples::normalize::Contract, window: &NormalizedWindow, candidates: &[Proposal], zoom: f64) -> Vec<Verified> {
+    /// Candidates per forward pass.
+    const PER_PASS: usize = 64;
+    // One look: rotational matching's best view has placed the candidate already (its
+    // offset); a second look changed AP50 by −0.003 to +0.006 on the cars street.
+    let size = contract.chip_size_px as usize;
+    let bands = contract.bands.len();
+    let chip_len = bands * size * size;
+    let turns = match contract.heading_mode {
+        HeadingMode::Directed => 1.0,
+        HeadingMode::Axis => 2.0,
+    };
+    let mut out = Vec::with_capacity(candidates.len());
+    for part in candidates.chunks(PER_PASS) {
+        let mut data = vec![0f32; part.len() * chip_len];
+        let mut slots: Vec<(&Proposal, &mut [f32])> = part.iter().zip(data.chunks_mut(chip_len)).collect();
+        kestrel_samples::parallel::par_for_each_mut(&mut slots, |(q, dst)| {
+            resample_square_into(window, q.x, q.y, q.heading_deg - contract.canonical_heading_deg, zoom, size, dst);
+        });
+        let heads = network.forward(&data, part.len(), bands, size, size);
+        let centre = (heads.rows / 2) * heads.cols + heads.cols / 2;
+        for (c, q) in part.iter().enumerate() {
+            let (dx, dy) = offset_to_image(heads.offset_at(c, centre), q.heading_deg - contract.canonical_heading_deg, zoom);
+            let (sin, cos) = heads.heading_at(c, centre);
+            let (ln_length, ln_width) = heads.size_at(c, centre);
+            let residual = f64::from(sin).atan2(f64::from(cos)).to_degrees() / turns;
+            out.push(Verified {
+                x: q.x + dx,
+                y: q.y + dy,
+                score: heads.objectness(c, centre),
+                heading_deg: contract.heading_mode.wrap(q.heading_deg + residual),
+                length_m: f64::from(ln_length).exp(),
+                width_m: f64::from(ln_width).exp(),
+            });
+        }
+    }
+    out
+}
+
+/// The offset head's reading of a view cut turned by `cut_deg` (right, down, in output
+/// cells), as a move in image pixels; none without the head. A move is capped at one cell:
+/// more means the view holds another object, or none.
+fn offset_to_image(offset: Option<(f32, f32)>, cut_deg: f64, zoom: f64) -> (f64, f64) {
+    let Some((right, down)) = offset else { return (0.0, 0.0) };
+    let px = STRIDE as f64 / zoom;
+    let (du, dv) = (f64::from(right).clamp(-1.0, 1.0) * px, f64::from(down).clamp(-1.0, 1.0) * px);
+    let t = cut_deg.to_radians();
+    (du * t.cos() - dv * t.sin(), du * t.sin() + dv * t.cos())
 }
 
 /// Oriented non-maximum suppression: strongest first, dropping any detection that overlaps a

@@ -17,6 +17,9 @@ pub struct ScoreGrid {
     pub size_m: Vec<[f64; 2]>,
     /// Where the object of cell (0, 0) lies in tile pixels; cells are `STRIDE` apart.
     pub origin_px: f64,
+    /// The offset head's (right, down) per cell, in cells: where the cell's object lies from
+    /// the cell's own position; empty for a network without the head.
+    pub offset: Vec<[f64; 2]>,
 }
 
 /// Output cells along an input edge of `n` pixels: three stride-2 convolutions with padding 1.
@@ -58,6 +61,9 @@ pub fn score_tile(network: &Inference, contract: &Contract, tile: &Chip) -> Scor
             [f64::from(l).exp(), f64::from(w).exp()]
         })
         .collect();
+    let offset = (0..n)
+        .filter_map(|i| out.offset_at(0, i).map(|(x, y)| [f64::from(x), f64::from(y)]))
+        .collect();
     ScoreGrid {
         rows,
         cols,
@@ -65,6 +71,7 @@ pub fn score_tile(network: &Inference, contract: &Contract, tile: &Chip) -> Scor
         heading_deg,
         size_m,
         origin_px: cell_origin_px(contract),
+        offset,
     }
 }
 
@@ -163,6 +170,7 @@ mod tests {
             heading_deg: vec![0.0; 25],
             size_m: vec![[1.0, 1.0]; 25],
             origin_px: 0.5,
+            offset: Vec::new(),
         };
         let p = peaks(&grid, 0.5);
         assert_eq!(

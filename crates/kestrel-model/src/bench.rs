@@ -64,6 +64,7 @@ pub fn measure(
             size: Tensor::random([batch, 2], Distribution::Uniform(0.0, 2.0), &ad),
             positive: Tensor::ones([batch, 1], &ad),
             sized: Tensor::ones([batch, 1], &ad),
+            offset: Tensor::random([batch, 2], Distribution::Uniform(-0.5, 0.5), &ad),
         };
         let t = Instant::now();
         let l = loss_for_bench(&model, batch_t, &ad);

@@ -52,6 +52,9 @@ pub struct HeadOutputs {
     pub heading: Vec<f32>,
     /// ln(length_m), ln(width_m).
     pub size: Vec<f32>,
+    /// The object's offset from the chip's centre in output cells (right, down); empty
+    /// when the network has no offset head.
+    pub offset: Vec<f32>,
 }
 
 impl HeadOutputs {
@@ -81,6 +84,13 @@ impl HeadOutputs {
         let plane = self.rows * self.cols;
         (self.size[2 * b * plane + cell], self.size[(2 * b + 1) * plane + cell])
     }
+
+    /// The offset head's (right, down) at `cell` of image `b`, in output cells; `None` for a
+    /// network without the head.
+    pub fn offset_at(&self, b: usize, cell: usize) -> Option<(f32, f32)> {
+        let plane = self.rows * self.cols;
+        (!self.offset.is_empty()).then(|| (self.offset[2 * b * plane + cell], self.offset[(2 * b + 1) * plane + cell]))
+    }
 }
 
 /// A trained network prepared for CPU inference.
@@ -89,7 +99,8 @@ pub struct CpuNetwork {
     in_channels: usize,
     stem: Conv,
     blocks: Vec<Block>,
-    /// The three heads as one 1×1 convolution: class logits, then heading (2), then size (2).
+    /// The heads as one 1×1 convolution: class logits, then heading (2), size (2) and, when
+    /// the network has it, offset (2).
     heads: Conv,
     class_channels: usize,
     threads: usize,
@@ -157,7 +168,8 @@ impl CpuNetwork {
     pub fn new(network: &Network) -> Self {
         let stem = network.stem.folded();
         let blocks = [&network.stage1, &network.stage1b, &network.stage2, &network.stage2b].map(Residual::folded).to_vec();
-        let parts = [plain(&network.head_class), plain(&network.head_heading), plain(&network.head_size)];
+        let mut parts = vec![plain(&network.head_class), plain(&network.head_heading), plain(&network.head_size)];
+        parts.extend(network.head_offset.as_ref().map(plain));
         let class_channels = parts[0].cout;
         let cin = parts[0].cin;
         let cout: usize = parts.iter().map(|p| p.cout).sum();
@@ -233,6 +245,8 @@ impl CpuNetwork {
         let mut class_logits = vec![0f32; batch * k * plane];
         let mut heading = vec![0f32; batch * 2 * plane];
         let mut size = vec![0f32; batch * 2 * plane];
+        let has_offset = self.heads.cout > k + 4;
+        let mut offset = vec![0f32; if has_offset { batch * 2 * plane } else { 0 }];
         for (b, o) in outputs.iter().enumerate() {
             for p in 0..plane {
                 let cell = &o.data[p * o.channels..(p + 1) * o.channels];
@@ -242,10 +256,13 @@ impl CpuNetwork {
                 for c in 0..2 {
                     heading[(b * 2 + c) * plane + p] = cell[k + c];
                     size[(b * 2 + c) * plane + p] = cell[k + 2 + c];
+                    if has_offset {
+                        offset[(b * 2 + c) * plane + p] = cell[k + 4 + c];
+                    }
                 }
             }
         }
-        HeadOutputs { batch, rows: out_rows, cols: out_cols, class_logits, heading, size }
+        HeadOutputs { batch, rows: out_rows, cols: out_cols, class_logits, heading, size, offset }
     }
 }
 
@@ -386,6 +403,14 @@ impl<'a> Inference<'a> {
         }
     }
 
+    /// Whether the network has the offset head.
+    pub fn has_offset(&self) -> bool {
+        match self {
+            Inference::Cpu(net) => net.heads.cout > net.class_channels + 4,
+            Inference::Device(net) => net.head_offset.is_some(),
+        }
+    }
+
     /// Forward pass over `input`, laid out `[batch, channels, rows, cols]`.
     pub fn forward(&self, input: &[f32], batch: usize, channels: usize, rows: usize, cols: usize) -> HeadOutputs {
         match self {
@@ -395,7 +420,7 @@ impl<'a> Inference<'a> {
                 let x = burn::tensor::Tensor::<4>::from_data(burn::tensor::TensorData::new(input.to_vec(), [batch, channels, rows, cols]), &device);
                 let out = net.forward(x);
                 let [_, _, out_rows, out_cols] = out.class_logits.dims();
-                HeadOutputs { batch, rows: out_rows, cols: out_cols, class_logits: values(out.class_logits), heading: values(out.heading), size: values(out.size) }
+                HeadOutputs { batch, rows: out_rows, cols: out_cols, class_logits: values(out.class_logits), heading: values(out.heading), size: values(out.size), offset: out.offset.map(values).unwrap_or_default() }
             }
         }
     }
@@ -412,7 +437,7 @@ mod tests {
     #[test]
     fn matches_the_framework_forward_pass() {
         let device = crate::device::current();
-        let mut net = NetworkConfig::new(4, 2).init(&device);
+        let mut net = NetworkConfig::new(4, 2).with_offset_head(true).init(&device);
         // Give every batch norm running statistics and affine parameters away from identity.
         let perturb = |bn: &mut BatchNorm, seed: f32| {
             let n = bn.gamma.val().dims()[0];
@@ -437,7 +462,7 @@ mod tests {
             assert_eq!(got, single.forward(&data, batch, 4, rows, cols), "threads change nothing");
             let side = format!("{rows}×{cols}");
             assert_eq!([got.batch, got.class_channels(), got.rows, got.cols], want.class_logits.dims());
-            for (name, a, b) in [("class", got.class_logits, want.class_logits), ("heading", got.heading, want.heading), ("size", got.size, want.size)] {
+            for (name, a, b) in [("class", got.class_logits, want.class_logits), ("heading", got.heading, want.heading), ("size", got.size, want.size), ("offset", got.offset, want.offset.expect("the network has the offset head"))] {
                 let b = b.to_data().try_to_vec::<f32>().expect("f32");
                 let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs() / (1.0 + y.abs())).fold(0f32, f32::max);
                 assert!(worst < 1e-4, "{name} head, batch {batch} of {side}: relative difference {worst}");

@@ -1,9 +1,10 @@
 //! Kestrel's network: a compact residual CNN, fully convolutional so that detection can run
 //! it densely over a whole tile. Normalized chips are small (a few dozen pixels) and alike in
 //! scale and pose, so a few channels suffice: a stride-2 stem, then two residual stages that
-//! each halve the resolution (total stride 8), and three 1×1 heads per output cell —
-//! objectness over classes (background included), heading as (sin, cos) of θ or 2θ, and
-//! log object length/width in metres. Training reads the heads at the chip's centre cell;
+//! each halve the resolution (total stride 8), and 1×1 heads per output cell — objectness
+//! over classes (background included), heading as (sin, cos) of θ or 2θ, log object
+//! length/width in metres, and (in models trained since it was added) the object centre's
+//! offset from the chip's centre. Training reads the heads at the chip's centre cell;
 //! detection reads every cell.
 
 use burn::config::Config;
@@ -23,6 +24,9 @@ pub struct NetworkConfig {
     /// Channels of the stem and of the two stages.
     #[config(default = "[16, 32, 64]")]
     pub widths: [usize; 3],
+    /// Whether the network has the offset head (packages written before it have not).
+    #[config(default = false)]
+    pub offset_head: bool,
 }
 
 /// Output stride of the network: one output cell per this many input pixels.
@@ -99,6 +103,9 @@ pub struct Outputs {
     pub heading: Tensor<4>,
     /// ln(length_m), ln(width_m).
     pub size: Tensor<4>,
+    /// Where the object's centre lies from the chip's centre, in output cells (STRIDE
+    /// network pixels), along the chip's right and down; when the network has the head.
+    pub offset: Option<Tensor<4>>,
 }
 
 #[derive(Module, Debug)]
@@ -111,6 +118,7 @@ pub struct Network {
     pub(crate) head_class: Conv2d,
     pub(crate) head_heading: Conv2d,
     pub(crate) head_size: Conv2d,
+    pub(crate) head_offset: Option<Conv2d>,
 }
 
 impl NetworkConfig {
@@ -126,6 +134,7 @@ impl NetworkConfig {
             head_class: head(self.classes + 1),
             head_heading: head(2),
             head_size: head(2),
+            head_offset: self.offset_head.then(|| head(2)),
         }
     }
 
@@ -140,7 +149,7 @@ impl NetworkConfig {
         let stem = 16 * c * w0 * k;
         let stage1 = 4 * (w0 * w1 * k + w1 * w1 * k + w0 * w1 + 2 * w1 * w1 * k);
         let stage2 = w1 * w2 * k + w2 * w2 * k + w1 * w2 + 2 * w2 * w2 * k;
-        let heads = w2 * (self.classes as u64 + 1 + 4);
+        let heads = w2 * (self.classes as u64 + 1 + 4 + if self.offset_head { 2 } else { 0 });
         stem + stage1 + stage2 + heads
     }
 }
@@ -153,6 +162,7 @@ impl Network {
         Outputs {
             class_logits: self.head_class.forward(f.clone()),
             heading: self.head_heading.forward(f.clone()),
+            offset: self.head_offset.as_ref().map(|h| h.forward(f.clone())),
             size: self.head_size.forward(f),
         }
     }

@@ -173,11 +173,17 @@ fn split<'a>(path: &Path, bytes: &'a [u8]) -> Result<(PackageMeta, &'a [u8]), Pa
             path: p.clone(),
             problem: "metadata runs past the end of the file".into(),
         })?;
-    let meta: PackageMeta =
-        serde_json::from_slice(&bytes[20..end]).map_err(|e| PackageError::Corrupt {
-            path: p,
-            problem: format!("metadata: {e}"),
-        })?;
+    let corrupt = |e: serde_json::Error| PackageError::Corrupt {
+        path: p.clone(),
+        problem: format!("metadata: {e}"),
+    };
+    let mut value: serde_json::Value = serde_json::from_slice(&bytes[20..end]).map_err(corrupt)?;
+    // Packages written before the offset head have no such field (burn's Config derive
+    // takes no serde default): they are networks without it.
+    if let Some(network) = value.get_mut("network").and_then(|n| n.as_object_mut()) {
+        network.entry("offset_head").or_insert(serde_json::Value::Bool(false));
+    }
+    let meta: PackageMeta = serde_json::from_value(value).map_err(corrupt)?;
     Ok((meta, &bytes[end..]))
 }
 

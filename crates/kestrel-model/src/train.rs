@@ -1,10 +1,11 @@
 //! The training loop: augmented chips from a `TrainingSet`, cross-entropy on the centre
-//! cell's class logits plus heading and size regression for positives, Adam; validation
+//! cell's class logits plus heading, size and centre-offset regression for positives
+//! (cut up to a few pixels off-centre, so the offset head learns where the object lies), Adam; validation
 //! metrics after every epoch (loss, precision, recall, F1, heading error), early stopping
 //! on validation F1, and the best weights kept.
 
 use crate::ema::WeightAverage;
-use crate::network::{centre_cell, Network, NetworkConfig};
+use crate::network::{centre_cell, Network, NetworkConfig, STRIDE};
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamConfig, GradientsParams};
@@ -107,6 +108,8 @@ pub(crate) struct Batch {
     pub(crate) positive: Tensor<2>,
     /// 1 for positives with a known size, `[b, 1]`.
     pub(crate) sized: Tensor<2>,
+    /// The object's offset from the chip's centre in output cells, `[b, 2]`.
+    pub(crate) offset: Tensor<2>,
 }
 
 fn to_tensors(examples: &[Example], mode: HeadingMode, device: &Device) -> Batch {
@@ -118,6 +121,7 @@ fn to_tensors(examples: &[Example], mode: HeadingMode, device: &Device) -> Batch
     let mut m = Vec::with_capacity(b);
     let mut size = Vec::with_capacity(b * 2);
     let mut sized = Vec::with_capacity(b);
+    let mut offset = Vec::with_capacity(b * 2);
     let k = match mode {
         HeadingMode::Directed => 1.0,
         HeadingMode::Axis => 2.0,
@@ -133,6 +137,7 @@ fn to_tensors(examples: &[Example], mode: HeadingMode, device: &Device) -> Batch
         size.push(l.max(1e-3).ln() as f32);
         size.push(w.max(1e-3).ln() as f32);
         sized.push(if e.size_m.is_some() { 1.0f32 } else { 0.0 });
+        offset.extend(e.offset_px.map(|v| (v / STRIDE as f64) as f32));
     }
     Batch {
         x: Tensor::from_data(TensorData::new(x, [b, c, s, s]), device),
@@ -141,6 +146,7 @@ fn to_tensors(examples: &[Example], mode: HeadingMode, device: &Device) -> Batch
         size: Tensor::from_data(TensorData::new(size, [b, 2]), device),
         positive: Tensor::from_data(TensorData::new(m, [b, 1]), device),
         sized: Tensor::from_data(TensorData::new(sized, [b, 1]), device),
+        offset: Tensor::from_data(TensorData::new(offset, [b, 2]), device),
     }
 }
 
@@ -163,22 +169,28 @@ fn loss(
     let logits = centre_cell(out.class_logits);
     let heading = centre_cell(out.heading);
     let size = centre_cell(out.size);
+    let offset = out.offset.map(centre_cell);
     let ce = CrossEntropyLossConfig::new()
         .with_weights(Some(class_weights.to_vec()))
         .init(device)
         .forward(logits.clone(), batch.y);
     let positives = batch.positive.clone().sum().clamp_min(1.0);
-    let heading_loss = ((heading.clone() - batch.heading) * batch.positive)
+    let heading_loss = ((heading.clone() - batch.heading) * batch.positive.clone())
         .powi_scalar(2)
         .sum()
-        / positives;
+        / positives.clone();
     let sized = batch.sized.clone().sum().clamp_min(1.0);
     let size_loss = ((size.clone() - batch.size) * batch.sized)
         .powi_scalar(2)
         .sum()
         / sized;
+    let offset_loss = offset.map(|o| ((o - batch.offset) * batch.positive.clone()).powi_scalar(2).sum() / positives.clone());
+    let regression = heading_loss * 0.5 + size_loss * 0.5;
     (
-        ce + heading_loss * 0.5 + size_loss * 0.5,
+        ce + match offset_loss {
+            Some(o) => regression + o,
+            None => regression,
+        },
         CentreOutputs {
             logits,
             heading,
@@ -300,7 +312,7 @@ pub fn train(
     }
     crate::device::current().seed(options.seed);
     let device = crate::device::current().autodiff();
-    let config = NetworkConfig::new(train.contract.bands.len(), 1);
+    let config = NetworkConfig::new(train.contract.bands.len(), 1).with_offset_head(true);
     let mut model = config.init(&device);
     let mut optim = AdamConfig::new().init();
     let mode = train.contract.heading_mode;

@@ -114,6 +114,29 @@ fn a_package_round_trips_and_bad_packages_are_clear_errors() {
         read_meta(&path).unwrap().classes,
         vec!["vehicle".to_string()]
     );
+    // A package written before the offset head: its network record has no such field and
+    // no such weights; it loads as a network without the head.
+    let old_style = |bytes: &[u8]| -> Vec<u8> {
+        let len = u64::from_le_bytes(bytes[12..20].try_into().unwrap()) as usize;
+        let mut json: serde_json::Value = serde_json::from_slice(&bytes[20..20 + len]).unwrap();
+        json["network"].as_object_mut().unwrap().remove("offset_head").expect("new packages record the head");
+        let json = serde_json::to_vec(&json).unwrap();
+        let mut out = bytes[..12].to_vec();
+        out.extend_from_slice(&(json.len() as u64).to_le_bytes());
+        out.extend_from_slice(&json);
+        out.extend_from_slice(&bytes[20 + len..]);
+        out
+    };
+    std::fs::write(&path, old_style(&std::fs::read(&path).unwrap())).unwrap();
+    let (back, net) = load_package(&path, &device).unwrap();
+    assert!(!back.network.offset_head);
+    assert!(!kestrel_model::infer::Inference::new(&net).has_offset());
+    // A network with the head keeps it through a package.
+    let with_head = NetworkConfig::new(3, 1).with_offset_head(true);
+    save_package(&path, &PackageMeta { network: with_head.clone(), ..meta.clone() }, &with_head.init(&device)).unwrap();
+    let (back, net) = load_package(&path, &device).unwrap();
+    assert!(back.network.offset_head && kestrel_model::infer::Inference::new(&net).has_offset());
+    save_package(&path, &meta, &network).unwrap();
     // Wrong version, truncated weights, not a package at all.
     let mut bytes = std::fs::read(&path).unwrap();
     let good = bytes.clone();

@@ -29,6 +29,10 @@ pub struct Augment {
     /// [1 − s, 1]: an object in a building's shadow is darker and flatter than anything a
     /// per-image colour normalization can undo, and a sunny training area has few of them.
     pub shade: f32,
+    /// Cut positives off-centre by up to this many chip pixels along each axis, so that the
+    /// network learns where the object lies from the chip's centre (the offset head) and
+    /// scores an object it sees slightly off-centre as it would a centred one.
+    pub shift_px: f64,
 }
 
 impl Augment {
@@ -39,6 +43,7 @@ impl Augment {
             scale: 0.0,
             colour: 0.0,
             shade: 0.0,
+            shift_px: 0.0,
         }
     }
 }
@@ -51,6 +56,7 @@ impl Default for Augment {
             scale: 0.1,
             colour: 0.1,
             shade: 0.7,
+            shift_px: 6.0,
         }
     }
 }
@@ -69,6 +75,9 @@ pub struct Example {
     /// Object length and width in metres as the chip shows them at the contract's GSD
     /// (positives; scale augmentation changes them alike).
     pub size_m: Option<[f64; 2]>,
+    /// Where the object's centre lies from the chip's centre, in chip pixels along the
+    /// chip's right and down (positives; 0 without position jitter).
+    pub offset_px: [f64; 2],
     /// Index of the chip in the set it came from.
     pub source: usize,
 }
@@ -145,12 +154,24 @@ impl TrainingSet {
         let mut contract = self.contract.clone();
         contract.target_gsd_m *= scale;
         let r = chip_radius_px(&contract, img.gsd_m);
-        let (cx, cy) = (rec.centre_px[0], rec.centre_px[1]);
-        let nw = self.read_around(img, &rec.image_uri, cx, cy, r)?;
         let base = rec.heading_deg - self.contract.canonical_heading_deg;
+        let mut offset_px = [0.0, 0.0];
+        let (mut cx, mut cy) = (rec.centre_px[0], rec.centre_px[1]);
+        if augment.shift_px > 0.0 && rec.polarity == Polarity::Positive {
+            offset_px = [rng.range(-augment.shift_px, augment.shift_px), rng.range(-augment.shift_px, augment.shift_px)];
+            // The chip's centre, so that the object lies at `offset_px` from it (see
+            // `resample_square_into` for the chip's axes in the image).
+            let t = (base - rot).to_radians();
+            let image_px = contract.target_gsd_m / img.gsd_m; // image pixels per chip pixel
+            let (du, dv) = (offset_px[0] * image_px, offset_px[1] * image_px);
+            cx -= du * t.cos() - dv * t.sin();
+            cy -= du * t.sin() + dv * t.cos();
+        }
+        let nw = self.read_around(img, &rec.image_uri, cx, cy, r + augment.shift_px * contract.target_gsd_m / img.gsd_m)?;
         let mut chip = resample_chip(&nw, cx, cy, base - rot, img.gsd_m, &contract);
         let mut heading = rot;
         if flip {
+            offset_px[0] = -offset_px[0];
             let s = chip.size;
             for b in 0..chip.bands {
                 for y in 0..s {
@@ -201,6 +222,7 @@ impl TrainingSet {
             positive: rec.polarity == Polarity::Positive,
             heading_deg: mode.wrap(heading),
             size_m,
+            offset_px,
             source: index,
         })
     }

@@ -158,3 +158,54 @@ fn training_examples_are_deterministic_and_their_heading_labels_follow_the_rotat
     assert!(agree as f64 >= 0.7 * checked as f64, "only {agree} of {checked} labels agree with the vehicle's axis in the chip");
     assert!(diffs[diffs.len() / 2] < 10.0, "median disagreement {:.1}°", diffs[diffs.len() / 2]);
 }
+
+/// A positive cut off-centre shows the object where its `offset_px` says, whatever the
+/// example's turn, scale and mirroring: the shifted chip matches the centred one moved by
+/// that offset (the offset head's target must follow the picture, or it teaches nonsense).
+#[test]
+fn shifted_positives_show_the_object_at_their_offset() {
+    use kestrel_samples::dataset::{Augment, TrainingSet};
+    let dir = tempfile::tempdir().unwrap();
+    let scene = Scene::generate(&SceneSpec {
+        seed: 21,
+        vehicles: 12,
+        ..Default::default()
+    });
+    let mut project = Project::create(dir.path().join("project")).unwrap();
+    let class = project.add_class("vehicle", HeadingMode::Directed).unwrap();
+    scene
+        .add_to_project(&mut project, &dir.path().join("scene.tif"), class.id, TruthBoxes::Oriented)
+        .unwrap();
+    let ts = TrainingSet::new(build_chips(&project, "vehicle", &ChipOptions::default(), |_, _| {}).unwrap());
+    let centred = Augment { colour: 0.0, shade: 0.0, shift_px: 0.0, ..Augment::default() };
+    let shifted = Augment { shift_px: 6.0, ..centred.clone() };
+    let mut checked = 0;
+    for i in (0..ts.len()).filter(|&i| ts.is_positive(i)) {
+        let a = ts.example(i, &centred, 3, 0).unwrap();
+        let b = ts.example(i, &shifted, 3, 0).unwrap();
+        assert_eq!(a.offset_px, [0.0, 0.0]);
+        assert!(b.offset_px.iter().all(|v| v.abs() <= 6.0) && b.offset_px != [0.0, 0.0]);
+        assert_eq!(a.heading_deg, b.heading_deg, "the shift draws no other augmentation");
+        // The whole-pixel move that best aligns the two chips.
+        let s = a.chip.size as i64;
+        let at = |c: &kestrel_samples::normalize::Chip, x: i64, y: i64| -> f32 { (0..3).map(|band| c.data[(band * s as usize + y as usize) * s as usize + x as usize]).sum() };
+        let mut best = (f32::INFINITY, 0i64, 0i64);
+        for dy in -8i64..=8 {
+            for dx in -8i64..=8 {
+                let mut err = 0f32;
+                for y in 10..s - 10 {
+                    for x in 10..s - 10 {
+                        err += (at(&b.chip, x, y) - at(&a.chip, x - dx, y - dy)).powi(2);
+                    }
+                }
+                if err < best.0 {
+                    best = (err, dx, dy);
+                }
+            }
+        }
+        let (dx, dy) = (best.1 as f64, best.2 as f64);
+        assert!((dx - b.offset_px[0]).abs() <= 1.0 && (dy - b.offset_px[1]).abs() <= 1.0, "chip {i}: the picture moved by ({dx}, {dy}) px, the target says {:?}", b.offset_px);
+        checked += 1;
+    }
+    assert!(checked >= 8, "only {checked} positives");
+}
