@@ -190,8 +190,9 @@ enum Command {
         /// Area of interest: min_x,min_y,max_x,max_y in the image's CRS (pixels without one).
         #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
         bbox: Option<Vec<f64>>,
-        /// Tile edge in network pixels.
-        #[arg(long, default_value_t = 512)]
+        /// Tile edge in network pixels (larger tiles waste less on their overlap, at about
+        /// 12 MiB per band and 1,000² pixels).
+        #[arg(long, default_value_t = 1024)]
         tile: usize,
         /// Print the summary as JSON.
         #[arg(long)]

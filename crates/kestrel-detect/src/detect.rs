@@ -31,7 +31,9 @@ pub enum DetectError {
 pub struct DetectOptions {
     /// Objectness at or above which a peak becomes a detection.
     pub threshold: f32,
-    /// Tile edge in network pixels.
+    /// Tile edge in network pixels. A tile overlaps its neighbours by a chip on each side:
+    /// at 1,024 that costs 25 % more network work, at 512 57 % (25 Mpx: 3.8 against 3.0
+    /// Mpx/s end to end).
     pub tile_px: usize,
     /// Detections overlapping a stronger one by more than this rotated IoU are dropped.
     pub nms_iou: f64,
@@ -49,7 +51,7 @@ pub struct DetectOptions {
 
 impl Default for DetectOptions {
     fn default() -> Self {
-        DetectOptions { threshold: 0.5, tile_px: 512, nms_iou: 0.3, area_px: None, refine_heading: true, second_look: true, cancel: None }
+        DetectOptions { threshold: 0.5, tile_px: 1024, nms_iou: 0.3, area_px: None, refine_heading: true, second_look: true, cancel: None }
     }
 }
 
