@@ -224,6 +224,21 @@ pub fn detect_with(src: &dyn RasterSource, gsd_m: f64, stats: &ColourStats, mode
                 }
                 proposals.push(Proposal { x, y, heading_deg: grid.heading_deg[cell], score: peak.score, size_m: grid.size_m[cell], match_score: None, views_mean: None });
             }
+            // A first look, with a network that has the offset head: each proposal cut as the
+            // training chips were, moved where that view puts the object, and dropped when the
+            // view scores it below half the threshold (the dense map, whose cells see more
+            // context than training chips showed, proposes about three times as many as
+            // survive). Centred views match rotations better: on the held-out cars street F1
+            // at the model's threshold 0.700 → 0.738, and less post-processing.
+            if options.second_look && network.has_offset() {
+                let looked = verify_by_offset(network, contract, &p.window, &proposals, zoom);
+                proposals = proposals
+                    .into_iter()
+                    .zip(looked)
+                    .filter(|(_, v)| v.score >= 0.5 * options.threshold)
+                    .map(|(q, v)| Proposal { x: v.x, y: v.y, ..q })
+                    .collect();
+            }
             if options.refine_heading {
                 match_rotations(network, contract, &p.window, &mut proposals, zoom);
             }
