@@ -257,6 +257,12 @@ enum Command {
         /// Decay of the weight average that is validated and shipped (0: the last weights).
         #[arg(long, default_value_t = 0.99)]
         average_decay: f32,
+        /// Scale augmentation: chips cut at ±this fraction of the model's GSD (0–0.5).
+        #[arg(long, default_value_t = 0.1)]
+        scale_jitter: f64,
+        /// Colour augmentation: per-band gain ±this fraction, offset ±half of it (0–0.5).
+        #[arg(long, default_value_t = 0.1)]
+        colour_jitter: f32,
         /// Hard-negative mining rounds: score the training images, add the confident false
         /// positives as negatives, retrain.
         #[arg(long, default_value_t = 0)]
@@ -477,6 +483,8 @@ fn run() -> Result<()> {
             seed,
             patience,
             average_decay,
+            scale_jitter,
+            colour_jitter,
             mine_rounds,
             mine_per_image,
             negatives,
@@ -487,6 +495,9 @@ fn run() -> Result<()> {
             bands,
         } => train_cmd::run(train_cmd::TrainArgs {
             bands: {
+                if !(0.0..=0.5).contains(&scale_jitter) || !(0.0..=0.5).contains(&colour_jitter) {
+                    anyhow::bail!("--scale-jitter and --colour-jitter take a fraction from 0 to 0.5 (got {scale_jitter} and {colour_jitter})");
+                }
                 if bands.contains(&0) || height_bands.contains(&0) {
                     anyhow::bail!("--bands and --height-bands count from 1");
                 }
@@ -506,6 +517,8 @@ fn run() -> Result<()> {
                 seed,
                 patience,
                 average_decay,
+                scale_jitter,
+                colour_jitter,
                 ..Default::default()
             },
             negatives,

@@ -27,9 +27,25 @@ pub struct TrainOptions {
     /// Decay of the weight average that is validated and kept (0 = the raw weights).
     #[serde(default = "default_average_decay")]
     pub average_decay: f32,
+    /// Scale augmentation: chips cut at the contract's GSD times a factor in [1 − s, 1 + s].
+    #[serde(default = "default_jitter")]
+    pub scale_jitter: f64,
+    /// Colour augmentation: per-band gain in [1 − c, 1 + c] and offset in ±c/2.
+    #[serde(default = "default_jitter_f32")]
+    pub colour_jitter: f32,
     /// Set by another thread to stop training between batches (a GUI's cancel button).
     #[serde(skip)]
     pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+}
+
+// ±10 %: ±20 % helped the held-out cars street (AP50 0.728 → 0.774, and turned copies of
+// it scored like the untouched one) but cost the NEON trees most of their F1 (0.29 → 0.15).
+fn default_jitter() -> f64 {
+    0.1
+}
+
+fn default_jitter_f32() -> f32 {
+    0.1
 }
 
 fn default_average_decay() -> f32 {
@@ -46,6 +62,8 @@ impl Default for TrainOptions {
             patience: 4,
             threads: 2,
             average_decay: default_average_decay(),
+            scale_jitter: default_jitter(),
+            colour_jitter: default_jitter_f32(),
             cancel: None,
         }
     }
@@ -316,7 +334,7 @@ pub fn train(
     let mut model = config.init(&device);
     let mut optim = AdamConfig::new().init();
     let mode = train.contract.heading_mode;
-    let augment = Augment::default();
+    let augment = Augment { scale: options.scale_jitter, colour: options.colour_jitter, ..Augment::default() };
     let mut history = Vec::new();
     let mut best: Option<(f64, Network)> = None;
     let mut since_best = 0;
