@@ -13,7 +13,7 @@ use kestrel_model::network::{Network, STRIDE};
 use kestrel_model::package::PackageMeta;
 use kestrel_samples::normalize::colour::ColourStats;
 use kestrel_samples::normalize::window::NormalizedWindow;
-use kestrel_samples::normalize::{resample_square, resample_square_into, Chip, Contract};
+use kestrel_samples::normalize::{chip_move_to_image, resample_square, resample_square_into, Chip, Contract};
 use kestrel_samples::HeadingMode;
 use std::time::{Duration, Instant};
 
@@ -362,10 +362,7 @@ fn verify_many(network: &Inference, contract: &kestrel_samples::normalize::Contr
     let step = STRIDE as f64 / 2.0 / zoom; // image pixels
     let offsets: Vec<(f64, f64)> = (-1..=1).flat_map(|j| (-1..=1).map(move |i| (f64::from(i) * step, f64::from(j) * step))).collect();
     let m = offsets.len();
-    let turns = match contract.heading_mode {
-        HeadingMode::Directed => 1.0,
-        HeadingMode::Axis => 2.0,
-    };
+    let turns = 360.0 / contract.heading_mode.period_deg(); // θ or 2θ in the heading head
     let mut out = Vec::with_capacity(candidates.len());
     for part in candidates.chunks(PER_PASS) {
         // Each candidate's nine chips, cut on all cores.
@@ -422,10 +419,7 @@ fn verify_by_offset(network: &Inference, contract: &kestrel_samples::normalize::
     let size = contract.chip_size_px as usize;
     let bands = contract.bands.len();
     let chip_len = bands * size * size;
-    let turns = match contract.heading_mode {
-        HeadingMode::Directed => 1.0,
-        HeadingMode::Axis => 2.0,
-    };
+    let turns = 360.0 / contract.heading_mode.period_deg(); // θ or 2θ in the heading head
     let mut out = Vec::with_capacity(candidates.len());
     for part in candidates.chunks(PER_PASS) {
         let mut data = vec![0f32; part.len() * chip_len];
@@ -464,9 +458,7 @@ fn verify_by_offset(network: &Inference, contract: &kestrel_samples::normalize::
 fn offset_to_image(offset: Option<(f32, f32)>, cut_deg: f64, zoom: f64) -> (f64, f64) {
     let Some((right, down)) = offset else { return (0.0, 0.0) };
     let px = STRIDE as f64 / zoom;
-    let (du, dv) = (f64::from(right).clamp(-1.0, 1.0) * px, f64::from(down).clamp(-1.0, 1.0) * px);
-    let t = cut_deg.to_radians();
-    (du * t.cos() - dv * t.sin(), du * t.sin() + dv * t.cos())
+    chip_move_to_image(f64::from(right).clamp(-1.0, 1.0) * px, f64::from(down).clamp(-1.0, 1.0) * px, cut_deg)
 }
 
 /// Oriented non-maximum suppression: strongest first, dropping any detection that overlaps a

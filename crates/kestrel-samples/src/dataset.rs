@@ -159,13 +159,10 @@ impl TrainingSet {
         let (mut cx, mut cy) = (rec.centre_px[0], rec.centre_px[1]);
         if augment.shift_px > 0.0 && rec.polarity == Polarity::Positive {
             offset_px = [rng.range(-augment.shift_px, augment.shift_px), rng.range(-augment.shift_px, augment.shift_px)];
-            // The chip's centre, so that the object lies at `offset_px` from it (see
-            // `resample_square_into` for the chip's axes in the image).
-            let t = (base - rot).to_radians();
+            // The chip's centre, so that the object lies at `offset_px` from it.
             let image_px = contract.target_gsd_m / img.gsd_m; // image pixels per chip pixel
-            let (du, dv) = (offset_px[0] * image_px, offset_px[1] * image_px);
-            cx -= du * t.cos() - dv * t.sin();
-            cy -= du * t.sin() + dv * t.cos();
+            let (dx, dy) = crate::normalize::chip_move_to_image(offset_px[0] * image_px, offset_px[1] * image_px, base - rot);
+            (cx, cy) = (cx - dx, cy - dy);
         }
         let nw = self.read_around(img, &rec.image_uri, cx, cy, r + augment.shift_px * contract.target_gsd_m / img.gsd_m)?;
         let mut chip = resample_chip(&nw, cx, cy, base - rot, img.gsd_m, &contract);

@@ -403,6 +403,15 @@ pub fn resample_square_into(
     }
 }
 
+/// A move of (`right`, `down`) image pixels along the axes of a chip cut turned by
+/// `heading_deg` (as [`resample_square_into`] lays them out), in image pixel axes: what places
+/// an object off a chip's centre in training and moves a candidate by the offset head in
+/// detection.
+pub fn chip_move_to_image(right: f64, down: f64, heading_deg: f64) -> (f64, f64) {
+    let (s, c) = heading_deg.to_radians().sin_cos();
+    (right * c - down * s, right * s + down * c)
+}
+
 /// Radius (image pixels) of the window a chip needs.
 pub fn chip_radius_px(contract: &Contract, image_gsd_m: f64) -> f64 {
     contract.chip_size_px as f64 * contract.target_gsd_m / image_gsd_m
