@@ -70,46 +70,57 @@ def main():
     p.add_argument("--tile", type=int, default=1024)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(1)
-    net = Network()
+    dev = torch.device(a.device)
+    # A GPU queues work and returns at once: wait for it before reading the clock.
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    net = Network().to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     params = sum(p.numel() for p in net.parameters())
-    y = torch.arange(a.batch) % 2
+    y = (torch.arange(a.batch) % 2).to(dev)
     train_s = []
     net.train()
     for i in range(a.steps + 2):
-        x = torch.rand(a.batch, 3, a.chip, a.chip)
-        h = torch.rand(a.batch, 2) * 2 - 1
-        s = torch.rand(a.batch, 2) * 2
+        x = torch.rand(a.batch, 3, a.chip, a.chip, device=dev)
+        h = torch.rand(a.batch, 2, device=dev) * 2 - 1
+        s = torch.rand(a.batch, 2, device=dev) * 2
+        sync()
         t = time.perf_counter()
         logits, heading, size = net(x)
         loss = F.cross_entropy(centre(logits), y) + 0.5 * ((centre(heading) - h) ** 2).sum() / a.batch + 0.5 * ((centre(size) - s) ** 2).sum() / a.batch
         opt.zero_grad()
         loss.backward()
         opt.step()
+        sync()
         if i >= 2:
             train_s.append(time.perf_counter() - t)
     net.eval()
     infer_s, tile_s = [], []
     with torch.no_grad():
         for i in range(a.steps + 2):
-            x = torch.rand(a.batch, 3, a.chip, a.chip)
+            x = torch.rand(a.batch, 3, a.chip, a.chip, device=dev)
+            sync()
             t = time.perf_counter()
             net(x)
+            sync()
             if i >= 2:
                 infer_s.append(time.perf_counter() - t)
         for i in range(max(a.steps // 2, 1) + 1):
-            x = torch.rand(1, 3, a.tile, a.tile)
+            x = torch.rand(1, 3, a.tile, a.tile, device=dev)
+            sync()
             t = time.perf_counter()
             net(x)
+            sync()
             if i >= 1:
                 tile_s.append(time.perf_counter() - t)
     tile = statistics.median(tile_s)
     print(json.dumps({
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "CPU",
         "parameters": params,
         "train_images_per_s": a.batch / statistics.median(train_s),
         "infer_images_per_s": a.batch / statistics.median(infer_s),

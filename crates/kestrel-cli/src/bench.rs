@@ -288,8 +288,9 @@ pub fn chips(work: &Path) -> Result<()> {
 }
 
 /// `kestrel bench network`: the network's training and inference throughput, and the same
-/// architecture in PyTorch (CPU, 2 threads) in the same run when `KESTREL_TORCH_PYTHON`
-/// names a Python with torch (see bench/README.md).
+/// architecture in PyTorch (CPU, 2 threads; CUDA when Kestrel runs on the GPU) in the same
+/// run when `KESTREL_TORCH_PYTHON` names a Python with torch (see bench/README.md);
+/// `KESTREL_TORCH_SCRIPT` points at the script where the source tree is not beside the binary.
 pub fn network(quick: bool) -> Result<()> {
     let steps = if quick { 4 } else { 10 };
     let config = kestrel_model::network::NetworkConfig::new(3, 1).with_offset_head(true);
@@ -318,6 +319,9 @@ pub fn network(quick: bool) -> Result<()> {
         return Ok(());
     };
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/network_pytorch.py");
+    // The peer runs where Kestrel ran: 2 CPU threads, or CUDA beside Kestrel's GPU.
+    let on_gpu = !kestrel_model::device::is_cpu(&kestrel_model::device::current());
+    let script = std::env::var_os("KESTREL_TORCH_SCRIPT").map_or(script, Into::into);
     let out = Command::new(&python)
         .arg(&script)
         .args([
@@ -331,6 +335,8 @@ pub fn network(quick: bool) -> Result<()> {
             &steps.to_string(),
             "--threads",
             "2",
+            "--device",
+            if on_gpu { "cuda" } else { "cpu" },
         ])
         .output()
         .with_context(|| format!("running {python} {}", script.display()))?;
@@ -345,8 +351,9 @@ pub fn network(quick: bool) -> Result<()> {
         serde_json::from_slice(&out.stdout).context("reading the PyTorch benchmark's JSON")?;
     let f = |k: &str| peer[k].as_f64().unwrap_or(f64::NAN);
     println!(
-        "  PyTorch {} CPU ({} threads, {} parameters): train {:7.1} img/s, infer {:7.1} img/s, dense tile {:.3} s = {:.2} Mpx/s",
+        "  PyTorch {} on {} ({} CPU threads, {} parameters): train {:7.1} img/s, infer {:7.1} img/s, dense tile {:.3} s = {:.2} Mpx/s",
         peer["torch"].as_str().unwrap_or("?"),
+        peer["device"].as_str().unwrap_or("CPU"),
         peer["threads"],
         peer["parameters"],
         f("train_images_per_s"),

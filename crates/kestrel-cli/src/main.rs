@@ -290,6 +290,15 @@ enum Command {
         /// 1,2,3,4 for RGB + nDSM stacked with `kestrel stack`.
         #[arg(long, value_delimiter = ',')]
         bands: Vec<usize>,
+        /// Ground sample distance (m) the network works at (default: the positives' median).
+        /// A coarser one detects faster — pixels fall with its square — while the objects
+        /// stay some 20 pixels long or more.
+        #[arg(long)]
+        gsd: Option<f64>,
+        /// Channels of the network's stem and its two stages: more sees finer differences
+        /// (and costs about the square in time).
+        #[arg(long, value_delimiter = ',', default_values_t = [16, 32, 64])]
+        widths: Vec<usize>,
     },
     /// Start the labelling and review GUI: open the printed address in a browser.
     Serve(ServeOptions),
@@ -493,7 +502,13 @@ fn run() -> Result<()> {
             colour,
             height_bands,
             bands,
+            gsd,
+            widths,
         } => train_cmd::run(train_cmd::TrainArgs {
+            target_gsd_m: match gsd {
+                Some(g) if !(g.is_finite() && g > 0.0) => anyhow::bail!("--gsd takes a ground sample distance in metres above 0 (got {g})"),
+                g => g,
+            },
             bands: {
                 if !(0.0..=0.5).contains(&scale_jitter) || !(0.0..=0.5).contains(&colour_jitter) {
                     anyhow::bail!("--scale-jitter and --colour-jitter take a fraction from 0 to 0.5 (got {scale_jitter} and {colour_jitter})");
@@ -519,6 +534,10 @@ fn run() -> Result<()> {
                 average_decay,
                 scale_jitter,
                 colour_jitter,
+                widths: match widths[..] {
+                    [a, b, c] if [a, b, c].iter().all(|w| (1..=512).contains(w)) => [a, b, c],
+                    _ => anyhow::bail!("--widths takes three channel counts from 1 to 512, e.g. 16,32,64 (got {widths:?})"),
+                },
                 ..Default::default()
             },
             negatives,

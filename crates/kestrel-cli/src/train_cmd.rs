@@ -43,6 +43,8 @@ pub struct TrainArgs<'a> {
     pub mine_per_image: usize,
     /// Source bands (0-based) the network reads; default the first three.
     pub bands: Option<Vec<usize>>,
+    /// Ground sample distance (m) the network works at; default the positives' median.
+    pub target_gsd_m: Option<f64>,
 }
 
 /// What a training run reports as it goes: the CLI turns it into progress bars, the GUI's
@@ -197,6 +199,7 @@ pub fn run_with(a: TrainArgs, report: &mut dyn FnMut(TrainReport)) -> Result<Tra
         auto_negative_ratio: a.negatives,
         images: Some(train_ids),
         colour: a.colour.clone(),
+        target_gsd_m: a.target_gsd_m,
         ..Default::default()
     };
     let mut last_total = 0;

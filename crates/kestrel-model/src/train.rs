@@ -33,6 +33,10 @@ pub struct TrainOptions {
     /// Colour augmentation: per-band gain in [1 − c, 1 + c] and offset in ±c/2.
     #[serde(default = "default_jitter_f32")]
     pub colour_jitter: f32,
+    /// Channels of the network's stem and two stages (its capacity; the cost of every
+    /// layer grows with the product of the widths it joins).
+    #[serde(default = "default_widths")]
+    pub widths: [usize; 3],
     /// Set by another thread to stop training between batches (a GUI's cancel button).
     #[serde(skip)]
     pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
@@ -46,6 +50,10 @@ fn default_jitter() -> f64 {
 
 fn default_jitter_f32() -> f32 {
     0.1
+}
+
+fn default_widths() -> [usize; 3] {
+    [16, 32, 64]
 }
 
 fn default_average_decay() -> f32 {
@@ -64,6 +72,7 @@ impl Default for TrainOptions {
             average_decay: default_average_decay(),
             scale_jitter: default_jitter(),
             colour_jitter: default_jitter_f32(),
+            widths: default_widths(),
             cancel: None,
         }
     }
@@ -330,7 +339,7 @@ pub fn train(
     }
     crate::device::current().seed(options.seed);
     let device = crate::device::current().autodiff();
-    let config = NetworkConfig::new(train.contract.bands.len(), 1).with_offset_head(true);
+    let config = NetworkConfig::new(train.contract.bands.len(), 1).with_offset_head(true).with_widths(options.widths);
     let mut model = config.init(&device);
     let mut optim = AdamConfig::new().init();
     let mode = train.contract.heading_mode;

@@ -196,6 +196,7 @@ fn run_train(state: &Shared, id: u64, settings: TrainSettings, cancel: Arc<Atomi
         mine_rounds,
         mine_per_image: 20,
         bands,
+        target_gsd_m: None,
     };
     // Stages share the bar: chips 0–10 %, training 10–95 %, the threshold the rest.
     let mut span = (0.0, 0.1);
