@@ -188,3 +188,23 @@ fn image_bytes() -> Vec<u8> {
         0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
     ]
 }
+
+#[test]
+fn training_options_out_of_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("p");
+    let model = dir.path().join("m.kestrel");
+    let base = ["train", "--project", project.to_str().unwrap(), "--class", "car", "-o", model.to_str().unwrap()];
+    for (extra, problem) in [
+        (["--gsd", "0"], "--gsd takes a ground sample distance"),
+        (["--gsd", "inf"], "--gsd takes a ground sample distance"),
+        (["--widths", "16,32"], "--widths takes three channel counts"),
+        (["--widths", "16,0,64"], "--widths takes three channel counts"),
+    ] {
+        let args: Vec<&str> = base.iter().copied().chain(extra).collect();
+        let (code, stderr) = kestrel(&args);
+        assert_ne!(code, 0, "kestrel {args:?} should fail");
+        assert!(stderr.contains(problem), "kestrel {args:?}: error should say '{problem}': {stderr}");
+    }
+    assert!(!project.exists(), "a refused run must not create the project");
+}
