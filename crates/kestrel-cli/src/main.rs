@@ -299,6 +299,15 @@ enum Command {
         /// (and costs about the square in time).
         #[arg(long, value_delimiter = ',', default_values_t = [16, 32, 64])]
         widths: Vec<usize>,
+        /// Share of positives (0–1) shown as decoy negatives: the object's outline filled
+        /// flat with its own colour, its shadow and surroundings kept, so that the network
+        /// learns the object's inner structure and not just "a blob of the right size".
+        #[arg(long, default_value_t = 0.0)]
+        decoys: f64,
+        /// Share of chips (0–1) whose colour bands are shuffled: no colour of objects or
+        /// surroundings becomes a cue (an area the training images lack, e.g. red roofs).
+        #[arg(long, default_value_t = 0.0)]
+        band_shuffle: f64,
     },
     /// Start the labelling and review GUI: open the printed address in a browser.
     Serve(ServeOptions),
@@ -504,6 +513,8 @@ fn run() -> Result<()> {
             bands,
             gsd,
             widths,
+            decoys,
+            band_shuffle,
         } => train_cmd::run(train_cmd::TrainArgs {
             target_gsd_m: match gsd {
                 Some(g) if !(g.is_finite() && g > 0.0) => anyhow::bail!("--gsd takes a ground sample distance in metres above 0 (got {g})"),
@@ -512,6 +523,9 @@ fn run() -> Result<()> {
             bands: {
                 if !(0.0..=0.5).contains(&scale_jitter) || !(0.0..=0.5).contains(&colour_jitter) {
                     anyhow::bail!("--scale-jitter and --colour-jitter take a fraction from 0 to 0.5 (got {scale_jitter} and {colour_jitter})");
+                }
+                if !(0.0..=1.0).contains(&decoys) || !(0.0..=1.0).contains(&band_shuffle) {
+                    anyhow::bail!("--decoys and --band-shuffle take a share from 0 to 1 (got {decoys} and {band_shuffle})");
                 }
                 if bands.contains(&0) || height_bands.contains(&0) {
                     anyhow::bail!("--bands and --height-bands count from 1");
@@ -538,6 +552,8 @@ fn run() -> Result<()> {
                     [a, b, c] if [a, b, c].iter().all(|w| (1..=512).contains(w)) => [a, b, c],
                     _ => anyhow::bail!("--widths takes three channel counts from 1 to 512, e.g. 16,32,64 (got {widths:?})"),
                 },
+                decoys,
+                band_shuffle,
                 ..Default::default()
             },
             negatives,

@@ -37,6 +37,13 @@ pub struct TrainOptions {
     /// layer grows with the product of the widths it joins).
     #[serde(default = "default_widths")]
     pub widths: [usize; 3],
+    /// Share of positives turned into decoy negatives (the object's rectangle filled flat
+    /// with its mean colour; see [`Augment::decoy`]).
+    #[serde(default)]
+    pub decoys: f64,
+    /// Share of chips whose colour bands are shuffled (see [`Augment::band_shuffle`]).
+    #[serde(default)]
+    pub band_shuffle: f64,
     /// Set by another thread to stop training between batches (a GUI's cancel button).
     #[serde(skip)]
     pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
@@ -73,6 +80,8 @@ impl Default for TrainOptions {
             scale_jitter: default_jitter(),
             colour_jitter: default_jitter_f32(),
             widths: default_widths(),
+            decoys: 0.0,
+            band_shuffle: 0.0,
             cancel: None,
         }
     }
@@ -256,6 +265,9 @@ struct CheckpointState {
     /// Chips in the training and validation sets: a resumed run must see the same data.
     #[serde(default)]
     set_sizes: [usize; 2],
+    /// The chips' ground sample distance (m per pixel): the network's scale.
+    #[serde(default)]
+    gsd_m: Option<f64>,
 }
 
 /// Where checkpoints go and whether to continue from them.
@@ -343,7 +355,13 @@ pub fn train(
     let mut model = config.init(&device);
     let mut optim = AdamConfig::new().init();
     let mode = train.contract.heading_mode;
-    let augment = Augment { scale: options.scale_jitter, colour: options.colour_jitter, ..Augment::default() };
+    let augment = Augment {
+        scale: options.scale_jitter,
+        colour: options.colour_jitter,
+        decoy: options.decoys,
+        band_shuffle: options.band_shuffle,
+        ..Augment::default()
+    };
     let mut history = Vec::new();
     let mut best: Option<(f64, Network)> = None;
     let mut since_best = 0;
@@ -376,6 +394,27 @@ pub fn train(
             return Err(ckpt_err(&state_path, format!(
                 "was written with batch {}, learning rate {}, seed {}, average decay {}; this run asks for batch {}, learning rate {}, seed {}, average decay {}: resume with the same settings",
                 o.batch_size, o.learning_rate, o.seed, o.average_decay, n.batch_size, n.learning_rate, n.seed, n.average_decay
+            )));
+        }
+        // Other widths would not even load; other augmentation would mix two recipes.
+        let recipe = |o: &TrainOptions| {
+            format!(
+                "widths {:?}, scale jitter {}, colour jitter {}, decoys {}, band shuffle {}",
+                o.widths, o.scale_jitter, o.colour_jitter, o.decoys, o.band_shuffle
+            )
+        };
+        if recipe(o) != recipe(n) {
+            return Err(ckpt_err(&state_path, format!(
+                "was written with {}; this run asks for {}: resume with the same settings",
+                recipe(o),
+                recipe(n)
+            )));
+        }
+        if state.gsd_m.is_some_and(|g| (g - train.contract.target_gsd_m).abs() > 1e-9) {
+            return Err(ckpt_err(&state_path, format!(
+                "was written for a network at {} m per pixel, but this run's chips are at {} m: resume with the same --gsd",
+                state.gsd_m.unwrap_or_default(),
+                train.contract.target_gsd_m
             )));
         }
         let e = state.epochs_done;
@@ -467,6 +506,7 @@ pub fn train(
                 options: options.clone(),
                 average_steps: average.steps(),
                 set_sizes: [train.len(), val.len()],
+                gsd_m: Some(train.contract.target_gsd_m),
             };
             save_checkpoint(
                 &c.dir,

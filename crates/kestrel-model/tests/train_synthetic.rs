@@ -159,7 +159,7 @@ fn a_package_round_trips_and_bad_packages_are_clear_errors() {
 fn an_interrupted_run_resumes_from_its_checkpoint() {
     use kestrel_model::train::Checkpoints;
     let dir = tempfile::tempdir().unwrap();
-    let (train_set, val_set) = training_and_validation(dir.path(), &[41, 42], &[43]);
+    let (mut train_set, val_set) = training_and_validation(dir.path(), &[41, 42], &[43]);
     let full = TrainOptions {
         epochs: 6,
         batch_size: 32,
@@ -224,11 +224,31 @@ fn an_interrupted_run_resumes_from_its_checkpoint() {
     .unwrap()
     .to_string();
     assert!(err.contains("seed 1") && err.contains("seed 9"), "{err}");
+    // Other widths (whose weights would not load) or augmentation, named.
+    let err = train(&train_set, &val_set, &TrainOptions { widths: [8, 16, 32], ..full.clone() }, Some(&resumed_ck), |_| {})
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("widths [16, 32, 64]") && err.contains("widths [8, 16, 32]"), "{err}");
+    let err = train(&train_set, &val_set, &TrainOptions { decoys: 0.2, ..full.clone() }, Some(&resumed_ck), |_| {})
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("decoys 0.2"), "{err}");
     let err = train(&val_set, &val_set, &full, Some(&resumed_ck), |_| {})
         .err()
         .unwrap()
         .to_string();
     assert!(err.contains("samples changed"), "{err}");
+    // Chips at another GSD (another --gsd) would teach the network another scale.
+    let gsd_m = train_set.contract.target_gsd_m;
+    train_set.contract.target_gsd_m = 2.0 * gsd_m;
+    let err = train(&train_set, &val_set, &full, Some(&resumed_ck), |_| {})
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("resume with the same --gsd"), "{err}");
+    train_set.contract.target_gsd_m = gsd_m;
 
     // A corrupt checkpoint is a clear error.
     std::fs::write(ck.dir.join("state.json"), b"{ not json").unwrap();

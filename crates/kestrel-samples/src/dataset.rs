@@ -33,6 +33,15 @@ pub struct Augment {
     /// network learns where the object lies from the chip's centre (the offset head) and
     /// scores an object it sees slightly off-centre as it would a centred one.
     pub shift_px: f64,
+    /// Probability that a positive with a known size is turned into a decoy negative: the
+    /// object's rectangle filled flat with its own mean colour (its shadow and surroundings
+    /// kept), so that the network must learn the object's inner structure rather than "a
+    /// bright blob of the right size" (roof lights and dormers fooled it on a held-out street).
+    pub decoy: f64,
+    /// Probability that the colour bands of a chip are shuffled (RGB only: heights and
+    /// single bands are left alone), so that no colour of object or surroundings — a red roof
+    /// the training area lacks — becomes a cue.
+    pub band_shuffle: f64,
 }
 
 impl Augment {
@@ -44,6 +53,8 @@ impl Augment {
             colour: 0.0,
             shade: 0.0,
             shift_px: 0.0,
+            decoy: 0.0,
+            band_shuffle: 0.0,
         }
     }
 }
@@ -57,6 +68,8 @@ impl Default for Augment {
             colour: 0.1,
             shade: 0.7,
             shift_px: 6.0,
+            decoy: 0.0,
+            band_shuffle: 0.0,
         }
     }
 }
@@ -177,6 +190,38 @@ impl TrainingSet {
             }
             heading = -heading;
         }
+        let mut positive = rec.polarity == Polarity::Positive;
+        // Draws only when asked for, so that a run without these augmentations sees the same
+        // chips as before they existed.
+        if augment.decoy > 0.0 && positive && rng.unit() < augment.decoy {
+            if let (Some(l), Some(w)) = (rec.length_m, rec.width_m) {
+                // The object lies at `offset_px` from the chip's centre, turned to the
+                // canonical heading plus the label's turn.
+                let canonical = if flip { -self.contract.canonical_heading_deg } else { self.contract.canonical_heading_deg };
+                let heading_deg = canonical + heading;
+                let centre = [chip.size as f64 / 2.0 + offset_px[0], chip.size as f64 / 2.0 + offset_px[1]];
+                let sizes_px = [l / contract.target_gsd_m, w / contract.target_gsd_m];
+                flatten_rectangle(&mut chip, centre, sizes_px, heading_deg);
+                positive = false;
+                offset_px = [0.0, 0.0];
+            }
+        }
+        let colour_bands: Vec<usize> = (0..chip.bands)
+            .filter(|&b| self.contract.bands.get(b).is_some_and(|&source| !self.contract.colour.is_height_band(source)))
+            .collect();
+        if augment.band_shuffle > 0.0 && colour_bands.len() >= 3 && rng.unit() < augment.band_shuffle {
+            // A random permutation of the colour planes (Fisher–Yates over the band list).
+            let mut order = colour_bands.clone();
+            for i in (1..order.len()).rev() {
+                let j = ((rng.unit() * (i + 1) as f64) as usize).min(i);
+                order.swap(i, j);
+            }
+            let s2 = chip.size * chip.size;
+            let planes: Vec<Vec<f32>> = order.iter().map(|&b| chip.data[b * s2..(b + 1) * s2].to_vec()).collect();
+            for (&dst, plane) in colour_bands.iter().zip(planes) {
+                chip.data[dst * s2..(dst + 1) * s2].copy_from_slice(&plane);
+            }
+        }
         if augment.colour > 0.0 {
             let s2 = chip.size * chip.size;
             for b in 0..chip.bands {
@@ -209,14 +254,14 @@ impl TrainingSet {
         // A chip cut at a coarser GSD shows the object smaller: to the network it is an
         // object of length / scale at the contract's GSD.
         let size_m = match (rec.length_m, rec.width_m) {
-            (Some(l), Some(w)) if rec.polarity == Polarity::Positive => {
+            (Some(l), Some(w)) if positive => {
                 Some([l / scale, w / scale])
             }
             _ => None,
         };
         Ok(Example {
             chip,
-            positive: rec.polarity == Polarity::Positive,
+            positive,
             heading_deg: mode.wrap(heading),
             size_m,
             offset_px,
@@ -342,5 +387,30 @@ impl TrainingSet {
             out.extend(p?);
         }
         Ok(out)
+    }
+}
+
+/// Fills an oriented rectangle of a chip (centre and sizes in chip pixels, heading in degrees
+/// clockwise from the chip's up) with the rectangle's mean value per band: the object's
+/// outline, colour and shadow stay, its inner structure goes.
+fn flatten_rectangle(chip: &mut Chip, centre: [f64; 2], sizes_px: [f64; 2], heading_deg: f64) {
+    let (sin, cos) = heading_deg.to_radians().sin_cos();
+    let s = chip.size;
+    let inside: Vec<usize> = (0..s * s)
+        .filter(|&i| {
+            let (dx, dy) = ((i % s) as f64 + 0.5 - centre[0], (i / s) as f64 + 0.5 - centre[1]);
+            // Along the heading (up turned clockwise) and across it.
+            let along = dx * sin - dy * cos;
+            let across = dx * cos + dy * sin;
+            along.abs() <= sizes_px[0] / 2.0 && across.abs() <= sizes_px[1] / 2.0
+        })
+        .collect();
+    if inside.is_empty() {
+        return;
+    }
+    for b in 0..chip.bands {
+        let plane = &mut chip.data[b * s * s..(b + 1) * s * s];
+        let mean = inside.iter().map(|&i| plane[i]).sum::<f32>() / inside.len() as f32;
+        inside.iter().for_each(|&i| plane[i] = mean);
     }
 }

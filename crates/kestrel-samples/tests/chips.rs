@@ -209,3 +209,54 @@ fn shifted_positives_show_the_object_at_their_offset() {
     }
     assert!(checked >= 8, "only {checked} positives");
 }
+
+/// A decoy is the positive's own chip with the object's rectangle filled flat with its mean
+/// colour: a negative, with the outline, colour and surroundings of the object but none of its
+/// inner structure; everything outside the rectangle is the untouched chip.
+#[test]
+fn decoys_flatten_the_object_and_keep_its_surroundings() {
+    use kestrel_samples::dataset::{Augment, TrainingSet};
+    let dir = tempfile::tempdir().unwrap();
+    let scene = Scene::generate(&SceneSpec { seed: 23, vehicles: 12, ..Default::default() });
+    let mut project = Project::create(dir.path().join("project")).unwrap();
+    let class = project.add_class("vehicle", HeadingMode::Directed).unwrap();
+    scene.add_to_project(&mut project, &dir.path().join("scene.tif"), class.id, TruthBoxes::Oriented).unwrap();
+    let ts = TrainingSet::new(build_chips(&project, "vehicle", &ChipOptions::default(), |_, _| {}).unwrap());
+    let plain = Augment { colour: 0.0, shade: 0.0, ..Augment::default() };
+    let decoy = Augment { decoy: 1.0, ..plain.clone() };
+    let mut checked = 0;
+    for i in (0..ts.len()).filter(|&i| ts.is_positive(i)) {
+        let a = ts.example(i, &plain, 5, 0).unwrap();
+        let b = ts.example(i, &decoy, 5, 0).unwrap();
+        assert!(a.positive && !b.positive, "a decoy is a negative");
+        assert!(b.size_m.is_none() && b.offset_px == [0.0, 0.0]);
+        let s = a.chip.size;
+        let changed: Vec<usize> = (0..s * s).filter(|&p| (0..3).any(|band| a.chip.data[band * s * s + p] != b.chip.data[band * s * s + p])).collect();
+        let [l, w] = a.size_m.unwrap();
+        let area_px = l * w / (ts.contract.target_gsd_m * ts.contract.target_gsd_m);
+        assert!(
+            changed.len() as f64 > 0.5 * area_px && (changed.len() as f64) < 1.2 * area_px,
+            "chip {i}: {} pixels changed for an object of {area_px:.0}",
+            changed.len()
+        );
+        // The object sits where the positive's offset says: the changed pixels' centroid.
+        let (mx, my) = changed.iter().fold((0.0, 0.0), |(x, y), &p| (x + (p % s) as f64 + 0.5, y + (p / s) as f64 + 0.5));
+        let (mx, my) = (mx / changed.len() as f64, my / changed.len() as f64);
+        let centre = [s as f64 / 2.0 + a.offset_px[0], s as f64 / 2.0 + a.offset_px[1]];
+        assert!((mx - centre[0]).hypot(my - centre[1]) < 1.5, "chip {i}: flattened around ({mx:.1}, {my:.1}), object at {centre:?}");
+        // Flat inside, and its long axis along the positive's heading label: the changed
+        // pixels spread more along the heading than across it.
+        for band in 0..3 {
+            let v0 = b.chip.data[band * s * s + changed[0]];
+            assert!(changed.iter().all(|&p| b.chip.data[band * s * s + p] == v0));
+        }
+        let h = (ts.contract.canonical_heading_deg + a.heading_deg).to_radians();
+        let (along, across) = changed.iter().fold((0.0, 0.0), |(al, ac), &p| {
+            let (dx, dy) = ((p % s) as f64 + 0.5 - mx, (p / s) as f64 + 0.5 - my);
+            (al + (dx * h.sin() - dy * h.cos()).powi(2), ac + (dx * h.cos() + dy * h.sin()).powi(2))
+        });
+        assert!(along > 2.0 * across, "chip {i}: the flat rectangle lies across the object");
+        checked += 1;
+    }
+    assert!(checked >= 8, "only {checked} positives");
+}
