@@ -168,10 +168,13 @@ struct TrainSettings {
     bands: Option<Vec<usize>>,
     colour: kestrel_samples::normalize::ColourMethod,
     mine_rounds: usize,
+    /// The network's GSD (None: the positives' median).
+    gsd_m: Option<f64>,
+    widths: [usize; 3],
 }
 
 fn run_train(state: &Shared, id: u64, settings: TrainSettings, cancel: Arc<AtomicBool>) -> anyhow::Result<Value> {
-    let TrainSettings { class_id, epochs, bands, colour, mine_rounds } = settings;
+    let TrainSettings { class_id, epochs, bands, colour, mine_rounds, gsd_m, widths } = settings;
     let (class, validate_on) = {
         let db = state.db();
         let class = db.class(class_id)?;
@@ -188,7 +191,7 @@ fn run_train(state: &Shared, id: u64, settings: TrainSettings, cancel: Arc<Atomi
         class: &class.name,
         output: &output,
         validate_on: validate_on.as_deref(),
-        options: TrainOptions { epochs, cancel: Some(cancel), ..Default::default() },
+        options: TrainOptions { epochs, widths, cancel: Some(cancel), ..Default::default() },
         negatives: 2.0,
         json: false,
         resume: false,
@@ -196,7 +199,7 @@ fn run_train(state: &Shared, id: u64, settings: TrainSettings, cancel: Arc<Atomi
         mine_rounds,
         mine_per_image: 20,
         bands,
-        target_gsd_m: None,
+        target_gsd_m: gsd_m,
     };
     // Stages share the bar: chips 0–10 %, training 10–95 %, the threshold the rest.
     let mut span = (0.0, 0.1);
@@ -303,6 +306,7 @@ fn model_summary(id: &str, meta: &kestrel_model::package::PackageMeta, with_metr
         "positives": meta.training.positives, "negatives": meta.training.negatives,
         "epochs": meta.metrics.len(),
         "gsd_m": meta.contract.target_gsd_m,
+        "widths": meta.network.widths,
         "heading_mode": meta.contract.heading_mode,
         // What the model reads, 1-based as the GUI and the CLI name bands.
         "bands": meta.contract.bands.iter().map(|b| b + 1).collect::<Vec<_>>(),
@@ -360,6 +364,10 @@ pub struct TrainBody {
     colour: Option<String>,
     /// Hard-negative mining rounds (default 0).
     mine_rounds: Option<usize>,
+    /// Ground sample distance (m) the network works at (default: the positives' median).
+    gsd_m: Option<f64>,
+    /// Channels of the network's stem and two stages (default [16, 32, 64]).
+    widths: Option<[usize; 3]>,
 }
 
 pub async fn train(State(state): State<Shared>, Json(body): Json<TrainBody>) -> ApiResult<Response> {
@@ -387,7 +395,14 @@ pub async fn train(State(state): State<Shared>, Json(body): Json<TrainBody>) -> 
     if mine_rounds > 5 {
         return Err(ApiError::bad_request(format!("mine_rounds {mine_rounds}: give 0–5")));
     }
-    let settings = TrainSettings { class_id: class.id, epochs, bands, colour: colour.with_heights(height_bands), mine_rounds };
+    if let Some(g) = body.gsd_m.filter(|g| !(g.is_finite() && *g > 0.0)) {
+        return Err(ApiError::bad_request(format!("gsd_m {g}: give a ground sample distance in metres above 0")));
+    }
+    let widths = body.widths.unwrap_or([16, 32, 64]);
+    if !widths.iter().all(|w| (1..=512).contains(w)) {
+        return Err(ApiError::bad_request(format!("widths {widths:?}: give three channel counts from 1 to 512")));
+    }
+    let settings = TrainSettings { class_id: class.id, epochs, bands, colour: colour.with_heights(height_bands), mine_rounds, gsd_m: body.gsd_m, widths };
     let job = state.jobs.submit("train", Work::Train(settings))?;
     Ok((StatusCode::ACCEPTED, Json(job)).into_response())
 }

@@ -314,6 +314,9 @@ async fn train_detect_review_export() {
         (r#"{"class_id": 1, "bands": [1, 2], "height_bands": [3]}"#, "height band 3"),
         (r#"{"class_id": 1, "colour": "sepia"}"#, "sepia"),
         (r#"{"class_id": 1, "mine_rounds": 9}"#, "mine_rounds"),
+        (r#"{"class_id": 1, "gsd_m": -0.1}"#, "gsd_m"),
+        (r#"{"class_id": 1, "widths": [16, 0, 64]}"#, "widths"),
+        (r#"{"class_id": 1, "widths": [16, 32]}"#, "malformed"),
     ] {
         let (st, b, _) = call(s, "POST", "/api/jobs/train", Some(body)).await;
         assert_client_error(st, &b, StatusCode::BAD_REQUEST, words);
@@ -327,7 +330,7 @@ async fn train_detect_review_export() {
     let cancelled = wait_job(s, job["id"].as_u64().expect("id")).await;
     assert_eq!(cancelled["state"], "cancelled", "{cancelled}");
 
-    let (st, job, _) = call(s, "POST", "/api/jobs/train", Some(r#"{"class_id": 1, "epochs": 6, "bands": [3, 2, 1], "colour": "stretch"}"#)).await;
+    let (st, job, _) = call(s, "POST", "/api/jobs/train", Some(r#"{"class_id": 1, "epochs": 6, "bands": [3, 2, 1], "colour": "stretch", "widths": [16, 24, 48]}"#)).await;
     assert_eq!(st, StatusCode::ACCEPTED);
     // The event stream: snapshots until the job ends, then the stream closes.
     let (st, _, sse) = call(s, "GET", &format!("/api/jobs/{}/events", job["id"]), None).await;
@@ -340,7 +343,7 @@ async fn train_detect_review_export() {
     let model_id = last["result"]["model_id"].as_str().expect("model id").to_string();
     let (_, models, _) = call(s, "GET", "/api/models", None).await;
     let model = models.as_array().and_then(|m| m.iter().find(|m| m["id"] == model_id.as_str())).expect("the model is listed");
-    assert_eq!((model["bands"].clone(), model["height_bands"].clone()), (json!([3, 2, 1]), json!([])), "the job's bands reach the model: {model}");
+    assert_eq!((model["bands"].clone(), model["height_bands"].clone(), model["widths"].clone()), (json!([3, 2, 1]), json!([]), json!([16, 24, 48])), "the job's bands and widths reach the model: {model}");
     let (st, jobs, _) = call(s, "GET", "/api/jobs", None).await;
     assert_eq!((st, jobs.as_array().map(Vec::len)), (StatusCode::OK, Some(2)));
     let (st, b, _) = call(s, "GET", "/api/jobs/99", None).await;
