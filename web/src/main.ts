@@ -1140,8 +1140,10 @@ const COLOUR_HINT: Record<ColourMethod, string> = {
   quantile: 'Quantile: invariant to gamma and bit depth.',
   stretch: 'Stretch: 2–98 % linear; transferred better between streets.',
 };
-const DEFAULT_TRAIN_OPTIONS: TrainOptions = { bands: null, height_bands: [], colour: 'quantile', mine_rounds: 0 };
+const DEFAULT_TRAIN_OPTIONS: TrainOptions = { bands: null, height_bands: [], colour: 'quantile', mine_rounds: 0, gsd_m: null, widths: [16, 32, 64] };
 const MINE_ROUNDS_MAX = 5;
+/** The network widths the panel offers (the server takes any three from 1 to 512). */
+const WIDTH_CHOICES = ['16,32,64', '24,48,96', '32,64,128'];
 
 let trainOpts: TrainOptions = { ...DEFAULT_TRAIN_OPTIONS };
 /** The class whose options `trainOpts` holds (they are kept per project and class). */
@@ -1164,6 +1166,8 @@ function loadTrainOptions(classId: number): TrainOptions {
   if (isBandList(saved.height_bands)) o.height_bands = saved.height_bands;
   if (saved.colour === 'quantile' || saved.colour === 'stretch') o.colour = saved.colour;
   if (Number.isInteger(saved.mine_rounds)) o.mine_rounds = Math.max(0, Math.min(MINE_ROUNDS_MAX, saved.mine_rounds!));
+  if (typeof saved.gsd_m === 'number' && Number.isFinite(saved.gsd_m) && saved.gsd_m > 0) o.gsd_m = saved.gsd_m;
+  if (Array.isArray(saved.widths) && WIDTH_CHOICES.includes(saved.widths.join(','))) o.widths = [...saved.widths] as [number, number, number];
   return o;
 }
 
@@ -1249,16 +1253,37 @@ function renderTrainOptions(): void {
   ($('train-colour') as HTMLSelectElement).value = trainOpts.colour;
   $('train-colour-hint').textContent = COLOUR_HINT[trainOpts.colour];
   ($('train-mine') as HTMLInputElement).value = String(trainOpts.mine_rounds);
+  const gsdInput = $('train-gsd') as HTMLInputElement;
+  if (document.activeElement !== gsdInput) gsdInput.value = trainOpts.gsd_m === null ? '' : String(trainOpts.gsd_m);
+  ($('train-widths') as HTMLSelectElement).value = trainOpts.widths.join(',');
+  const widthsDefault = trainOpts.widths.join(',') === DEFAULT_TRAIN_OPTIONS.widths.join(',');
   const summary = [
     usable ? bandsText(bands, trainOpts.height_bands) : '',
     trainOpts.colour,
     trainOpts.mine_rounds ? `mining ×${trainOpts.mine_rounds}` : '',
+    trainOpts.gsd_m !== null ? `${trainOpts.gsd_m} m` : '',
+    widthsDefault ? '' : `widths ${trainOpts.widths.join('·')}`,
   ];
   $('train-options-summary').textContent = summary.filter(Boolean).join(' · ');
 }
 
 function setTrainColour(colour: ColourMethod): void {
   trainOpts.colour = colour;
+  saveTrainOptions();
+  renderTrainOptions();
+}
+
+/** The network's GSD from the panel's field: blank (or not a positive number) is the median. */
+function setTrainGsd(text: string): void {
+  const value = Number(text);
+  trainOpts.gsd_m = text.trim() !== '' && Number.isFinite(value) && value > 0 ? value : null;
+  if (text.trim() !== '' && trainOpts.gsd_m === null) toast('The network GSD is a distance in metres above 0; left at the median.', 'info', 3000);
+  saveTrainOptions();
+  renderTrainOptions();
+}
+
+function setTrainWidths(value: string): void {
+  if (WIDTH_CHOICES.includes(value)) trainOpts.widths = value.split(',').map(Number) as [number, number, number];
   saveTrainOptions();
   renderTrainOptions();
 }
@@ -1287,6 +1312,8 @@ async function startTraining(): Promise<void> {
   }
   body.colour = trainOpts.colour;
   body.mine_rounds = trainOpts.mine_rounds;
+  if (trainOpts.gsd_m !== null) body.gsd_m = trainOpts.gsd_m;
+  body.widths = trainOpts.widths;
   showTab('train');
   try {
     const job = await post<Job>('/api/jobs/train', body);
@@ -1818,6 +1845,8 @@ function wire(): void {
   $('train-class').addEventListener('change', () => setActiveClass(Number(($('train-class') as HTMLSelectElement).value)));
   $('train-colour').addEventListener('change', () => setTrainColour(($('train-colour') as HTMLSelectElement).value as ColourMethod));
   $('train-mine').addEventListener('change', () => setMineRounds(Number(($('train-mine') as HTMLInputElement).value)));
+  $('train-gsd').addEventListener('change', () => setTrainGsd(($('train-gsd') as HTMLInputElement).value));
+  $('train-widths').addEventListener('change', () => setTrainWidths(($('train-widths') as HTMLSelectElement).value));
   $('detect-view').addEventListener('click', () => { startDetection(true); });
   $('detect-all').addEventListener('click', () => { startDetection(false); });
   $('detect-model').addEventListener('change', () => selectModel(($('detect-model') as HTMLSelectElement).value));

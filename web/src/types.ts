@@ -143,6 +143,10 @@ export interface TrainOptions {
   height_bands: number[];
   colour: ColourMethod;
   mine_rounds: number;
+  /** Ground sample distance (m) the network works at; null: the positives' median. */
+  gsd_m: number | null;
+  /** Channels of the network's stem and two stages. */
+  widths: [number, number, number];
 }
 
 export interface EpochMetrics {

@@ -374,6 +374,16 @@ async function run() {
     const optSummary = await page.textContent('[data-testid=train-options-summary]');
     check(optSummary.includes(`bands ${expBands.join(',')}`) && optSummary.includes('stretch'), `the options summary reads "${optSummary}"`);
     log(`  options: ${bandBoxes.length} band checkboxes, ${optSummary}`);
+    // The network's GSD and widths: shown in the summary while set, then back to the defaults
+    // (a coarser or wider network would change what later steps find, or slow them).
+    await page.fill('[data-testid=train-gsd]', '0.3');
+    await page.dispatchEvent('[data-testid=train-gsd]', 'change');
+    await page.selectOption('[data-testid=train-widths]', '24,48,96');
+    const sizedSummary = await page.textContent('[data-testid=train-options-summary]');
+    check(sizedSummary.includes('0.3 m') && sizedSummary.includes('widths 24·48·96'), `with GSD 0.3 and widths 24,48,96 the options summary reads "${sizedSummary}"`);
+    await page.fill('[data-testid=train-gsd]', '');
+    await page.dispatchEvent('[data-testid=train-gsd]', 'change');
+    await page.selectOption('[data-testid=train-widths]', '16,32,64');
     await extraShot('train-options');
     const trainRequest = page.waitForRequest((r) => r.method() === 'POST' && r.url().endsWith('/api/jobs/train'), { timeout: 15000 });
     await page.click('[data-testid=train-button]');
@@ -382,6 +392,7 @@ async function run() {
     check(JSON.stringify(trainBody.bands) === JSON.stringify(expBands), `the train request asks for bands ${JSON.stringify(trainBody.bands)}, expected ${JSON.stringify(expBands)}`);
     check(trainBody.mine_rounds === 0, `the train request asks for ${JSON.stringify(trainBody.mine_rounds)} mining rounds, expected 0`);
     check((trainBody.height_bands ?? []).length === 0, `the train request marks height bands ${JSON.stringify(trainBody.height_bands)}`);
+    check(!('gsd_m' in trainBody) && JSON.stringify(trainBody.widths) === '[16,32,64]', `the train request asks for gsd_m ${JSON.stringify(trainBody.gsd_m)} and widths ${JSON.stringify(trainBody.widths)}, expected none and [16,32,64]`);
     log(`  POST /api/jobs/train ${JSON.stringify(trainBody)}`);
     await until('a training job to start', () => page.evaluate(() => {
       const s = document.querySelector('[data-testid=train-state]').dataset.state;
