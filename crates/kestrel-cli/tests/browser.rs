@@ -31,7 +31,7 @@ fn get(port: u16, path: &str) -> String {
 
 #[test]
 fn gui_end_to_end_in_chromium() {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let repo = Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string())).join("../..");
     let web = repo.join("web");
     let chromium = std::env::var_os("CHROMIUM").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
     if Command::new("node").arg("--version").output().is_err() {

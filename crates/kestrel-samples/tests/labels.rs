@@ -13,7 +13,7 @@ use kestrel_samples::{HeadingMode, Polarity, Shape};
 use std::path::{Path, PathBuf};
 
 fn data_dir(test: &str) -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
+    let dir = Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string())).join("../../../shared/data");
     if dir.is_dir() {
         return Some(dir);
     }
@@ -28,7 +28,7 @@ fn data_dir(test: &str) -> Option<PathBuf> {
 }
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string()))
         .join("tests/fixtures/labels")
         .join(name)
 }

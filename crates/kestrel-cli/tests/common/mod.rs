@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 /// `../shared/data` beside the repository; skipped with a message when absent, a failure
 /// when `KESTREL_REQUIRE_ORACLES` is set (as CI sets it).
 pub fn shared() -> Option<PathBuf> {
-    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
+    // The package folder as cargo names it when running the test (the compiled-in one can be
+    // another clone's, when a shared target folder holds a binary built there).
+    let d = Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string())).join("../../../shared/data");
     if d.is_dir() {
         Some(d)
     } else {

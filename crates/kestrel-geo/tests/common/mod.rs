@@ -31,7 +31,9 @@ pub fn gdal_available() -> bool {
 
 /// `../shared/data` beside the repository, when present.
 pub fn shared_data() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
+    // The package folder as cargo names it when running the test (the compiled-in one can be
+    // another clone's, when a shared target folder holds a binary built there).
+    let dir = Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string())).join("../../../shared/data");
     if dir.is_dir() {
         Some(dir.canonicalize().expect("canonical path"))
     } else {
