@@ -206,10 +206,13 @@ impl TrainingSet {
                 offset_px = [0.0, 0.0];
             }
         }
-        let colour_bands: Vec<usize> = (0..chip.bands)
-            .filter(|&b| self.contract.bands.get(b).is_some_and(|&source| !self.contract.colour.is_height_band(source)))
-            .collect();
-        if augment.band_shuffle > 0.0 && colour_bands.len() >= 3 && rng.unit() < augment.band_shuffle {
+        let colour_bands = || -> Vec<usize> {
+            (0..chip.bands)
+                .filter(|&b| self.contract.bands.get(b).is_some_and(|&source| !self.contract.colour.is_height_band(source)))
+                .collect()
+        };
+        if augment.band_shuffle > 0.0 && colour_bands().len() >= 3 && rng.unit() < augment.band_shuffle {
+            let colour_bands = colour_bands();
             // A random permutation of the colour planes (Fisher–Yates over the band list).
             let mut order = colour_bands.clone();
             for i in (1..order.len()).rev() {
