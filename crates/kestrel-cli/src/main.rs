@@ -548,9 +548,9 @@ fn run() -> Result<()> {
                 average_decay,
                 scale_jitter,
                 colour_jitter,
-                widths: match widths[..] {
-                    [a, b, c] if [a, b, c].iter().all(|w| (1..=512).contains(w)) => [a, b, c],
-                    _ => anyhow::bail!("--widths takes three channel counts from 1 to 512, e.g. 16,32,64 (got {widths:?})"),
+                widths: match kestrel_model::network::checked_widths(&widths) {
+                    Some(w) => w,
+                    None => anyhow::bail!("--widths takes three channel counts from 1 to 512, e.g. 16,32,64 (got {widths:?})"),
                 },
                 decoys,
                 band_shuffle,

@@ -121,6 +121,18 @@ pub struct Network {
     pub(crate) head_offset: Option<Conv2d>,
 }
 
+/// Channel counts a network may have per stage: the CLI and the HTTP API accept these.
+pub const WIDTH_RANGE: std::ops::RangeInclusive<usize> = 1..=512;
+
+/// `widths` as the three channel counts of stem and stages, when there are three and each
+/// lies in [`WIDTH_RANGE`].
+pub fn checked_widths(widths: &[usize]) -> Option<[usize; 3]> {
+    match *widths {
+        [a, b, c] if [a, b, c].iter().all(|w| WIDTH_RANGE.contains(w)) => Some([a, b, c]),
+        _ => None,
+    }
+}
+
 impl NetworkConfig {
     pub fn init(&self, device: &Device) -> Network {
         let [w0, w1, w2] = self.widths;

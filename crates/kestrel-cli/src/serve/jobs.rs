@@ -398,10 +398,10 @@ pub async fn train(State(state): State<Shared>, Json(body): Json<TrainBody>) -> 
     if let Some(g) = body.gsd_m.filter(|g| !(g.is_finite() && *g > 0.0)) {
         return Err(ApiError::bad_request(format!("gsd_m {g}: give a ground sample distance in metres above 0")));
     }
-    let widths = body.widths.unwrap_or([16, 32, 64]);
-    if !widths.iter().all(|w| (1..=512).contains(w)) {
-        return Err(ApiError::bad_request(format!("widths {widths:?}: give three channel counts from 1 to 512")));
-    }
+    let widths = match body.widths {
+        None => TrainOptions::default().widths,
+        Some(w) => kestrel_model::network::checked_widths(&w).ok_or_else(|| ApiError::bad_request(format!("widths {w:?}: give three channel counts from 1 to 512")))?,
+    };
     let settings = TrainSettings { class_id: class.id, epochs, bands, colour: colour.with_heights(height_bands), mine_rounds, gsd_m: body.gsd_m, widths };
     let job = state.jobs.submit("train", Work::Train(settings))?;
     Ok((StatusCode::ACCEPTED, Json(job)).into_response())
