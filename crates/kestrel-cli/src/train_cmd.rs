@@ -127,12 +127,13 @@ pub fn run(a: TrainArgs) -> Result<()> {
         );
     }
     println!(
-        "{}: best validation F1 {:.3} (precision {:.3}, recall {:.3}) at epoch {}",
+        "{}: kept epoch {} (lowest validation loss, {:.3}): validation F1 {:.3} (precision {:.3}, recall {:.3})",
         outcome.output.display(),
+        outcome.best.epoch,
+        outcome.best.val_loss,
         outcome.best.f1,
         outcome.best.precision,
         outcome.best.recall,
-        outcome.best.epoch
     );
     Ok(())
 }
@@ -364,10 +365,6 @@ pub fn run_with(a: TrainArgs, report: &mut dyn FnMut(TrainReport)) -> Result<Tra
     meta.detection = kestrel_detect::calibrate::calibrate_threshold(&network, &meta, &val_set)?;
     save_package(a.output, &meta, &network)
         .with_context(|| format!("writing {}", a.output.display()))?;
-    let best = history
-        .iter()
-        .max_by(|x, y| x.f1.total_cmp(&y.f1))
-        .context("no epoch ran")?
-        .clone();
+    let best = kestrel_model::train::kept_epoch(&history).context("no epoch ran")?.clone();
     Ok(TrainOutcome { output: a.output.to_path_buf(), best, detection: meta.detection })
 }

@@ -50,7 +50,7 @@ fn vehicles_are_learned_and_recognized_on_an_unseen_scene() {
         batch_size: 32,
         ..Default::default()
     };
-    let (_, _, history) = train(&train_set, &val_set, &options, None, |_| {}).unwrap();
+    let (network, _, history) = train(&train_set, &val_set, &options, None, |_| {}).unwrap();
     for m in &history {
         eprintln!(
             "epoch {}: loss {:.3} / {:.3}, P {:.3} R {:.3} F1 {:.3}, heading {:.1}°, {:.0} img/s",
@@ -66,6 +66,19 @@ fn vehicles_are_learned_and_recognized_on_an_unseen_scene() {
     }
     let best = history.iter().map(|m| m.f1).fold(0.0, f64::max);
     assert!(best >= 0.9, "best validation F1 {best:.3}");
+    // The weights returned are those of the lowest validation loss, scored as then.
+    let kept = kestrel_model::train::kept_epoch(&history).unwrap();
+    assert!(history.iter().all(|m| m.val_loss >= kept.val_loss));
+    let again = kestrel_model::train::evaluate(&network, &val_set, &options).unwrap();
+    assert!(
+        (again.val_loss - kept.val_loss).abs() < 1e-4 * kept.val_loss.max(1.0) && (again.f1 - kept.f1).abs() < 0.005,
+        "the returned network scores loss {:.5} F1 {:.4}; the kept epoch {} scored {:.5} {:.4}",
+        again.val_loss,
+        again.f1,
+        kept.epoch,
+        kept.val_loss,
+        kept.f1
+    );
 }
 
 #[test]

@@ -296,7 +296,7 @@ fn model_path(state: &Shared, model_id: &str) -> ApiResult<std::path::PathBuf> {
 }
 
 fn model_summary(id: &str, meta: &kestrel_model::package::PackageMeta, with_metrics: bool) -> Value {
-    let best = meta.metrics.iter().max_by(|a, b| a.f1.total_cmp(&b.f1));
+    let best = kestrel_model::train::kept_epoch(&meta.metrics);
     let mut v = json!({
         "id": id,
         "class": meta.classes.first(),
