@@ -301,7 +301,8 @@ enum Command {
         widths: Vec<usize>,
         /// Share of positives (0–1) shown as decoy negatives: the object's outline filled
         /// flat with its own colour, its shadow and surroundings kept, so that the network
-        /// learns the object's inner structure and not just "a blob of the right size".
+        /// learns the object's inner structure and not just "a blob of the right size"
+        /// (only positives with inner structure to lose; dark, flat ones stay positives).
         #[arg(long, default_value_t = 0.0)]
         decoys: f64,
         /// Share of chips (0–1) whose colour bands are shuffled: no colour of objects or

@@ -37,6 +37,7 @@ pub struct Augment {
     /// object's rectangle filled flat with its own mean colour (its shadow and surroundings
     /// kept), so that the network must learn the object's inner structure rather than "a
     /// bright blob of the right size" (roof lights and dormers fooled it on a held-out street).
+    /// Positives about flat inside are left alone: see [`DECOY_MIN_STRUCTURE`].
     pub decoy: f64,
     /// Probability that the colour bands of a chip are shuffled (RGB only: heights and
     /// single bands are left alone), so that no colour of object or surroundings — a red roof
@@ -201,9 +202,10 @@ impl TrainingSet {
                 let heading_deg = canonical + heading;
                 let centre = [chip.size as f64 / 2.0 + offset_px[0], chip.size as f64 / 2.0 + offset_px[1]];
                 let sizes_px = [l / contract.target_gsd_m, w / contract.target_gsd_m];
-                flatten_rectangle(&mut chip, centre, sizes_px, heading_deg);
-                positive = false;
-                offset_px = [0.0, 0.0];
+                if flatten_rectangle(&mut chip, centre, sizes_px, heading_deg) {
+                    positive = false;
+                    offset_px = [0.0, 0.0];
+                }
             }
         }
         let colour_bands = || -> Vec<usize> {
@@ -393,10 +395,17 @@ impl TrainingSet {
     }
 }
 
+/// Least inner structure — the mean absolute deviation of the rectangle's values from their
+/// mean, averaged over bands, in normalized units — that a positive needs to become a decoy.
+/// A dark car, or one in shade, is already about flat: filled flat it still looks like the
+/// car it was, and as a negative it would only teach the network to miss such cars.
+pub const DECOY_MIN_STRUCTURE: f32 = 0.15;
+
 /// Fills an oriented rectangle of a chip (centre and sizes in chip pixels, heading in degrees
-/// clockwise from the chip's up) with the rectangle's mean value per band: the object's
-/// outline, colour and shadow stay, its inner structure goes.
-fn flatten_rectangle(chip: &mut Chip, centre: [f64; 2], sizes_px: [f64; 2], heading_deg: f64) {
+/// clockwise from the chip's up) with the rectangle's mean value per band, when the rectangle
+/// holds at least [`DECOY_MIN_STRUCTURE`] of inner structure: the object's outline, colour and
+/// shadow stay, its inner structure goes. Returns whether it did.
+fn flatten_rectangle(chip: &mut Chip, centre: [f64; 2], sizes_px: [f64; 2], heading_deg: f64) -> bool {
     let (sin, cos) = heading_deg.to_radians().sin_cos();
     let s = chip.size;
     let inside: Vec<usize> = (0..s * s)
@@ -409,11 +418,62 @@ fn flatten_rectangle(chip: &mut Chip, centre: [f64; 2], sizes_px: [f64; 2], head
         })
         .collect();
     if inside.is_empty() {
-        return;
+        return false;
     }
-    for b in 0..chip.bands {
+    let n = inside.len() as f32;
+    let means: Vec<f32> = (0..chip.bands)
+        .map(|b| inside.iter().map(|&i| chip.data[b * s * s + i]).sum::<f32>() / n)
+        .collect();
+    let structure = (0..chip.bands)
+        .map(|b| inside.iter().map(|&i| (chip.data[b * s * s + i] - means[b]).abs()).sum::<f32>() / n)
+        .sum::<f32>()
+        / chip.bands as f32;
+    if structure < DECOY_MIN_STRUCTURE {
+        return false;
+    }
+    for (b, &mean) in means.iter().enumerate() {
         let plane = &mut chip.data[b * s * s..(b + 1) * s * s];
-        let mean = inside.iter().map(|&i| plane[i]).sum::<f32>() / inside.len() as f32;
         inside.iter().for_each(|&i| plane[i] = mean);
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 3-band 32² chip of grey 0.5 with a 16×8 rectangle (long axis up) at its centre, filled
+    /// by `inside(x, y)`.
+    fn chip_with(inside: impl Fn(usize, usize) -> f32) -> Chip {
+        let s = 32;
+        let mut data = vec![0.5; 3 * s * s];
+        for b in 0..3 {
+            for y in 8..24 {
+                for x in 12..20 {
+                    data[(b * s + y) * s + x] = inside(x, y);
+                }
+            }
+        }
+        Chip { size: s, bands: 3, data }
+    }
+
+    /// A flat object (a dark car in shade) is no decoy: flattening would not change it, and
+    /// as a negative it would contradict the positives that look like it.
+    #[test]
+    fn only_objects_with_inner_structure_become_decoys() {
+        let mut flat = chip_with(|_, _| 0.1 + 0.02 * (0.5 - 1.0 / 3.0));
+        let before = flat.data.clone();
+        assert!(!flatten_rectangle(&mut flat, [16.0, 16.0], [16.0, 8.0], 0.0));
+        assert_eq!(flat.data, before, "a positive too flat for a decoy is left alone");
+
+        // Bright with dark window bands: the structure of a white car seen from above.
+        let mut car = chip_with(|_, y| if (10..12).contains(&y) || (20..22).contains(&y) { 0.1 } else { 0.9 });
+        let outside = car.data[0];
+        assert!(flatten_rectangle(&mut car, [16.0, 16.0], [16.0, 8.0], 0.0));
+        let s = car.size;
+        let v = car.data[16 * s + 16];
+        assert!((0..3).all(|b| (8..24).all(|y| (12..20).all(|x| car.data[(b * s + y) * s + x] == car.data[b * s * s + 16 * s + 16]))));
+        assert!((v - 0.7).abs() < 0.01, "the rectangle's mean colour, got {v}");
+        assert_eq!(car.data[0], outside, "the surroundings stay");
     }
 }

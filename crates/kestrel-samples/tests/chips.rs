@@ -211,13 +211,13 @@ fn shifted_positives_show_the_object_at_their_offset() {
 }
 
 /// A decoy is the positive's own chip with the object's rectangle filled flat with its mean
-/// colour: a negative, with the outline, colour and surroundings of the object but none of its
+/// colour (when the object has inner structure to lose): a negative, with the outline, colour and surroundings of the object but none of its
 /// inner structure; everything outside the rectangle is the untouched chip.
 #[test]
 fn decoys_flatten_the_object_and_keep_its_surroundings() {
     use kestrel_samples::dataset::{Augment, TrainingSet};
     let dir = tempfile::tempdir().unwrap();
-    let scene = Scene::generate(&SceneSpec { seed: 23, vehicles: 12, ..Default::default() });
+    let scene = Scene::generate(&SceneSpec { seed: 23, vehicles: 30, ..Default::default() });
     let mut project = Project::create(dir.path().join("project")).unwrap();
     let class = project.add_class("vehicle", HeadingMode::Directed).unwrap();
     scene.add_to_project(&mut project, &dir.path().join("scene.tif"), class.id, TruthBoxes::Oriented).unwrap();
@@ -228,7 +228,13 @@ fn decoys_flatten_the_object_and_keep_its_surroundings() {
     for i in (0..ts.len()).filter(|&i| ts.is_positive(i)) {
         let a = ts.example(i, &plain, 5, 0).unwrap();
         let b = ts.example(i, &decoy, 5, 0).unwrap();
-        assert!(a.positive && !b.positive, "a decoy is a negative");
+        if b.positive {
+            // Too flat inside to become a decoy (kestrel_samples::dataset::DECOY_MIN_STRUCTURE):
+            // left as it was.
+            assert!(a.chip.data == b.chip.data && a.offset_px == b.offset_px, "chip {i}: a positive left alone was changed");
+            continue;
+        }
+        assert!(a.positive, "a decoy is made from a positive");
         assert!(b.size_m.is_none() && b.offset_px == [0.0, 0.0]);
         let s = a.chip.size;
         let changed: Vec<usize> = (0..s * s).filter(|&p| (0..3).any(|band| a.chip.data[band * s * s + p] != b.chip.data[band * s * s + p])).collect();
