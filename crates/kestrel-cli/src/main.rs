@@ -251,7 +251,7 @@ enum Command {
         learning_rate: f64,
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Stop after this many epochs without a better validation F1.
+        /// Stop after this many epochs without a lower validation loss.
         #[arg(long, default_value_t = 4)]
         patience: usize,
         /// Decay of the weight average that is validated and shipped (0: the last weights).
@@ -302,7 +302,8 @@ enum Command {
         /// Share of positives (0–1) shown as decoy negatives: the object's outline filled
         /// flat with its own colour, its shadow and surroundings kept, so that the network
         /// learns the object's inner structure and not just "a blob of the right size"
-        /// (only positives with inner structure to lose; dark, flat ones stay positives).
+        /// (only positives with inner structure to lose: dark, flat ones stay positives, so
+        /// fewer than this share become decoys).
         #[arg(long, default_value_t = 0.0)]
         decoys: f64,
         /// Share of chips (0–1) whose colour bands are shuffled: no colour of objects or

@@ -20,7 +20,7 @@ pub struct TrainOptions {
     pub batch_size: usize,
     pub learning_rate: f64,
     pub seed: u64,
-    /// Stop after this many epochs without a better validation F1.
+    /// Stop after this many epochs without a lower validation loss.
     pub patience: usize,
     /// Threads that cut chips.
     pub threads: usize,
@@ -110,8 +110,9 @@ pub struct EpochMetrics {
 /// (0.98–0.99 from a third of the run on), so that picking by it picked by noise, sometimes a
 /// half-trained epoch that scored an unseen street 18 points of F1 lower; the loss keeps
 /// measuring how sure and how well placed the predictions are.
+/// An epoch whose loss is not a number (a diverged run) is never kept.
 pub fn kept_epoch(history: &[EpochMetrics]) -> Option<&EpochMetrics> {
-    history.iter().min_by(|a, b| a.val_loss.total_cmp(&b.val_loss))
+    history.iter().filter(|m| m.val_loss.is_finite()).min_by(|a, b| a.val_loss.total_cmp(&b.val_loss))
 }
 
 /// Progress events, also what the CLI prints as JSON lines.
@@ -268,7 +269,8 @@ struct CheckpointState {
     /// Validation loss of the kept weights (`best-{epoch}.bpk`).
     #[serde(default)]
     best_val_loss: Option<f64>,
-    /// What checkpoints written before the selection by loss recorded instead.
+    /// What checkpoints written before the selection by loss recorded instead: such a run
+    /// cannot be resumed (its kept weights are those of another rule).
     #[serde(default, skip_serializing)]
     best_f1: Option<f64>,
     since_best: usize,
@@ -439,12 +441,13 @@ pub fn train(
         optim = optim
             .load(c.dir.join(format!("optimizer-{e}.bpk")))
             .map_err(|err| ckpt_err(&c.dir, format!("optimizer state: {err}")))?;
-        // A checkpoint from before the selection by loss names its kept epoch by F1.
-        let kept_loss = state.best_val_loss.or_else(|| {
-            state.best_f1?;
-            state.history.iter().max_by(|a, b| a.f1.total_cmp(&b.f1)).map(|m| m.val_loss)
-        });
-        if let Some(kept_loss) = kept_loss {
+        if state.best_val_loss.is_none() && state.best_f1.is_some() {
+            return Err(ckpt_err(
+                &c.dir,
+                "written by a Kestrel that kept the epoch of the best validation F1; this one keeps the lowest validation loss, so the run cannot be continued: train afresh (without --resume)",
+            ));
+        }
+        if let Some(kept_loss) = state.best_val_loss {
             let b = config
                 .init(&crate::device::current())
                 .try_load_file(c.dir.join(format!("best-{e}.bpk")))
@@ -508,8 +511,9 @@ pub fn train(
         metrics.seconds = start.elapsed().as_secs_f64();
         metrics.train_images_per_s = order.len() as f64 / train_s;
         events(&TrainEvent::Epoch(metrics.clone()));
-        let better = best.as_ref().is_none_or(|(loss, _)| metrics.val_loss < *loss);
         history.push(metrics.clone());
+        // The rule that the reports apply to the history, so that they name these weights.
+        let better = kept_epoch(&history).is_some_and(|m| m.epoch == metrics.epoch);
         if better {
             best = Some((metrics.val_loss, scored));
             since_best = 0;

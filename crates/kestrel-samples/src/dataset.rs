@@ -192,6 +192,12 @@ impl TrainingSet {
             heading = -heading;
         }
         let mut positive = rec.polarity == Polarity::Positive;
+        // Made only when asked for (most examples need none).
+        let colour_bands = |bands: usize| -> Vec<usize> {
+            (0..bands)
+                .filter(|&b| self.contract.bands.get(b).is_some_and(|&source| !self.contract.colour.is_height_band(source)))
+                .collect()
+        };
         // Draws only when asked for, so that a run without these augmentations sees the same
         // chips as before they existed.
         if augment.decoy > 0.0 && positive && rng.unit() < augment.decoy {
@@ -202,19 +208,15 @@ impl TrainingSet {
                 let heading_deg = canonical + heading;
                 let centre = [chip.size as f64 / 2.0 + offset_px[0], chip.size as f64 / 2.0 + offset_px[1]];
                 let sizes_px = [l / contract.target_gsd_m, w / contract.target_gsd_m];
-                if flatten_rectangle(&mut chip, centre, sizes_px, heading_deg) {
+                let counted = colour_bands(chip.bands);
+                if flatten_rectangle(&mut chip, centre, sizes_px, heading_deg, &counted) {
                     positive = false;
                     offset_px = [0.0, 0.0];
                 }
             }
         }
-        let colour_bands = || -> Vec<usize> {
-            (0..chip.bands)
-                .filter(|&b| self.contract.bands.get(b).is_some_and(|&source| !self.contract.colour.is_height_band(source)))
-                .collect()
-        };
-        if augment.band_shuffle > 0.0 && colour_bands().len() >= 3 && rng.unit() < augment.band_shuffle {
-            let colour_bands = colour_bands();
+        if augment.band_shuffle > 0.0 && colour_bands(chip.bands).len() >= 3 && rng.unit() < augment.band_shuffle {
+            let colour_bands = colour_bands(chip.bands);
             // A random permutation of the colour planes (Fisher–Yates over the band list).
             let mut order = colour_bands.clone();
             for i in (1..order.len()).rev() {
@@ -396,7 +398,8 @@ impl TrainingSet {
 }
 
 /// Least inner structure — the mean absolute deviation of the rectangle's values from their
-/// mean, averaged over bands, in normalized units — that a positive needs to become a decoy.
+/// mean, averaged over the colour bands (heights are metres, not a normalized range), in
+/// normalized units — that a positive needs to become a decoy.
 /// A dark car, or one in shade, is already about flat: filled flat it still looks like the
 /// car it was, and as a negative it would only teach the network to miss such cars.
 pub const DECOY_MIN_STRUCTURE: f32 = 0.15;
@@ -404,8 +407,9 @@ pub const DECOY_MIN_STRUCTURE: f32 = 0.15;
 /// Fills an oriented rectangle of a chip (centre and sizes in chip pixels, heading in degrees
 /// clockwise from the chip's up) with the rectangle's mean value per band, when the rectangle
 /// holds at least [`DECOY_MIN_STRUCTURE`] of inner structure: the object's outline, colour and
-/// shadow stay, its inner structure goes. Returns whether it did.
-fn flatten_rectangle(chip: &mut Chip, centre: [f64; 2], sizes_px: [f64; 2], heading_deg: f64) -> bool {
+/// shadow stay, its inner structure goes. `colour_bands` are those whose structure counts (a
+/// chip of heights alone counts all). Returns whether it did.
+fn flatten_rectangle(chip: &mut Chip, centre: [f64; 2], sizes_px: [f64; 2], heading_deg: f64, colour_bands: &[usize]) -> bool {
     let (sin, cos) = heading_deg.to_radians().sin_cos();
     let s = chip.size;
     let inside: Vec<usize> = (0..s * s)
@@ -424,10 +428,13 @@ fn flatten_rectangle(chip: &mut Chip, centre: [f64; 2], sizes_px: [f64; 2], head
     let means: Vec<f32> = (0..chip.bands)
         .map(|b| inside.iter().map(|&i| chip.data[b * s * s + i]).sum::<f32>() / n)
         .collect();
-    let structure = (0..chip.bands)
-        .map(|b| inside.iter().map(|&i| (chip.data[b * s * s + i] - means[b]).abs()).sum::<f32>() / n)
+    let all: Vec<usize> = (0..chip.bands).collect();
+    let counted = if colour_bands.is_empty() { &all[..] } else { colour_bands };
+    let structure = counted
+        .iter()
+        .map(|&b| inside.iter().map(|&i| (chip.data[b * s * s + i] - means[b]).abs()).sum::<f32>() / n)
         .sum::<f32>()
-        / chip.bands as f32;
+        / counted.len() as f32;
     if structure < DECOY_MIN_STRUCTURE {
         return false;
     }
@@ -461,15 +468,16 @@ mod tests {
     /// as a negative it would contradict the positives that look like it.
     #[test]
     fn only_objects_with_inner_structure_become_decoys() {
-        let mut flat = chip_with(|_, _| 0.1 + 0.02 * (0.5 - 1.0 / 3.0));
+        // Dark with a faint texture: a mean absolute deviation of 0.025.
+        let mut flat = chip_with(|x, y| 0.1 + 0.05 * ((x + y) % 2) as f32);
         let before = flat.data.clone();
-        assert!(!flatten_rectangle(&mut flat, [16.0, 16.0], [16.0, 8.0], 0.0));
+        assert!(!flatten_rectangle(&mut flat, [16.0, 16.0], [16.0, 8.0], 0.0, &[0, 1, 2]));
         assert_eq!(flat.data, before, "a positive too flat for a decoy is left alone");
 
         // Bright with dark window bands: the structure of a white car seen from above.
         let mut car = chip_with(|_, y| if (10..12).contains(&y) || (20..22).contains(&y) { 0.1 } else { 0.9 });
         let outside = car.data[0];
-        assert!(flatten_rectangle(&mut car, [16.0, 16.0], [16.0, 8.0], 0.0));
+        assert!(flatten_rectangle(&mut car, [16.0, 16.0], [16.0, 8.0], 0.0, &[0, 1, 2]));
         let s = car.size;
         let v = car.data[16 * s + 16];
         assert!((0..3).all(|b| (8..24).all(|y| (12..20).all(|x| car.data[(b * s + y) * s + x] == car.data[b * s * s + 16 * s + 16]))));
