@@ -127,10 +127,10 @@ pub fn run(a: TrainArgs) -> Result<()> {
         );
     }
     println!(
-        "{}: kept epoch {} (lowest validation loss, {:.3}): validation F1 {:.3} (precision {:.3}, recall {:.3})",
+        "{}: kept epoch {} (the last within {} of the best validation F1): validation F1 {:.3} (precision {:.3}, recall {:.3})",
         outcome.output.display(),
         outcome.best.epoch,
-        outcome.best.val_loss,
+        kestrel_model::train::KEEP_F1_TOLERANCE,
         outcome.best.f1,
         outcome.best.precision,
         outcome.best.recall,

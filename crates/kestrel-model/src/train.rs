@@ -2,7 +2,7 @@
 //! cell's class logits plus heading, size and centre-offset regression for positives
 //! (cut up to a few pixels off-centre, so the offset head learns where the object lies), Adam; validation
 //! metrics after every epoch (loss, precision, recall, F1, heading error), early stopping
-//! on the validation loss, and the weights of the lowest one kept (see [`kept_epoch`]).
+//! on validation F1, and the weights of the last epoch near the best F1 kept (see [`kept_epoch`]).
 
 use crate::ema::WeightAverage;
 use crate::network::{centre_cell, Network, NetworkConfig, STRIDE};
@@ -105,14 +105,22 @@ pub struct EpochMetrics {
     pub train_images_per_s: f64,
 }
 
-/// The epoch whose weights training keeps and stops on: the lowest validation loss.
-/// Validation F1 at score 0.5 saturates near 1 on a validation area like the training one
-/// (0.98–0.99 from a third of the run on), so that picking by it picked by noise, sometimes a
-/// half-trained epoch that scored an unseen street 18 points of F1 lower; the loss keeps
-/// measuring how sure and how well placed the predictions are.
-/// An epoch whose loss is not a number (a diverged run) is never kept.
+/// How far below the best validation F1 an epoch may score and still be kept (see
+/// [`kept_epoch`]).
+pub const KEEP_F1_TOLERANCE: f64 = 0.01;
+
+/// The epoch whose weights training keeps and waits on: the last one whose validation F1 lies
+/// within [`KEEP_F1_TOLERANCE`] of the best. On a validation area like the training one F1
+/// saturates at 0.98–0.99 from a third of the run on, and the strictly best F1 picked among
+/// those by noise — twice a half-trained epoch (10 or 11 of 20) that scored the unseen cars
+/// street 10–15 points of F1 below the runs that kept a late one; later weights are the better
+/// trained (cosine-decayed, averaged). The validation loss is no better guide: on the NEON
+/// trees, whose validation site differs, it is lowest after the first epoch (F1 0) and rises
+/// while F1 climbs. An epoch with a non-finite loss or F1 (a diverged run) is never kept.
 pub fn kept_epoch(history: &[EpochMetrics]) -> Option<&EpochMetrics> {
-    history.iter().filter(|m| m.val_loss.is_finite()).min_by(|a, b| a.val_loss.total_cmp(&b.val_loss))
+    let finite = || history.iter().filter(|m| m.f1.is_finite() && m.val_loss.is_finite());
+    let best = finite().map(|m| m.f1).fold(f64::NEG_INFINITY, f64::max);
+    finite().filter(|m| m.f1 >= best - KEEP_F1_TOLERANCE).last()
 }
 
 /// Progress events, also what the CLI prints as JSON lines.
@@ -266,13 +274,15 @@ fn balance(set: &TrainingSet) -> [f32; 2] {
 struct CheckpointState {
     epochs_done: usize,
     history: Vec<EpochMetrics>,
-    /// Validation loss of the kept weights (`best-{epoch}.bpk`).
+    /// The epoch (1-based) of the kept weights (`best-{epoch}.bpk`), by [`kept_epoch`].
     #[serde(default)]
-    best_val_loss: Option<f64>,
-    /// What checkpoints written before the selection by loss recorded instead: such a run
-    /// cannot be resumed (its kept weights are those of another rule).
+    kept_epoch: Option<usize>,
+    /// What checkpoints of earlier rules recorded instead (the strictly best F1, the lowest
+    /// loss): such a run cannot be resumed, its kept weights follow another rule.
     #[serde(default, skip_serializing)]
     best_f1: Option<f64>,
+    #[serde(default, skip_serializing)]
+    best_val_loss: Option<f64>,
     since_best: usize,
     options: TrainOptions,
     /// Updates folded into the weight average so far.
@@ -347,7 +357,7 @@ fn save_checkpoint(
 }
 
 /// Trains a network on `train`, validating on `val`; returns the best network (by validation
-/// loss: [`kept_epoch`]) and every epoch's metrics. `events` gets progress as it happens. With `checkpoints`,
+/// F1: [`kept_epoch`]) and every epoch's metrics. `events` gets progress as it happens. With `checkpoints`,
 /// the state is saved after every epoch and, when resuming, training continues after the
 /// last completed epoch.
 pub fn train(
@@ -379,7 +389,7 @@ pub fn train(
         ..Augment::default()
     };
     let mut history = Vec::new();
-    let mut best: Option<(f64, Network)> = None;
+    let mut best: Option<Network> = None;
     let mut since_best = 0;
     let mut first_epoch = 0;
     let class_weights = balance(train);
@@ -441,18 +451,21 @@ pub fn train(
         optim = optim
             .load(c.dir.join(format!("optimizer-{e}.bpk")))
             .map_err(|err| ckpt_err(&c.dir, format!("optimizer state: {err}")))?;
-        if state.best_val_loss.is_none() && state.best_f1.is_some() {
+        let kept_now = kept_epoch(&state.history).map(|m| m.epoch);
+        if (state.kept_epoch.is_none() && (state.best_f1.is_some() || state.best_val_loss.is_some()))
+            || (state.kept_epoch.is_some() && state.kept_epoch != kept_now)
+        {
             return Err(ckpt_err(
                 &c.dir,
-                "written by a Kestrel that kept the epoch of the best validation F1; this one keeps the lowest validation loss, so the run cannot be continued: train afresh (without --resume)",
+                "written by a Kestrel that chose the epoch to keep by another rule, so the run cannot be continued: train afresh (without --resume)",
             ));
         }
-        if let Some(kept_loss) = state.best_val_loss {
+        if state.kept_epoch.is_some() {
             let b = config
                 .init(&crate::device::current())
                 .try_load_file(c.dir.join(format!("best-{e}.bpk")))
                 .map_err(|err| ckpt_err(&c.dir, format!("best weights: {err}")))?;
-            best = Some((kept_loss, b));
+            best = Some(b);
         }
         let averaged = config
             .init(&crate::device::current())
@@ -515,7 +528,7 @@ pub fn train(
         // The rule that the reports apply to the history, so that they name these weights.
         let better = kept_epoch(&history).is_some_and(|m| m.epoch == metrics.epoch);
         if better {
-            best = Some((metrics.val_loss, scored));
+            best = Some(scored);
             since_best = 0;
         } else {
             since_best += 1;
@@ -524,8 +537,9 @@ pub fn train(
             let state = CheckpointState {
                 epochs_done: epoch + 1,
                 history: history.clone(),
-                best_val_loss: best.as_ref().map(|b| b.0),
+                kept_epoch: best.as_ref().and(kept_epoch(&history)).map(|m| m.epoch),
                 best_f1: None,
+                best_val_loss: None,
                 since_best,
                 options: options.clone(),
                 average_steps: average.steps(),
@@ -536,13 +550,13 @@ pub fn train(
                 &c.dir,
                 &model,
                 &average.model,
-                best.as_ref().map(|b| &b.1),
+                best.as_ref(),
                 &optim,
                 &state,
             )?;
         }
     }
-    let (_, model) = best.ok_or(TrainError::Missing("epochs"))?;
+    let model = best.ok_or(TrainError::Missing("epochs"))?;
     Ok((model, config, history))
 }
 

@@ -66,7 +66,7 @@ fn vehicles_are_learned_and_recognized_on_an_unseen_scene() {
     }
     let best = history.iter().map(|m| m.f1).fold(0.0, f64::max);
     assert!(best >= 0.9, "best validation F1 {best:.3}");
-    // The weights returned are those of the lowest validation loss, scored as then.
+    // The weights returned are those of the kept epoch, scored as then.
     let kept = kestrel_model::train::kept_epoch(&history).unwrap();
     let again = kestrel_model::train::evaluate(&network, &val_set, &options).unwrap();
     assert!(
@@ -262,15 +262,17 @@ fn an_interrupted_run_resumes_from_its_checkpoint() {
     assert!(err.contains("resume with the same --gsd"), "{err}");
     train_set.contract.target_gsd_m = gsd_m;
 
-    // A checkpoint of a Kestrel that kept the best-F1 epoch cannot go on under the loss rule.
-    let state = std::fs::read_to_string(ck.dir.join("state.json")).unwrap();
-    assert!(state.contains("\"best_val_loss\""), "{state}");
-    std::fs::write(ck.dir.join("state.json"), state.replace("\"best_val_loss\"", "\"best_f1\"")).unwrap();
+    // A checkpoint of a Kestrel that kept the strictly best F1 cannot go on under this rule.
+    let mut state: serde_json::Value = serde_json::from_slice(&std::fs::read(ck.dir.join("state.json")).unwrap()).unwrap();
+    let fields = state.as_object_mut().unwrap();
+    assert!(fields.remove("kept_epoch").is_some_and(|k| k.is_u64()), "the state names its kept epoch");
+    fields.insert("best_f1".into(), serde_json::json!(0.9));
+    std::fs::write(ck.dir.join("state.json"), serde_json::to_vec(&state).unwrap()).unwrap();
     let err = train(&train_set, &val_set, &full, Some(&resumed_ck), |_| {})
         .err()
         .unwrap()
         .to_string();
-    assert!(err.contains("best validation F1") && err.contains("without --resume"), "{err}");
+    assert!(err.contains("another rule") && err.contains("without --resume"), "{err}");
 
     // A corrupt checkpoint is a clear error.
     std::fs::write(ck.dir.join("state.json"), b"{ not json").unwrap();
