@@ -112,9 +112,9 @@ pub const KEEP_F1_TOLERANCE: f64 = 0.01;
 /// The epoch whose weights training keeps and waits on: the last one whose validation F1 lies
 /// within [`KEEP_F1_TOLERANCE`] of the best. On a validation area like the training one F1
 /// saturates at 0.98–0.99 from a third of the run on, and the strictly best F1 picked among
-/// those by noise — twice a half-trained epoch (10 or 11 of 20) that scored the unseen cars
-/// street 10–15 points of F1 below the runs that kept a late one; later weights are the better
-/// trained (cosine-decayed, averaged). The validation loss is no better guide: on the NEON
+/// those by noise — twice a half-trained epoch (10 or 11 of 20), and those runs scored the
+/// unseen cars street lowest of their day (though runs that kept a late epoch spread widely
+/// too); later weights are the better trained (cosine-decayed, averaged). The validation loss is no better guide: on the NEON
 /// trees, whose validation site differs, it is lowest after the first epoch (F1 0) and rises
 /// while F1 climbs. An epoch with a non-finite loss or F1 (a diverged run) is never kept.
 pub fn kept_epoch(history: &[EpochMetrics]) -> Option<&EpochMetrics> {
