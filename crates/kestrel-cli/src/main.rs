@@ -251,7 +251,8 @@ enum Command {
         learning_rate: f64,
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Stop after this many epochs without a lower validation loss.
+        /// Stop after this many epochs without one whose validation F1 lies within 0.01 of the
+        /// best (the epoch training keeps).
         #[arg(long, default_value_t = 4)]
         patience: usize,
         /// Decay of the weight average that is validated and shipped (0: the last weights).

@@ -20,7 +20,7 @@ pub struct TrainOptions {
     pub batch_size: usize,
     pub learning_rate: f64,
     pub seed: u64,
-    /// Stop after this many epochs without a lower validation loss.
+    /// Stop after this many epochs without one that [`kept_epoch`] would keep.
     pub patience: usize,
     /// Threads that cut chips.
     pub threads: usize,
@@ -114,9 +114,9 @@ pub const KEEP_F1_TOLERANCE: f64 = 0.01;
 /// saturates at 0.98–0.99 from a third of the run on, and the strictly best F1 picked among
 /// those by noise — twice a half-trained epoch (10 or 11 of 20), and those runs scored the
 /// unseen cars street lowest of their day (though runs that kept a late epoch spread widely
-/// too); later weights are the better trained (cosine-decayed, averaged). The validation loss is no better guide: on the NEON
-/// trees, whose validation site differs, it is lowest after the first epoch (F1 0) and rises
-/// while F1 climbs. An epoch with a non-finite loss or F1 (a diverged run) is never kept.
+/// too); later weights are the better trained (cosine-decayed, averaged). The validation loss
+/// is no better guide: on the NEON trees, whose validation site differs, it is lowest after
+/// the first epoch (F1 0) and rises while F1 climbs. An epoch with a non-finite loss or F1 (a diverged run) is never kept.
 pub fn kept_epoch(history: &[EpochMetrics]) -> Option<&EpochMetrics> {
     let finite = || history.iter().filter(|m| m.f1.is_finite() && m.val_loss.is_finite());
     let best = finite().map(|m| m.f1).fold(f64::NEG_INFINITY, f64::max);

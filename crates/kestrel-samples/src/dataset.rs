@@ -215,8 +215,9 @@ impl TrainingSet {
                 }
             }
         }
-        if augment.band_shuffle > 0.0 && colour_bands(chip.bands).len() >= 3 && rng.unit() < augment.band_shuffle {
-            let colour_bands = colour_bands(chip.bands);
+        let shuffled = if augment.band_shuffle > 0.0 { colour_bands(chip.bands) } else { Vec::new() };
+        if shuffled.len() >= 3 && rng.unit() < augment.band_shuffle {
+            let colour_bands = shuffled;
             // A random permutation of the colour planes (Fisher–Yates over the band list).
             let mut order = colour_bands.clone();
             for i in (1..order.len()).rev() {
