@@ -219,6 +219,11 @@ pub fn detect_with(src: &dyn RasterSource, gsd_m: f64, stats: &ColourStats, mode
                     continue;
                 }
                 let (x, y) = (u / zoom, v / zoom);
+                // No object is seen where the image has no data (a nodata collar, beyond
+                // the image's edge).
+                if !p.window.has_data_at(x, y) {
+                    continue;
+                }
                 if proposals.iter().any(|q| (q.x - x).hypot(q.y - y) < min_gap_px) {
                     continue;
                 }
@@ -248,7 +253,7 @@ pub fn detect_with(src: &dyn RasterSource, gsd_m: f64, stats: &ColourStats, mode
                     (q.x, q.y, q.heading_deg, q.score, q.size_m) = (v.x, v.y, v.heading_deg, v.score, [v.length_m, v.width_m]);
                 }
             }
-            for q in proposals.into_iter().filter(|q| q.score >= options.threshold) {
+            for q in proposals.into_iter().filter(|q| q.score >= options.threshold && p.window.has_data_at(q.x, q.y)) {
                 let [length_m, width_m] = q.size_m;
                 candidates.push(Detection {
                     class: class.clone(),
@@ -494,6 +499,41 @@ mod tests {
         let xs: Vec<f64> = kept.iter().map(|d| d.bbox.cx).collect();
         // 0.5 suppresses 0.0 (IoU 0.78); 3.9 overlaps 0.5 by IoU 0.06/... (width 4 → IoU 0.026) and stays.
         assert_eq!(xs, vec![0.5, 3.9, 20.0]);
+    }
+
+    /// An untrained network calls something an object almost everywhere at threshold 0; on
+    /// an image whose left half is nodata none of those may lie there, nor beyond the image.
+    #[test]
+    fn nothing_is_detected_where_the_image_has_no_data() {
+        use kestrel_geo::raster::{MemoryRaster, Samples};
+        let (w, h) = (160u32, 120u32);
+        let mut rng = kestrel_samples::synthetic::Rng::new(7);
+        let values: Vec<u8> = (0..w * h * 3)
+            .map(|i| if (i / 3) % w < w / 2 { 0 } else { 30 + (rng.unit() * 200.0) as u8 })
+            .collect();
+        let src = MemoryRaster::new("half.tif", w, h, 3, Samples::U8(values), None).with_nodata(0.0);
+        let stats = ColourStats::from_raster(&src).unwrap();
+        let contract = Contract {
+            version: 1,
+            target_gsd_m: 0.5,
+            chip_size_px: 24,
+            bands: vec![0, 1, 2],
+            colour: kestrel_samples::normalize::ColourMethod::Stretch,
+            heading_mode: HeadingMode::Directed,
+            canonical_heading_deg: 0.0,
+            object_length_m: 4.0,
+            object_width_m: 2.0,
+        };
+        let config = kestrel_model::network::NetworkConfig::new(3, 1).with_offset_head(true);
+        let network = config.init(&kestrel_model::device::current());
+        let model = Model { network: &network, contract: &contract, class: "thing" };
+        let options = DetectOptions { threshold: 0.0, ..Default::default() };
+        let (found, _) = detect_with(&src, 0.5, &stats, &model, &options, |_| {}).unwrap();
+        assert!(found.iter().any(|d| d.bbox.cx > 90.0), "the network found nothing on the data half; the test proves nothing");
+        for d in &found {
+            let (x, y) = (d.bbox.cx, d.bbox.cy);
+            assert!(x >= f64::from(w / 2) && x < f64::from(w) && y >= 0.0 && y < f64::from(h), "a detection at ({x:.1}, {y:.1}) lies on nodata or off the image");
+        }
     }
 
     #[test]

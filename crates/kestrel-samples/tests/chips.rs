@@ -142,6 +142,7 @@ fn training_examples_are_deterministic_and_their_heading_labels_follow_the_rotat
             planes: (0..3)
                 .map(|b| ex.chip.data[b * s * s..(b + 1) * s * s].to_vec())
                 .collect(),
+            valid: None,
         };
         let c = s as f64 / 2.0;
         let half = 0.4 * s as f64;

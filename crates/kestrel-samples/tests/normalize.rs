@@ -138,6 +138,7 @@ fn length_in_chip(chip: &Chip, contract: &Contract) -> f64 {
         planes: (0..chip.bands)
             .map(|b| chip.data[b * s * s..(b + 1) * s * s].to_vec())
             .collect(),
+        valid: None,
     };
     let half_l = 0.6 * contract.object_length_m / contract.target_gsd_m;
     let half_w = 0.75 * contract.object_width_m / contract.target_gsd_m;

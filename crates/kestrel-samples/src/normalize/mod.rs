@@ -487,7 +487,7 @@ mod tests {
         let planes: Vec<Vec<f32>> = (0..3)
             .map(|b| (0..w * h).map(|i| (((i % w) * 7 + (i / w) * 13 + b * 5) % 31) as f32 / 31.0).collect())
             .collect();
-        let win = NormalizedWindow { window: PixelWindow::new(40, 60, w as u32, h as u32), planes };
+        let win = NormalizedWindow { window: PixelWindow::new(40, 60, w as u32, h as u32), planes, valid: None };
         for (zoom, cx, cy) in [(1.0, 88.5, 101.5), (1.0, 90.3, 99.8), (0.72, 85.0, 100.0), (0.3, 88.0, 102.0), (1.7, 75.2, 70.1), (0.5, 45.0, 65.0)] {
             let size = 48;
             let mut upright = vec![0f32; 3 * size * size];

@@ -9,7 +9,17 @@ pub struct NormalizedWindow {
     /// The window's position in the image.
     pub window: PixelWindow,
     pub planes: Vec<Vec<f32>>,
+    /// Which pixels hold data (row-major over the window), when the source has nodata
+    /// pixels in it; `None`: all do.
+    pub valid: Option<Vec<bool>>,
 }
+
+/// The normalized value a nodata pixel's colour bands take: the middle of the normalized
+/// range, a featureless surface. Left at the source's nodata value (black, most often) a
+/// collar of nodata would meet the image in a hard dark edge, which the network reads as
+/// the shadowed edge of objects: on the cars street turned 150°, 284 detections at score
+/// ≥ 0.9 lay on the nodata around the image.
+pub const NODATA_FILL: f32 = 0.5;
 
 impl NormalizedWindow {
     /// Reads `window` (clipped to the image) and normalizes `bands` (0-based) with `stats`'
@@ -32,7 +42,38 @@ impl NormalizedWindow {
         method: &super::ColourMethod,
     ) -> kestrel_geo::Result<Self> {
         let nodata = src.info().nodata.map(|n| n as f32);
-        Self::read_with(src, window, bands, |b, v| Self::map(method, stats, nodata, b, v))
+        let buf = src.read_window(0, window)?;
+        let mut out = Self::from_buffer(&buf, window, bands, |b, v| Self::map(method, stats, nodata, b, v));
+        let Some(nodata) = nodata else { return Ok(out) };
+        // A pixel is nodata when every band read is nodata (as the colour statistics count
+        // it): one black band of a coloured pixel is data.
+        let valid: Vec<bool> = (0..buf.width * buf.height)
+            .map(|p| {
+                !bands.iter().all(|&b| {
+                    let v = buf.samples.get_f64(p * buf.bands + b) as f32;
+                    v == nodata || !v.is_finite()
+                })
+            })
+            .collect();
+        if valid.iter().all(|&v| v) {
+            return Ok(out);
+        }
+        for (plane, &b) in out.planes.iter_mut().zip(bands) {
+            let fill = if method.is_height_band(b) { 0.0 } else { NODATA_FILL };
+            plane.iter_mut().zip(&valid).filter(|(_, &ok)| !ok).for_each(|(v, _)| *v = fill);
+        }
+        out.valid = Some(valid);
+        Ok(out)
+    }
+
+    /// Whether the pixel under image position (x, y) holds data: false outside the window
+    /// (the window is clipped to the image) and on nodata.
+    pub fn has_data_at(&self, x: f64, y: f64) -> bool {
+        let (col, row) = ((x - self.window.col_off as f64).floor(), (y - self.window.row_off as f64).floor());
+        if col < 0.0 || row < 0.0 || col >= self.width() as f64 || row >= self.height() as f64 {
+            return false;
+        }
+        self.valid.as_ref().is_none_or(|v| v[row as usize * self.width() + col as usize])
     }
 
     /// One value of source band `b` as `method` normalizes it.
@@ -70,7 +111,10 @@ impl NormalizedWindow {
         bands: &[usize],
         map: impl Fn(usize, f32) -> f32,
     ) -> kestrel_geo::Result<Self> {
-        let buf = src.read_window(0, window)?;
+        Ok(Self::from_buffer(&src.read_window(0, window)?, window, bands, map))
+    }
+
+    fn from_buffer(buf: &kestrel_geo::raster::RasterBuffer, window: PixelWindow, bands: &[usize], map: impl Fn(usize, f32) -> f32) -> Self {
         let n = buf.width * buf.height;
         let planes = bands
             .iter()
@@ -80,7 +124,7 @@ impl NormalizedWindow {
                     .collect()
             })
             .collect();
-        Ok(NormalizedWindow { window, planes })
+        NormalizedWindow { window, planes, valid: None }
     }
 
     /// The window around a centre (image pixels) with the given radius, clipped to the image.
@@ -121,5 +165,30 @@ impl NormalizedWindow {
         for (p, out) in self.planes.iter().zip(acc.iter_mut()) {
             *out += p[i00] * a + p[i01] * b + p[i10] * c + p[i11] * d;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::normalize::ColourMethod;
+    use kestrel_geo::raster::{MemoryRaster, Samples};
+
+    /// Nodata pixels (every band nodata) read as the neutral fill and say they hold no data;
+    /// a pixel black in one band only is data.
+    #[test]
+    fn nodata_reads_as_a_neutral_fill_and_is_marked() {
+        // 4×1 RGB: nodata, (0, 100, 200), two greys.
+        let v = vec![0u8, 0, 0, 0, 100, 200, 50, 50, 50, 150, 150, 150];
+        let src = MemoryRaster::new("n.tif", 4, 1, 3, Samples::U8(v), None).with_nodata(0.0);
+        let stats = ColourStats::from_raster(&src).unwrap();
+        let w = NormalizedWindow::read_for(&src, PixelWindow::new(0, 0, 4, 1), &[0, 1, 2], &stats, &ColourMethod::Stretch).unwrap();
+        assert!(w.planes.iter().all(|p| p[0] == NODATA_FILL), "{:?}", w.planes);
+        assert_eq!((0..4).map(|x| w.has_data_at(x as f64 + 0.5, 0.5)).collect::<Vec<_>>(), [false, true, true, true]);
+        assert!(!w.has_data_at(4.5, 0.5) && !w.has_data_at(1.5, -0.5), "beyond the window there is no data");
+        // Without nodata, every pixel is data and keeps its normalized value.
+        let plain = MemoryRaster::new("p.tif", 4, 1, 3, Samples::U8(vec![0, 0, 0, 0, 100, 200, 50, 50, 50, 150, 150, 150]), None);
+        let w = NormalizedWindow::read_for(&plain, PixelWindow::new(0, 0, 4, 1), &[0, 1, 2], &stats, &ColourMethod::Stretch).unwrap();
+        assert!(w.valid.is_none() && w.has_data_at(0.5, 0.5) && w.planes[0][0] != NODATA_FILL);
     }
 }
