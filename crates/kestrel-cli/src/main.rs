@@ -311,6 +311,13 @@ enum Command {
         /// surroundings becomes a cue (an area the training images lack, e.g. red roofs).
         #[arg(long, default_value_t = 0.0)]
         band_shuffle: f64,
+        /// Share of positives (0–1) shown as negatives at a size the class does not have
+        /// (0.55–0.7× or 1.45–1.8× as long), so that the object's size in metres counts: a
+        /// car-like box of 3 m (a roof dormer) is not a car. Default: 0.2 for a class of one
+        /// size (90 % of the positives' lengths within 0.7–1.45× their median: vehicles),
+        /// else 0 (trees, buildings).
+        #[arg(long)]
+        size_negatives: Option<f64>,
     },
     /// Start the labelling and review GUI: open the printed address in a browser.
     Serve(ServeOptions),
@@ -518,6 +525,7 @@ fn run() -> Result<()> {
             widths,
             decoys,
             band_shuffle,
+            size_negatives,
         } => train_cmd::run(train_cmd::TrainArgs {
             target_gsd_m: match gsd {
                 Some(g) if !(g.is_finite() && g > 0.0) => anyhow::bail!("--gsd takes a ground sample distance in metres above 0 (got {g})"),
@@ -527,8 +535,8 @@ fn run() -> Result<()> {
                 if !(0.0..=0.5).contains(&scale_jitter) || !(0.0..=0.5).contains(&colour_jitter) {
                     anyhow::bail!("--scale-jitter and --colour-jitter take a fraction from 0 to 0.5 (got {scale_jitter} and {colour_jitter})");
                 }
-                if !(0.0..=1.0).contains(&decoys) || !(0.0..=1.0).contains(&band_shuffle) {
-                    anyhow::bail!("--decoys and --band-shuffle take a share from 0 to 1 (got {decoys} and {band_shuffle})");
+                if !(0.0..=1.0).contains(&decoys) || !(0.0..=1.0).contains(&band_shuffle) || size_negatives.is_some_and(|s| !(0.0..=1.0).contains(&s)) {
+                    anyhow::bail!("--decoys, --band-shuffle and --size-negatives take a share from 0 to 1 (got {decoys}, {band_shuffle} and {})", size_negatives.unwrap_or_default());
                 }
                 if bands.contains(&0) || height_bands.contains(&0) {
                     anyhow::bail!("--bands and --height-bands count from 1");
@@ -557,6 +565,7 @@ fn run() -> Result<()> {
                 },
                 decoys,
                 band_shuffle,
+                size_negatives,
                 ..Default::default()
             },
             negatives,

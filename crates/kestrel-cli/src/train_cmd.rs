@@ -246,6 +246,14 @@ pub fn run_with(a: TrainArgs, report: &mut dyn FnMut(TrainReport)) -> Result<Tra
         contract.chip_size_px,
         contract.target_gsd_m
     )));
+    if a.options.size_negatives.is_none() {
+        let share = train_set.auto_wrong_size_share();
+        report(TrainReport::Note(if share > 0.0 {
+            format!("size negatives: {share} of the positives also shown at a wrong size, as negatives (the class is of one size; --size-negatives 0 turns this off)")
+        } else {
+            "size negatives: none (the positives' lengths vary too much to call a size wrong)".into()
+        }));
+    }
     // Checkpoints beside the package: `car.kestrel` → `car.kestrel.checkpoints/`, one
     // folder per round, and the negatives mined so far in `mined.json`.
     let ckpt_root = std::path::PathBuf::from(format!("{}.checkpoints", a.output.display()));

@@ -200,8 +200,8 @@ fn training_options_out_of_range() {
         (["--gsd", "inf"], "--gsd takes a ground sample distance"),
         (["--widths", "16,32"], "--widths takes three channel counts"),
         (["--widths", "16,0,64"], "--widths takes three channel counts"),
-        (["--decoys", "1.5"], "--decoys and --band-shuffle take a share"),
-        (["--band-shuffle=-0.1", "--seed=1"], "--decoys and --band-shuffle take a share"),
+        (["--decoys", "1.5"], "--decoys, --band-shuffle and --size-negatives take a share"),
+        (["--band-shuffle=-0.1", "--seed=1"], "--decoys, --band-shuffle and --size-negatives take a share"),
     ] {
         let args: Vec<&str> = base.iter().copied().chain(extra).collect();
         let (code, stderr) = kestrel(&args);

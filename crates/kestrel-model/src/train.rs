@@ -44,6 +44,11 @@ pub struct TrainOptions {
     /// Share of chips whose colour bands are shuffled (see [`Augment::band_shuffle`]).
     #[serde(default)]
     pub band_shuffle: f64,
+    /// Share of positives shown as negatives at a size the class does not have (see
+    /// [`Augment::wrong_size`]); `None`: Kestrel's choice by the positives' sizes (see
+    /// [`TrainingSet::auto_wrong_size_share`]).
+    #[serde(default)]
+    pub size_negatives: Option<f64>,
     /// Set by another thread to stop training between batches (a GUI's cancel button).
     #[serde(skip)]
     pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
@@ -82,6 +87,7 @@ impl Default for TrainOptions {
             widths: default_widths(),
             decoys: 0.0,
             band_shuffle: 0.0,
+            size_negatives: None,
             cancel: None,
         }
     }
@@ -386,6 +392,7 @@ pub fn train(
         colour: options.colour_jitter,
         decoy: options.decoys,
         band_shuffle: options.band_shuffle,
+        wrong_size: options.size_negatives.unwrap_or_else(|| train.auto_wrong_size_share()),
         ..Augment::default()
     };
     let mut history = Vec::new();
@@ -425,8 +432,8 @@ pub fn train(
         // Other widths would not even load; other augmentation would mix two recipes.
         let recipe = |o: &TrainOptions| {
             format!(
-                "widths {:?}, scale jitter {}, colour jitter {}, decoys {}, band shuffle {}",
-                o.widths, o.scale_jitter, o.colour_jitter, o.decoys, o.band_shuffle
+                "widths {:?}, scale jitter {}, colour jitter {}, decoys {}, band shuffle {}, size negatives {:?}",
+                o.widths, o.scale_jitter, o.colour_jitter, o.decoys, o.band_shuffle, o.size_negatives
             )
         };
         if recipe(o) != recipe(n) {

@@ -43,6 +43,12 @@ pub struct Augment {
     /// single bands are left alone), so that no colour of object or surroundings — a red roof
     /// the training area lacks — becomes a cue.
     pub band_shuffle: f64,
+    /// Probability that a positive is shown as a negative at a size its class does not
+    /// have: cut at a GSD that shows it 0.55–0.7× or 1.45–1.8× as long (beyond the scale
+    /// jitter's ±`scale`). Chips are normalized to one GSD, so an object's size in metres
+    /// is a cue a detector can use: a car-like box of 3 m (a roof dormer) or 7 m (a van) is
+    /// not a car.
+    pub wrong_size: f64,
 }
 
 impl Augment {
@@ -56,6 +62,7 @@ impl Augment {
             shift_px: 0.0,
             decoy: 0.0,
             band_shuffle: 0.0,
+            wrong_size: 0.0,
         }
     }
 }
@@ -71,9 +78,16 @@ impl Default for Augment {
             shift_px: 6.0,
             decoy: 0.0,
             band_shuffle: 0.0,
+            wrong_size: 0.0,
         }
     }
 }
+
+/// The share of positives shown at a wrong size for a class of one size, by default. On the
+/// held-out cars street, three runs with it: F1 0.823, 0.680, 0.791, mean AP50 0.776, roof
+/// dormers at score ≥ 0.9 23, 122, 23; five runs without: F1 0.620–0.797, mean AP50 0.717,
+/// dormers 82–250.
+pub const AUTO_WRONG_SIZE_SHARE: f64 = 0.2;
 
 /// Fewest examples in a training epoch (see [`TrainingSet::epoch_len`]).
 pub const MIN_EPOCH_EXAMPLES: usize = 1024;
@@ -138,6 +152,33 @@ impl TrainingSet {
         self.items[index].polarity == Polarity::Positive
     }
 
+    /// The share of positives to show at a wrong size (see [`Augment::wrong_size`]) when
+    /// the user leaves it to Kestrel: [`AUTO_WRONG_SIZE_SHARE`] for a class of one size —
+    /// 90 % of its positives' lengths within 0.7–1.45× their median, so that the wrong sizes
+    /// are sizes the labels themselves say the class does not have — else none. (The cars
+    /// of `../shared/data/cars` lie within 0.80–1.22×; the NEON trees of OSBS_029 spread
+    /// over 0.65–1.48×.)
+    pub fn auto_wrong_size_share(&self) -> f64 {
+        let mut lengths: Vec<f64> = self
+            .items
+            .iter()
+            .filter(|r| r.polarity == Polarity::Positive)
+            .filter_map(|r| r.length_m)
+            .filter(|l| l.is_finite() && *l > 0.0)
+            .collect();
+        if lengths.len() < 20 {
+            return 0.0;
+        }
+        lengths.sort_by(f64::total_cmp);
+        let at = |q: f64| lengths[((lengths.len() - 1) as f64 * q).round() as usize];
+        let median = at(0.5);
+        if at(0.05) >= 0.7 * median && at(0.95) <= 1.45 * median {
+            AUTO_WRONG_SIZE_SHARE
+        } else {
+            0.0
+        }
+    }
+
     /// Example `index` (an index of [`epoch_order`](Self::epoch_order): beyond the set's
     /// length it is a repeat), augmented with the generator of (seed, epoch, index).
     pub fn example(
@@ -158,7 +199,13 @@ impl TrainingSet {
         } else {
             0.0
         };
-        let scale = if augment.scale > 0.0 {
+        // Draws only when asked for, so that a run without it sees the same chips as before.
+        let wrong_size = augment.wrong_size > 0.0 && rec.polarity == Polarity::Positive && rng.unit() < augment.wrong_size;
+        let scale = if wrong_size {
+            let shown = if rng.unit() < 0.5 { rng.range(0.55, 0.7) } else { rng.range(1.45, 1.8) };
+            // A chip cut at a coarser GSD shows the object smaller.
+            1.0 / shown
+        } else if augment.scale > 0.0 {
             rng.range(1.0 - augment.scale, 1.0 + augment.scale)
         } else {
             1.0
@@ -192,6 +239,10 @@ impl TrainingSet {
             heading = -heading;
         }
         let mut positive = rec.polarity == Polarity::Positive;
+        if wrong_size {
+            positive = false;
+            offset_px = [0.0, 0.0];
+        }
         // Made only when asked for (most examples need none).
         let colour_bands = |bands: usize| -> Vec<usize> {
             (0..bands)

@@ -267,3 +267,57 @@ fn decoys_flatten_the_object_and_keep_its_surroundings() {
     }
     assert!(checked >= 8, "only {checked} positives");
 }
+
+/// A wrong-size negative is the positive cut at a GSD that shows it 0.55–0.7× or 1.45–1.8×
+/// as long: a negative whose picture is the positive's scaled about the chip's centre.
+#[test]
+fn wrong_size_negatives_show_the_object_shrunk_or_grown() {
+    use kestrel_samples::dataset::{Augment, TrainingSet};
+    let dir = tempfile::tempdir().unwrap();
+    let scene = Scene::generate(&SceneSpec { seed: 29, vehicles: 20, ..Default::default() });
+    let mut project = Project::create(dir.path().join("project")).unwrap();
+    let class = project.add_class("vehicle", HeadingMode::Directed).unwrap();
+    scene.add_to_project(&mut project, &dir.path().join("scene.tif"), class.id, TruthBoxes::Oriented).unwrap();
+    let ts = TrainingSet::new(build_chips(&project, "vehicle", &ChipOptions::default(), |_, _| {}).unwrap());
+    // Canonical, centred, untouched chips: only the size changes.
+    let plain = Augment { rotate_deg: 0.0, flip: false, scale: 0.0, colour: 0.0, shade: 0.0, shift_px: 0.0, ..Augment::default() };
+    let wrong = Augment { wrong_size: 1.0, ..plain.clone() };
+    let (mut shrunk, mut grown) = (0, 0);
+    for i in (0..ts.len()).filter(|&i| ts.is_positive(i)) {
+        let a = ts.example(i, &plain, 5, 0).unwrap();
+        let b = ts.example(i, &wrong, 5, 0).unwrap();
+        assert!(a.positive && !b.positive && b.size_m.is_none() && b.offset_px == [0.0, 0.0], "chip {i}");
+        let s = a.chip.size;
+        let c = s as f64 / 2.0;
+        // Bilinear sample of band 0 of `a` at (x, y), None outside it.
+        let at = |x: f64, y: f64| -> Option<f32> {
+            let (fx, fy) = (x - 0.5, y - 0.5);
+            if fx < 0.0 || fy < 0.0 || fx > (s - 1) as f64 || fy > (s - 1) as f64 {
+                return None;
+            }
+            let (x0, y0) = (fx as usize, fy as usize);
+            let (x1, y1) = ((x0 + 1).min(s - 1), (y0 + 1).min(s - 1));
+            let (tx, ty) = ((fx - x0 as f64) as f32, (fy - y0 as f64) as f32);
+            let v = |x: usize, y: usize| a.chip.data[y * s + x];
+            Some((v(x0, y0) * (1.0 - tx) + v(x1, y0) * tx) * (1.0 - ty) + (v(x0, y1) * (1.0 - tx) + v(x1, y1) * tx) * ty)
+        };
+        // The factor k for which b(x) = a(c + (x − c) / k) fits best.
+        let misfit = |k: f64| {
+            let (mut sum, mut n) = (0.0, 0);
+            for y in 0..s {
+                for x in 0..s {
+                    let (u, v) = (c + (x as f64 + 0.5 - c) / k, c + (y as f64 + 0.5 - c) / k);
+                    if let Some(va) = at(u, v) {
+                        sum += f64::from((va - b.chip.data[y * s + x]).abs());
+                        n += 1;
+                    }
+                }
+            }
+            sum / n.max(1) as f64
+        };
+        let k = (50..=200).map(|k| f64::from(k) / 100.0).min_by(|&p, &q| misfit(p).total_cmp(&misfit(q))).unwrap();
+        assert!((0.53..=0.72).contains(&k) || (1.42..=1.83).contains(&k), "chip {i}: shown at {k}× its size");
+        if k < 1.0 { shrunk += 1 } else { grown += 1 }
+    }
+    assert!(shrunk >= 3 && grown >= 3, "{shrunk} shrunk and {grown} grown: both kinds are made");
+}
