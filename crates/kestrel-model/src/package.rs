@@ -44,8 +44,8 @@ pub struct PackageMeta {
     pub detection: Option<DetectionCalibration>,
 }
 
-/// Whole-image detection on the validation images: the lowest threshold within 0.01 of the
-/// best F1 (the model's default; see `kestrel_detect::calibrate`) and what it gives.
+/// Whole-image detection on the validation images: the threshold of best F1 (the model's
+/// default) and what it gives.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DetectionCalibration {
     pub threshold: f32,
