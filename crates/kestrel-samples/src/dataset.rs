@@ -49,6 +49,12 @@ pub struct Augment {
     /// is a cue a detector can use: a car-like box of 3 m (a roof dormer) or 7 m (a van) is
     /// not a car.
     pub wrong_size: f64,
+    /// With probability 0.5, blur the chip with a Gaussian of 0.3 to this many chip pixels:
+    /// imagery resampled once more (a turned or reprojected raster, a softer sensor) is
+    /// blurrier than the training chips. Without it the cars street turned by angles that
+    /// resample it lost 3–6 AP50 points, and the exact quarter turns gained as much; with
+    /// it (seed 1) 21 of 23 turns lay within 3 points of the untouched image, 11 without.
+    pub blur_px: f64,
 }
 
 impl Augment {
@@ -63,6 +69,7 @@ impl Augment {
             decoy: 0.0,
             band_shuffle: 0.0,
             wrong_size: 0.0,
+            blur_px: 0.0,
         }
     }
 }
@@ -79,6 +86,7 @@ impl Default for Augment {
             decoy: 0.0,
             band_shuffle: 0.0,
             wrong_size: 0.0,
+            blur_px: 1.0,
         }
     }
 }
@@ -237,6 +245,9 @@ impl TrainingSet {
                 }
             }
             heading = -heading;
+        }
+        if augment.blur_px > 0.3 && rng.unit() < 0.5 {
+            gaussian_blur(&mut chip, rng.range(0.3, augment.blur_px));
         }
         let mut positive = rec.polarity == Polarity::Positive;
         if wrong_size {
@@ -449,6 +460,30 @@ impl TrainingSet {
     }
 }
 
+/// Blurs every band of `chip` with a Gaussian of `sigma` chip pixels (separable, edges
+/// repeated).
+fn gaussian_blur(chip: &mut Chip, sigma: f64) {
+    let radius = (2.5 * sigma).ceil().max(1.0) as isize;
+    let kernel: Vec<f32> = (-radius..=radius).map(|i| (-(i * i) as f64 / (2.0 * sigma * sigma)).exp() as f32).collect();
+    let total: f32 = kernel.iter().sum();
+    let kernel: Vec<f32> = kernel.iter().map(|k| k / total).collect();
+    let s = chip.size as isize;
+    let mut tmp = vec![0f32; (s * s) as usize];
+    for b in 0..chip.bands {
+        let plane = &mut chip.data[b * (s * s) as usize..(b + 1) * (s * s) as usize];
+        for y in 0..s {
+            for x in 0..s {
+                tmp[(y * s + x) as usize] = kernel.iter().enumerate().map(|(k, w)| w * plane[(y * s + (x + k as isize - radius).clamp(0, s - 1)) as usize]).sum();
+            }
+        }
+        for y in 0..s {
+            for x in 0..s {
+                plane[(y * s + x) as usize] = kernel.iter().enumerate().map(|(k, w)| w * tmp[((y + k as isize - radius).clamp(0, s - 1) * s + x) as usize]).sum();
+            }
+        }
+    }
+}
+
 /// Least inner structure — the mean absolute deviation of the rectangle's values from their
 /// mean, averaged over the colour bands (heights are metres, not a normalized range), in
 /// normalized units — that a positive needs to become a decoy.
@@ -500,6 +535,22 @@ fn flatten_rectangle(chip: &mut Chip, centre: [f64; 2], sizes_px: [f64; 2], head
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The blur spreads a point as a Gaussian of the asked width and keeps the total.
+    #[test]
+    fn blur_spreads_a_point_by_its_sigma() {
+        let s = 21;
+        let mut chip = Chip { size: s, bands: 1, data: vec![0.0; s * s] };
+        chip.data[10 * s + 10] = 1.0;
+        gaussian_blur(&mut chip, 1.0);
+        let total: f32 = chip.data.iter().sum();
+        assert!((total - 1.0).abs() < 1e-4, "total {total}");
+        // Variance along x of a Gaussian of σ = 1 px: 1 (the kernel is cut at 2.5σ).
+        let var: f32 = (0..s * s).map(|i| chip.data[i] * ((i % s) as f32 - 10.0).powi(2)).sum();
+        assert!((var - 1.0).abs() < 0.1, "variance {var}");
+        let centre = chip.data[10 * s + 10];
+        assert!((centre - 1.0 / (2.0 * std::f32::consts::PI)).abs() < 0.01, "centre {centre}");
+    }
 
     /// A 3-band 32² chip of grey 0.5 with a 16×8 rectangle (long axis up) at its centre, filled
     /// by `inside(x, y)`.

@@ -280,7 +280,7 @@ fn wrong_size_negatives_show_the_object_shrunk_or_grown() {
     scene.add_to_project(&mut project, &dir.path().join("scene.tif"), class.id, TruthBoxes::Oriented).unwrap();
     let ts = TrainingSet::new(build_chips(&project, "vehicle", &ChipOptions::default(), |_, _| {}).unwrap());
     // Canonical, centred, untouched chips: only the size changes.
-    let plain = Augment { rotate_deg: 0.0, flip: false, scale: 0.0, colour: 0.0, shade: 0.0, shift_px: 0.0, ..Augment::default() };
+    let plain = Augment { rotate_deg: 0.0, flip: false, scale: 0.0, colour: 0.0, shade: 0.0, shift_px: 0.0, blur_px: 0.0, ..Augment::default() };
     let wrong = Augment { wrong_size: 1.0, ..plain.clone() };
     let (mut shrunk, mut grown) = (0, 0);
     for i in (0..ts.len()).filter(|&i| ts.is_positive(i)) {
