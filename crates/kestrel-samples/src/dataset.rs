@@ -98,6 +98,23 @@ impl Default for Augment {
 /// dormers 82–250.
 pub const AUTO_WRONG_SIZE_SHARE: f64 = 0.2;
 
+/// [`TrainingSet::auto_wrong_size_share`]'s rule on the positives' lengths (metres): a class
+/// needs 20 sized positives, 90 % of them within 0.7–1.45× their median.
+fn wrong_size_share_for(lengths_m: impl Iterator<Item = f64>) -> f64 {
+    let mut lengths: Vec<f64> = lengths_m.filter(|l| l.is_finite() && *l > 0.0).collect();
+    if lengths.len() < 20 {
+        return 0.0;
+    }
+    lengths.sort_by(f64::total_cmp);
+    let at = |q: f64| lengths[((lengths.len() - 1) as f64 * q).round() as usize];
+    let median = at(0.5);
+    if at(0.05) >= 0.7 * median && at(0.95) <= 1.45 * median {
+        AUTO_WRONG_SIZE_SHARE
+    } else {
+        0.0
+    }
+}
+
 /// Fewest examples in a training epoch (see [`TrainingSet::epoch_len`]).
 pub const MIN_EPOCH_EXAMPLES: usize = 1024;
 
@@ -168,24 +185,7 @@ impl TrainingSet {
     /// of `../shared/data/cars` lie within 0.80–1.22×; the NEON trees of OSBS_029 spread
     /// over 0.65–1.48×.)
     pub fn auto_wrong_size_share(&self) -> f64 {
-        let mut lengths: Vec<f64> = self
-            .items
-            .iter()
-            .filter(|r| r.polarity == Polarity::Positive)
-            .filter_map(|r| r.length_m)
-            .filter(|l| l.is_finite() && *l > 0.0)
-            .collect();
-        if lengths.len() < 20 {
-            return 0.0;
-        }
-        lengths.sort_by(f64::total_cmp);
-        let at = |q: f64| lengths[((lengths.len() - 1) as f64 * q).round() as usize];
-        let median = at(0.5);
-        if at(0.05) >= 0.7 * median && at(0.95) <= 1.45 * median {
-            AUTO_WRONG_SIZE_SHARE
-        } else {
-            0.0
-        }
+        wrong_size_share_for(self.items.iter().filter(|r| r.polarity == Polarity::Positive).filter_map(|r| r.length_m))
     }
 
     /// Example `index` (an index of [`epoch_order`](Self::epoch_order): beyond the set's
@@ -536,6 +536,18 @@ fn flatten_rectangle(chip: &mut Chip, centre: [f64; 2], sizes_px: [f64; 2], head
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Cars (4.3 m, 90 % within 0.80–1.22×) are of one size; crowns spread over 0.65–1.48×
+    /// are not; a handful of positives says nothing.
+    #[test]
+    fn size_negatives_only_for_a_class_of_one_size() {
+        let spread = |lo: f64, hi: f64, n: usize| (0..n).map(move |i| 4.3 * (lo + (hi - lo) * i as f64 / (n - 1) as f64));
+        assert_eq!(wrong_size_share_for(spread(0.8, 1.22, 100)), AUTO_WRONG_SIZE_SHARE);
+        assert_eq!(wrong_size_share_for(spread(0.5, 1.6, 100)), 0.0, "too wide at both ends");
+        assert_eq!(wrong_size_share_for(spread(0.8, 1.9, 100)), 0.0, "too wide above");
+        assert_eq!(wrong_size_share_for(spread(0.9, 1.1, 19)), 0.0, "too few positives");
+        assert_eq!(wrong_size_share_for(spread(0.9, 1.1, 30).chain([f64::NAN, 0.0])), AUTO_WRONG_SIZE_SHARE, "unsized positives are not counted");
+    }
 
     /// The blur spreads a point as a Gaussian of the asked width and keeps the total.
     #[test]

@@ -160,24 +160,26 @@ fn training_examples_are_deterministic_and_their_heading_labels_follow_the_rotat
     assert!(diffs[diffs.len() / 2] < 10.0, "median disagreement {:.1}°", diffs[diffs.len() / 2]);
 }
 
+/// The training set of one synthetic scene of `vehicles` directed vehicles (default chip
+/// options), and the folder that holds its project.
+fn vehicle_training_set(seed: u64, vehicles: usize) -> (kestrel_samples::dataset::TrainingSet, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let scene = Scene::generate(&SceneSpec { seed, vehicles, ..Default::default() });
+    let mut project = Project::create(dir.path().join("project")).unwrap();
+    let class = project.add_class("vehicle", HeadingMode::Directed).unwrap();
+    scene.add_to_project(&mut project, &dir.path().join("scene.tif"), class.id, TruthBoxes::Oriented).unwrap();
+    let ts = kestrel_samples::dataset::TrainingSet::new(build_chips(&project, "vehicle", &ChipOptions::default(), |_, _| {}).unwrap());
+    (ts, dir)
+}
+
+
 /// A positive cut off-centre shows the object where its `offset_px` says, whatever the
 /// example's turn, scale and mirroring: the shifted chip matches the centred one moved by
 /// that offset (the offset head's target must follow the picture, or it teaches nonsense).
 #[test]
 fn shifted_positives_show_the_object_at_their_offset() {
-    use kestrel_samples::dataset::{Augment, TrainingSet};
-    let dir = tempfile::tempdir().unwrap();
-    let scene = Scene::generate(&SceneSpec {
-        seed: 21,
-        vehicles: 12,
-        ..Default::default()
-    });
-    let mut project = Project::create(dir.path().join("project")).unwrap();
-    let class = project.add_class("vehicle", HeadingMode::Directed).unwrap();
-    scene
-        .add_to_project(&mut project, &dir.path().join("scene.tif"), class.id, TruthBoxes::Oriented)
-        .unwrap();
-    let ts = TrainingSet::new(build_chips(&project, "vehicle", &ChipOptions::default(), |_, _| {}).unwrap());
+    use kestrel_samples::dataset::Augment;
+    let (ts, _dir) = vehicle_training_set(21, 12);
     let centred = Augment { colour: 0.0, shade: 0.0, shift_px: 0.0, ..Augment::default() };
     let shifted = Augment { shift_px: 6.0, ..centred.clone() };
     let mut checked = 0;
@@ -216,13 +218,8 @@ fn shifted_positives_show_the_object_at_their_offset() {
 /// inner structure; everything outside the rectangle is the untouched chip.
 #[test]
 fn decoys_flatten_the_object_and_keep_its_surroundings() {
-    use kestrel_samples::dataset::{Augment, TrainingSet};
-    let dir = tempfile::tempdir().unwrap();
-    let scene = Scene::generate(&SceneSpec { seed: 23, vehicles: 30, ..Default::default() });
-    let mut project = Project::create(dir.path().join("project")).unwrap();
-    let class = project.add_class("vehicle", HeadingMode::Directed).unwrap();
-    scene.add_to_project(&mut project, &dir.path().join("scene.tif"), class.id, TruthBoxes::Oriented).unwrap();
-    let ts = TrainingSet::new(build_chips(&project, "vehicle", &ChipOptions::default(), |_, _| {}).unwrap());
+    use kestrel_samples::dataset::Augment;
+    let (ts, _dir) = vehicle_training_set(23, 30);
     let plain = Augment { colour: 0.0, shade: 0.0, ..Augment::default() };
     let decoy = Augment { decoy: 1.0, ..plain.clone() };
     let mut checked = 0;
@@ -272,13 +269,8 @@ fn decoys_flatten_the_object_and_keep_its_surroundings() {
 /// as long: a negative whose picture is the positive's scaled about the chip's centre.
 #[test]
 fn wrong_size_negatives_show_the_object_shrunk_or_grown() {
-    use kestrel_samples::dataset::{Augment, TrainingSet};
-    let dir = tempfile::tempdir().unwrap();
-    let scene = Scene::generate(&SceneSpec { seed: 29, vehicles: 20, ..Default::default() });
-    let mut project = Project::create(dir.path().join("project")).unwrap();
-    let class = project.add_class("vehicle", HeadingMode::Directed).unwrap();
-    scene.add_to_project(&mut project, &dir.path().join("scene.tif"), class.id, TruthBoxes::Oriented).unwrap();
-    let ts = TrainingSet::new(build_chips(&project, "vehicle", &ChipOptions::default(), |_, _| {}).unwrap());
+    use kestrel_samples::dataset::Augment;
+    let (ts, _dir) = vehicle_training_set(29, 20);
     // Canonical, centred, untouched chips: only the size changes.
     let plain = Augment { rotate_deg: 0.0, flip: false, scale: 0.0, colour: 0.0, shade: 0.0, shift_px: 0.0, blur_px: 0.0, ..Augment::default() };
     let wrong = Augment { wrong_size: 1.0, ..plain.clone() };
