@@ -240,7 +240,8 @@ enum Command {
     Train {
         #[command(flatten)]
         target: ClassTarget,
-        /// Validate on the images whose path contains this text (a separate area).
+        /// Validate on the images whose path contains this text, or any of several separated
+        /// by commas (`MOS176,MOS177`): a separate area, never frames overlapping training's.
         #[arg(long)]
         validate_on: Option<String>,
         #[arg(long, default_value_t = 12)]

@@ -177,7 +177,7 @@ pub fn run_with(a: TrainArgs, report: &mut dyn FnMut(TrainReport)) -> Result<Tra
     // Validation by image, never by overlapping frames: images whose path contains the
     // pattern, or else the last fifth of the images.
     let (val, train_imgs): (Vec<_>, Vec<_>) = match a.validate_on {
-        Some(pattern) => images.iter().partition(|i| i.uri.contains(pattern)),
+        Some(patterns) => images.iter().partition(|i| is_validation(&i.uri, patterns)),
         None => {
             let cut = images.len() - (images.len() / 5).max(1);
             report(TrainReport::Note(format!("warning: no --validate-on given; validating on the last {} image(s). Consecutive frames of one flight line overlap: choose a separate area with --validate-on", images.len() - cut)));
@@ -375,4 +375,25 @@ pub fn run_with(a: TrainArgs, report: &mut dyn FnMut(TrainReport)) -> Result<Tra
         .with_context(|| format!("writing {}", a.output.display()))?;
     let best = kestrel_model::train::kept_epoch(&history).context("no epoch ran")?.clone();
     Ok(TrainOutcome { output: a.output.to_path_buf(), best, detection: meta.detection })
+}
+
+/// Whether the image at `uri` is a validation image under `--validate-on PATTERNS`: its path
+/// contains one of the comma-separated texts (empty ones ignored).
+fn is_validation(uri: &str, patterns: &str) -> bool {
+    patterns.split(',').any(|p| !p.is_empty() && uri.contains(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_validation;
+
+    #[test]
+    fn validation_images_match_any_of_several_patterns() {
+        let frames = ["/data/MOS175.png", "/data/MOS176.png", "/data/MOS179.png", "/data/MOS17.png"];
+        let picked = |patterns: &str| frames.iter().filter(|u| is_validation(u, patterns)).count();
+        assert_eq!(picked("MOS176,MOS179"), 2);
+        assert_eq!(picked("/MOS17"), 4);
+        assert_eq!(picked("MOS176,,"), 1);
+        assert_eq!(picked(""), 0);
+    }
 }
