@@ -555,6 +555,16 @@ fn generated_geotiffs_in_every_layout_match_gdal() {
         .arg(&tif)
         .args(["2", "4", "8"]));
     check_against_gdal(&tif, Exactness::Exact, d, 99);
+    // No georeferencing, so no GeoTIFF tags; GDAL still writes its nodata tag (a turned
+    // frame's collar, say), which must not be read as pixels.
+    let raw = write_envi_source(d, "plain_nodata", Byte, 3);
+    let tif = d.join("plain_nodata.tif");
+    run(Command::new("gdal_translate")
+        .args(["-q", "-a_nodata", "0", "-co", "TILED=NO"])
+        .arg(&raw)
+        .arg(&tif));
+    assert_eq!(open_raster(&tif).unwrap().info().nodata, Some(0.0), "a plain TIFF's GDAL nodata tag");
+    check_against_gdal(&tif, Exactness::Exact, d, 100);
 }
 
 #[test]

@@ -164,6 +164,9 @@ impl GeoTiffSource {
     }
 }
 
+/// GDAL's nodata tag: the value as ASCII text.
+const GDAL_NODATA_TAG: u16 = 42113;
+
 fn describe(handle: &Handle, path: &str) -> Result<RasterInfo> {
     let tiff = handle.tiff();
     let base = handle.ifd(0).map_err(|e| GeoError::raster(path, e))?;
@@ -212,8 +215,15 @@ fn describe(handle: &Handle, path: &str) -> Result<RasterInfo> {
         }
         None => None,
     };
+    // GDAL writes its nodata tag into plain TIFFs too (a raster without georeferencing):
+    // read it from the first IFD when the GeoTIFF reader did not.
+    let plain_nodata = match base.tag(GDAL_NODATA_TAG).map(|t| &t.value) {
+        Some(tiff_reader::TagValue::Ascii(text)) => Some(text.as_str()),
+        _ => None,
+    };
     let nodata = file
         .and_then(|f| f.nodata())
+        .or(plain_nodata)
         .and_then(|s| s.trim().trim_end_matches('\0').parse::<f64>().ok());
     let mut desc = Vec::new();
     if base.is_tiled() {
