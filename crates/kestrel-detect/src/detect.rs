@@ -348,13 +348,12 @@ fn views_around_circle(network: &Inference, contract: &kestrel_samples::normaliz
         None => q.score,
     };
     candidates.retain(|q| combined(q, extra as f32) >= threshold);
-    let mut looked: Vec<Proposal> = candidates.iter().filter(|q| q.views.is_some()).cloned().collect();
-    if looked.is_empty() {
+    // Without rotational matching (`refine_heading` off) no candidate has views.
+    if candidates.iter().all(|q| q.views.is_none()) {
         return;
     }
     let mode = contract.heading_mode;
-    let mut readings = Vec::with_capacity(looked.len());
-    for_views(network, contract, window, &mut looked, zoom, turns, |q, views| {
+    for_views(network, contract, window, candidates, zoom, turns, |q, views| {
         let mut headings = HeadingVotes::default();
         headings.add(q.heading_deg, mode);
         let mut ln_size_m = q.size_m.map(f64::ln);
@@ -370,37 +369,17 @@ fn views_around_circle(network: &Inference, contract: &kestrel_samples::normaliz
             shift_px[1] += dy;
         }
         let looks = (extra + 1) as f64;
-        readings.push(Reading {
-            further: (0..extra).map(|i| views.score(i)).sum(),
-            heading_deg: headings.mean_deg(mode).unwrap_or(q.heading_deg),
-            size_m: ln_size_m.map(|v| (v / looks).exp()),
-            shift_px: shift_px.map(|v| v / looks),
-        });
-    });
-    let mut readings = readings.into_iter();
-    for q in candidates.iter_mut().filter(|q| q.views.is_some()) {
-        let Some(r) = readings.next() else { break };
-        q.score = combined(q, r.further);
+        q.score = combined(q, (0..extra).map(|i| views.score(i)).sum());
         q.views = None;
-        q.heading_deg = r.heading_deg;
-        q.size_m = r.size_m;
-        (q.x, q.y) = (q.x + r.shift_px[0], q.y + r.shift_px[1]);
-    }
-}
-
-/// What the views around the circle say of one candidate.
-struct Reading {
-    /// Their objectness, summed.
-    further: f32,
-    heading_deg: f64,
-    size_m: [f64; 2],
-    /// Mean move of the centre (image pixels).
-    shift_px: [f64; 2],
+        q.heading_deg = headings.mean_deg(mode).unwrap_or(q.heading_deg);
+        q.size_m = ln_size_m.map(|v| (v / looks).exp());
+        (q.x, q.y) = (q.x + shift_px[0] / looks, q.y + shift_px[1] / looks);
+    });
 }
 
 /// Cuts each candidate turned to the canonical pose and then by each of `turns` (degrees),
-/// scores the views in batches, and hands each candidate its views' objectness and offset
-/// head readings (by turn index) at the centre cell.
+/// scores the views in batches, and hands each candidate its views' readings at the centre
+/// cell, by turn index (a batch's chips are all cut before any candidate of it is handed).
 fn for_views(network: &Inference, contract: &kestrel_samples::normalize::Contract, window: &NormalizedWindow, candidates: &mut [Proposal], zoom: f64, turns: &[f64], mut each: impl FnMut(&mut Proposal, &Views)) {
     /// Candidates per forward pass.
     const PER_PASS: usize = 32;
@@ -444,9 +423,13 @@ impl Views<'_> {
     /// The heading head's reading of view `i`: the object's heading from the view's up, in
     /// degrees.
     fn residual_deg(&self, i: usize, mode: HeadingMode) -> f64 {
-        let (sin, cos) = self.heads.heading_at(self.first + i, self.centre);
-        f64::from(sin).atan2(f64::from(cos)).to_degrees() * mode.period_deg() / 360.0
+        heading_from_head(self.heads.heading_at(self.first + i, self.centre), mode)
     }
+}
+
+/// The heading head's (sin, cos) of θ (directed classes) or 2θ (axis ones) as θ in degrees.
+fn heading_from_head((sin, cos): (f32, f32), mode: HeadingMode) -> f64 {
+    f64::from(sin).atan2(f64::from(cos)).to_degrees() * mode.period_deg() / 360.0
 }
 
 /// Heading estimates of several views, summed as unit vectors of the angle the class's
@@ -467,7 +450,6 @@ impl HeadingVotes {
 }
 
 /// A peak of the dense map, on its way to becoming a detection.
-#[derive(Clone)]
 struct Proposal {
     x: f64,
     y: f64,
@@ -507,7 +489,6 @@ fn verify_many(network: &Inference, contract: &kestrel_samples::normalize::Contr
     let step = STRIDE as f64 / 2.0 / zoom; // image pixels
     let offsets: Vec<(f64, f64)> = (-1..=1).flat_map(|j| (-1..=1).map(move |i| (f64::from(i) * step, f64::from(j) * step))).collect();
     let m = offsets.len();
-    let turns = 360.0 / contract.heading_mode.period_deg(); // θ or 2θ in the heading head
     let mut out = Vec::with_capacity(candidates.len());
     for part in candidates.chunks(PER_PASS) {
         // Each candidate's nine chips, cut on all cores.
@@ -536,9 +517,8 @@ fn verify_many(network: &Inference, contract: &kestrel_samples::normalize::Contr
             let sx = along((bi > 0).then(|| best - 1), (bi < 2).then_some(best + 1));
             let sy = along((bj > 0).then(|| best - 3), (bj < 2).then_some(best + 3));
             let chip = c * m + best;
-            let (sin, cos) = heads.heading_at(chip, centre);
             let (ln_length, ln_width) = heads.size_at(chip, centre);
-            let residual = f64::from(sin).atan2(f64::from(cos)).to_degrees() / turns;
+            let residual = heading_from_head(heads.heading_at(chip, centre), contract.heading_mode);
             out.push(Verified {
                 x: x + offsets[best].0 + sx * step,
                 y: y + offsets[best].1 + sy * step,
@@ -564,7 +544,6 @@ fn verify_by_offset(network: &Inference, contract: &kestrel_samples::normalize::
     let size = contract.chip_size_px as usize;
     let bands = contract.bands.len();
     let chip_len = bands * size * size;
-    let turns = 360.0 / contract.heading_mode.period_deg(); // θ or 2θ in the heading head
     let mut out = Vec::with_capacity(candidates.len());
     for part in candidates.chunks(PER_PASS) {
         let mut data = vec![0f32; part.len() * chip_len];
@@ -580,9 +559,8 @@ fn verify_by_offset(network: &Inference, contract: &kestrel_samples::normalize::
             // `views_around_circle`): several looks at the object judge it more steadily than
             // one (AP50 0.725 → 0.739 on the cars street).
             let score = heads.objectness(c, centre);
-            let (sin, cos) = heads.heading_at(c, centre);
             let (ln_length, ln_width) = heads.size_at(c, centre);
-            let residual = f64::from(sin).atan2(f64::from(cos)).to_degrees() / turns;
+            let residual = heading_from_head(heads.heading_at(c, centre), contract.heading_mode);
             out.push(Verified {
                 x: q.x + dx,
                 y: q.y + dy,
