@@ -410,8 +410,27 @@ fn main() {
     }
 }
 
+/// Output piped into a reader that stops early (`kestrel eval ... | head`) ends the process
+/// quietly, as other command-line tools do, instead of a panic in `println!` (Rust starts with
+/// SIGPIPE ignored). Not for `serve`, whose work outlives any one reader; sockets are written
+/// without the signal either way (MSG_NOSIGNAL).
+#[cfg(unix)]
+fn quiet_on_closed_pipe() {
+    // SAFETY: restores a signal's default disposition at start-up, before any other thread
+    // exists; no handler of ours is replaced.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(not(unix))]
+fn quiet_on_closed_pipe() {}
+
 fn run() -> Result<()> {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_)) {
+        quiet_on_closed_pipe();
+    }
     let device = cli
         .device
         .clone()

@@ -20,6 +20,29 @@ fn kestrel(args: &[&str]) -> (i32, String) {
     (out.status.code().unwrap_or(-1), stderr)
 }
 
+/// Output into a pipe whose reader has gone (`kestrel info ... | head -0`) ends the process
+/// without a panic.
+#[test]
+#[cfg(unix)]
+fn a_closed_output_pipe_is_no_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let tif = valid_tiff(dir.path());
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_kestrel"))
+        .args(["info", "--json"])
+        .arg(&tif)
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run kestrel");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // Ended by SIGPIPE, as `cat` or `ls` would be, rather than exiting with an error.
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(13), "{:?}: {stderr}", out.status);
+}
+
 fn assert_clear_error(args: &[&str], file: &Path, problem: &str) {
     let (code, stderr) = kestrel(args);
     assert_ne!(code, 0, "kestrel {args:?} should fail");
