@@ -172,7 +172,6 @@ fn vehicle_training_set(seed: u64, vehicles: usize) -> (kestrel_samples::dataset
     (ts, dir)
 }
 
-
 /// A positive cut off-centre shows the object where its `offset_px` says, whatever the
 /// example's turn, scale and mirroring: the shifted chip matches the centred one moved by
 /// that offset (the offset head's target must follow the picture, or it teaches nonsense).
