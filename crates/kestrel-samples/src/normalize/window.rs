@@ -173,9 +173,9 @@ impl NormalizedWindow {
 }
 
 /// For each pixel of a `width`×`height` grid, the index of the nearest pixel for which
-/// `valid` holds (Euclidean, propagated over 8-neighbours in one pass forward and one
-/// back, which is exact but for rare ties off by a fraction of a pixel); `None` when no
-/// pixel is valid.
+/// `valid` holds (Euclidean distance, propagated over 8-neighbours in one pass forward and
+/// one back: in rare configurations a pixel farther by less than one is chosen); `None`
+/// when no pixel is valid.
 fn nearest_data(valid: &[bool], width: usize, height: usize) -> Option<Vec<u32>> {
     const NONE: u32 = u32::MAX;
     if !valid.iter().any(|&v| v) {
