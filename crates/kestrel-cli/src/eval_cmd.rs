@@ -69,7 +69,7 @@ fn read_truth(a: &EvalArgs) -> Result<Vec<TruthBox>> {
 /// truth by the same rule as the unchanged image; AP50 per transform.
 fn robustness(a: &EvalArgs) -> Result<EvalReport> {
     use kestrel_detect::detect::{detect_raster, DetectOptions};
-    use kestrel_detect::robustness::{apply, Transform};
+    use kestrel_detect::robustness::{apply, summarize_turns, Transform, TURN_TOLERANCE_POINTS};
     let model = a.model.as_ref().context("--robustness needs --model MODEL (detection runs on each transformed image)")?;
     let (meta, network) = kestrel_model::package::load_package(model, &kestrel_model::device::current())?;
     let truth = read_truth(a)?;
@@ -88,6 +88,7 @@ fn robustness(a: &EvalArgs) -> Result<EvalReport> {
     }
     let options = DetectOptions { threshold: 0.05, ..Default::default() };
     let mut rows = Vec::new();
+    let mut results = Vec::new();
     let mut baseline = None;
     for t in Transform::standard_set() {
         let mut all_truth = Vec::new();
@@ -110,9 +111,19 @@ fn robustness(a: &EvalArgs) -> Result<EvalReport> {
             println!("{:<32} AP50 {:.3} ({:+.1} points), F1 at best {:.3}, heading error {}", t.label(), r.ap50, (r.ap50 - base) * 100.0, r.at_best.f1, r.heading_error_median_deg.map_or("n/a".into(), |h| format!("{h:.1}°")));
         }
         rows.push(serde_json::json!({"transform": t.label(), "ap50": r.ap50, "ap50_delta_points": (r.ap50 - base) * 100.0, "f1_best": r.at_best.f1, "heading_error_median_deg": r.heading_error_median_deg}));
+        results.push((t, r.ap50));
     }
+    let untouched = baseline.as_ref().map_or(0.0, |b| b.ap50);
+    let turns = summarize_turns(&results, untouched);
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"iou": a.iou, "transforms": rows}))?);
+        let worst = turns.worst.map(|(deg, points)| serde_json::json!({"rotate_deg": deg, "ap50_delta_points": points}));
+        let summary = serde_json::json!({"turns": turns.turns, "turns_within_tolerance": turns.within, "tolerance_points": TURN_TOLERANCE_POINTS, "worst_turn": worst, "turns_mean_ap50": turns.mean_ap50});
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"iou": a.iou, "transforms": rows, "turns": summary}))?);
+    } else if let Some((deg, points)) = turns.worst {
+        println!(
+            "turns: {} of {} within {TURN_TOLERANCE_POINTS} AP50 points of the untouched image ({untouched:.3}); mean AP50 {:.3}; worst {points:+.2} points at {deg:.0}°",
+            turns.within, turns.turns, turns.mean_ap50
+        );
     }
     baseline.context("no transform ran")
 }

@@ -99,6 +99,9 @@ fn detections_of_an_unseen_scene_are_found_written_and_scored() {
     let ap = |label: &str| rows.iter().find(|r| r["transform"] == label).and_then(|r| r["ap50"].as_f64()).unwrap_or_else(|| panic!("no {label}: {rob}"));
     // Spreading 8 bits over 16 is a gain: colour normalization must make it invisible.
     assert!((ap("u8 → u16") - ap("rotate 0°")).abs() < 0.02, "{rob}");
+    // The turns summed up: as many within 3 points as the rows say.
+    let within = rows.iter().filter(|r| r["transform"] != "rotate 0°" && r["transform"].as_str().is_some_and(|t| t.starts_with("rotate"))).filter(|r| r["ap50_delta_points"].as_f64().unwrap().abs() <= 3.0).count();
+    assert_eq!((rob["turns"]["turns"].as_u64(), rob["turns"]["turns_within_tolerance"].as_u64()), (Some(23), Some(within as u64)), "{rob}");
 
     // GeoPackage in the source CRS; both open in GDAL.
     let gpkg = d.join("held.gpkg");

@@ -184,6 +184,41 @@ pub fn apply(src: &dyn RasterSource, gsd_m: f64, truth: &[TruthBox], t: Transfor
     })
 }
 
+/// How the turns fared against the untouched image: the measure of rotational
+/// invariance, every turn's AP50 within [`TURN_TOLERANCE_POINTS`] of the untouched image's.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TurnSummary {
+    /// Turns other than 0°.
+    pub turns: usize,
+    /// Of those, how many lie within the tolerance (unrounded AP50).
+    pub within: usize,
+    /// The turn that lost most (or gained least), degrees, and its AP50 change in points.
+    pub worst: Option<(f64, f64)>,
+    /// The turns' mean AP50.
+    pub mean_ap50: f64,
+}
+
+/// AP50 points a turn may lose or gain and still count as unchanged.
+pub const TURN_TOLERANCE_POINTS: f64 = 3.0;
+
+/// Sums up the turns among `results` (each transform with its AP50) against `untouched_ap50`.
+pub fn summarize_turns(results: &[(Transform, f64)], untouched_ap50: f64) -> TurnSummary {
+    let turns: Vec<(f64, f64)> = results
+        .iter()
+        .filter_map(|&(t, ap50)| match t {
+            Transform::Rotate(deg) if deg.rem_euclid(360.0) != 0.0 => Some((deg, (ap50 - untouched_ap50) * 100.0)),
+            _ => None,
+        })
+        .collect();
+    let n = turns.len();
+    TurnSummary {
+        turns: n,
+        within: turns.iter().filter(|(_, d)| d.abs() <= TURN_TOLERANCE_POINTS).count(),
+        worst: turns.iter().copied().min_by(|a, b| a.1.total_cmp(&b.1)),
+        mean_ap50: if n == 0 { untouched_ap50 } else { turns.iter().map(|(_, d)| untouched_ap50 + d / 100.0).sum::<f64>() / n as f64 },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,5 +260,23 @@ mod tests {
             let d = (back.heading_deg - b.heading_deg).rem_euclid(360.0);
             assert!((back.cx - b.cx).abs() < 1e-6 && (back.cy - b.cy).abs() < 1e-6 && (back.length - b.length).abs() < 1e-9 && d.min(360.0 - d) < 1e-6, "{}: {back:?}", t.label());
         }
+    }
+
+    #[test]
+    fn turns_are_summed_up_against_the_untouched_image() {
+        let results = [
+            (Transform::Rotate(0.0), 0.90),
+            (Transform::Rotate(15.0), 0.871),
+            (Transform::Rotate(30.0), 0.8695),
+            (Transform::Rotate(90.0), 0.935),
+            (Transform::Scale(0.5), 0.5),
+        ];
+        let s = summarize_turns(&results, 0.90);
+        assert_eq!((s.turns, s.within), (3, 1), "{s:?}");
+        let (deg, points) = s.worst.unwrap();
+        assert_eq!(deg, 30.0);
+        assert!((points + 3.05).abs() < 1e-9, "{points}");
+        assert!((s.mean_ap50 - (0.871 + 0.8695 + 0.935) / 3.0).abs() < 1e-12);
+        assert_eq!(summarize_turns(&results[4..], 0.9).worst, None);
     }
 }
