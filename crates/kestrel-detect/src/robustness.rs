@@ -206,16 +206,17 @@ pub fn summarize_turns(results: &[(Transform, f64)], untouched_ap50: f64) -> Tur
     let turns: Vec<(f64, f64)> = results
         .iter()
         .filter_map(|&(t, ap50)| match t {
-            Transform::Rotate(deg) if deg.rem_euclid(360.0) != 0.0 => Some((deg, (ap50 - untouched_ap50) * 100.0)),
+            Transform::Rotate(deg) if deg.rem_euclid(360.0) != 0.0 => Some((deg, ap50)),
             _ => None,
         })
         .collect();
+    let points = |ap50: f64| (ap50 - untouched_ap50) * 100.0;
     let n = turns.len();
     TurnSummary {
         turns: n,
-        within: turns.iter().filter(|(_, d)| d.abs() <= TURN_TOLERANCE_POINTS).count(),
-        worst: turns.iter().copied().min_by(|a, b| a.1.total_cmp(&b.1)),
-        mean_ap50: if n == 0 { untouched_ap50 } else { turns.iter().map(|(_, d)| untouched_ap50 + d / 100.0).sum::<f64>() / n as f64 },
+        within: turns.iter().filter(|(_, ap50)| points(*ap50).abs() <= TURN_TOLERANCE_POINTS).count(),
+        worst: turns.iter().min_by(|a, b| a.1.total_cmp(&b.1)).map(|&(deg, ap50)| (deg, points(ap50))),
+        mean_ap50: if n == 0 { untouched_ap50 } else { turns.iter().map(|(_, ap50)| ap50).sum::<f64>() / n as f64 },
     }
 }
 

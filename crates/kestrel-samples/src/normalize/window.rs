@@ -186,7 +186,7 @@ fn nearest_data(valid: &[bool], width: usize, height: usize) -> Option<Vec<u32>>
         let (px, py, qx, qy) = ((p % width) as i64, (p / width) as i64, (q as usize % width) as i64, (q as usize / width) as i64);
         ((px - qx).pow(2) + (py - qy).pow(2)) as u64
     };
-    let relax = |nearest: &mut Vec<u32>, p: usize, neighbours: &[(i64, i64)]| {
+    let relax = |nearest: &mut [u32], p: usize, neighbours: &[(i64, i64)]| {
         let (x, y) = ((p % width) as i64, (p / width) as i64);
         let mut best = nearest[p];
         let mut best_d = if best == NONE { u64::MAX } else { dist2(p, best) };
@@ -196,8 +196,12 @@ fn nearest_data(valid: &[bool], width: usize, height: usize) -> Option<Vec<u32>>
                 continue;
             }
             let q = nearest[(ny as usize) * width + nx as usize];
-            if q != NONE && dist2(p, q) < best_d {
-                (best, best_d) = (q, dist2(p, q));
+            if q == NONE {
+                continue;
+            }
+            let d = dist2(p, q);
+            if d < best_d {
+                (best, best_d) = (q, d);
             }
         }
         nearest[p] = best;
