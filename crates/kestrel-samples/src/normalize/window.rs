@@ -57,7 +57,8 @@ impl NormalizedWindow {
         if valid.iter().all(|&v| v) {
             return Ok(out);
         }
-        let nearest = nearest_data(&valid, buf.width, buf.height);
+        // Only colour bands are filled from their neighbours (an nDSM alone needs no search).
+        let nearest = if bands.iter().any(|&b| !method.is_height_band(b)) { nearest_data(&valid, buf.width, buf.height) } else { None };
         for (plane, &b) in out.planes.iter_mut().zip(bands) {
             if method.is_height_band(b) {
                 // No height is ground level.
