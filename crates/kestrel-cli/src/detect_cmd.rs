@@ -11,7 +11,8 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 
 pub struct DetectArgs {
-    pub model: PathBuf,
+    /// One package, or several detecting as an ensemble.
+    pub model: Vec<PathBuf>,
     pub images: Vec<String>,
     pub output: PathBuf,
     pub threshold: Option<f32>,
@@ -87,9 +88,10 @@ pub fn run(a: DetectArgs) -> Result<()> {
         _ => bail!("{}: the output must end in .geojson or .gpkg", a.output.display()),
     };
     let device = kestrel_model::device::current();
-    let (meta, network) = kestrel_model::package::load_package(&a.model, &device)?;
+    let ensemble = kestrel_model::package::load_ensemble(&a.model, &device)?;
+    let (meta, networks) = (&ensemble.meta, &ensemble.networks);
     let mode = meta.contract.heading_mode;
-    let threshold = a.threshold.unwrap_or_else(|| meta.default_threshold());
+    let threshold = a.threshold.unwrap_or(ensemble.default_threshold);
     let options = DetectOptions { threshold, tile_px: a.tile, ..Default::default() };
     let mut features = Vec::new();
     let mut crs = None;
@@ -140,7 +142,7 @@ pub fn run(a: DetectArgs) -> Result<()> {
         }
         let bar = crate::progress::count_bar(&format!("detecting in {}", Path::new(image).file_name().and_then(|n| n.to_str()).unwrap_or(image)));
         let started = std::time::Instant::now();
-        let (detections, timing) = detect_raster(src.as_ref(), gsd_m, &stats, &network, &meta, &DetectOptions { area_px, ..options.clone() }, |p| {
+        let (detections, timing) = detect_raster(src.as_ref(), gsd_m, &stats, networks, meta, &DetectOptions { area_px, ..options.clone() }, |p| {
             bar.set_length(p.tiles as u64);
             bar.set_position(p.tiles_done as u64);
             bar.set_message(format!("{:.1} Mpx/s", p.megapixels_done / started.elapsed().as_secs_f64().max(1e-9)));

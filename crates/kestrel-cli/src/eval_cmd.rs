@@ -17,8 +17,9 @@ pub struct EvalArgs {
     pub class_names: Vec<String>,
     pub only: Option<String>,
     pub json: bool,
-    /// With `robustness`: the model to run on the transformed test images.
-    pub model: Option<PathBuf>,
+    /// With `robustness`: the model to run on the transformed test images (several: an
+    /// ensemble). Its default threshold is the one reported besides the best.
+    pub model: Vec<PathBuf>,
     pub robustness: bool,
     /// Ground sample distance of test images without georeferencing.
     pub gsd: Option<f64>,
@@ -70,8 +71,11 @@ fn read_truth(a: &EvalArgs) -> Result<Vec<TruthBox>> {
 fn robustness(a: &EvalArgs) -> Result<EvalReport> {
     use kestrel_detect::detect::{detect_raster, DetectOptions};
     use kestrel_detect::robustness::{apply, summarize_turns, Transform, TURN_TOLERANCE_POINTS};
-    let model = a.model.as_ref().context("--robustness needs --model MODEL (detection runs on each transformed image)")?;
-    let (meta, network) = kestrel_model::package::load_package(model, &kestrel_model::device::current())?;
+    if a.model.is_empty() {
+        bail!("--robustness needs --model MODEL (detection runs on each transformed image)");
+    }
+    let ensemble = kestrel_model::package::load_ensemble(&a.model, &kestrel_model::device::current())?;
+    let (meta, networks) = (&ensemble.meta, &ensemble.networks);
     let truth = read_truth(a)?;
     let mut images = Vec::new();
     for path in &a.truth {
@@ -96,13 +100,13 @@ fn robustness(a: &EvalArgs) -> Result<EvalReport> {
         for (name, src, gsd_m, own) in &images {
             let (img, gsd, _) = apply(src.as_ref(), *gsd_m, own, t)?;
             let stats = kestrel_samples::normalize::colour::ColourStats::from_raster(&img)?;
-            let (dets, _) = detect_raster(&img, gsd, &stats, &network, &meta, &options, |_| {})?;
+            let (dets, _) = detect_raster(&img, gsd, &stats, networks, meta, &options, |_| {})?;
             // Scored in the original frame against the original truth (see map_back).
             let (w, h) = (src.info().width, src.info().height);
             preds.extend(dets.into_iter().map(|d| PredictedBox { image: name.clone(), bbox: t.map_back(w, h, &d.bbox), score: d.score }));
             all_truth.extend(own.iter().cloned());
         }
-        let r = evaluate(&all_truth, &preds, a.iou, a.threshold.unwrap_or_else(|| meta.default_threshold()));
+        let r = evaluate(&all_truth, &preds, a.iou, a.threshold.unwrap_or(ensemble.default_threshold));
         if baseline.is_none() {
             baseline = Some(r.clone());
         }
@@ -167,10 +171,17 @@ pub fn run(a: EvalArgs) -> Result<EvalReport> {
     // Only images that have truth are scored: detections elsewhere have nothing to match.
     let with_truth: std::collections::HashSet<&str> = truth.iter().map(|t| t.image.as_str()).collect();
     let preds: Vec<PredictedBox> = preds.into_iter().filter(|p| with_truth.contains(p.image.as_str())).collect();
-    let threshold = match (a.threshold, &a.model) {
-        (Some(t), _) => t,
-        (None, Some(m)) => kestrel_model::package::read_meta(m)?.default_threshold(),
-        (None, None) => 0.5,
+    let threshold = match a.threshold {
+        Some(t) => t,
+        None if a.model.is_empty() => 0.5,
+        // An ensemble's, as `kestrel detect` takes it: the mean of its members'.
+        None => {
+            let mut sum = 0.0;
+            for m in &a.model {
+                sum += kestrel_model::package::read_meta(m)?.default_threshold();
+            }
+            sum / a.model.len() as f32
+        }
     };
     let rule = match a.radius_m {
         None => Matching::Iou(a.iou),

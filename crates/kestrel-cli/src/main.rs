@@ -171,9 +171,12 @@ enum Command {
     },
     /// Detect a model's class across whole rasters, into GeoJSON (lon/lat) or GeoPackage.
     Detect {
-        /// The model package (from `kestrel train`).
-        #[arg(long)]
-        model: PathBuf,
+        /// The model package (from `kestrel train`). Given more than once, the models — one
+        /// class, one normalization contract, e.g. trained with other seeds — detect as an
+        /// ensemble: the first proposes, all judge each candidate together (a pass of each
+        /// over the candidates' views), and the default threshold is the mean of theirs.
+        #[arg(long, required = true)]
+        model: Vec<PathBuf>,
         /// Rasters: files, https:// or s3:// COGs.
         #[arg(required = true)]
         images: Vec<String>,
@@ -224,9 +227,10 @@ enum Command {
         /// u8 → u16) each test image, truth alike, detect with --model, and report AP50 each.
         #[arg(long, requires = "model")]
         robustness: bool,
-        /// The model: its default threshold, and the detector for --robustness.
+        /// The model: its default threshold, and the detector for --robustness (given more
+        /// than once, an ensemble, as in `kestrel detect`).
         #[arg(long)]
-        model: Option<PathBuf>,
+        model: Vec<PathBuf>,
         /// Ground sample distance (m) of test images without georeferencing (for --robustness
         /// and --radius).
         #[arg(long)]

@@ -116,6 +116,37 @@ fn detections_of_an_unseen_scene_are_found_written_and_scored() {
         }
     }
 
+    // An ensemble of the model with itself reads what the model reads: the same detections,
+    // scores alike (the mean of equal probabilities, through a logarithm and back).
+    let twice = d.join("twice.geojson");
+    let (ok, _, e) = kestrel(&["detect", "--model", model.to_str().unwrap(), "--model", model.to_str().unwrap(), tif.to_str().unwrap(), "-o", twice.to_str().unwrap()]);
+    assert!(ok, "{e}");
+    let scores = |path: &std::path::Path| -> Vec<f64> {
+        let fc: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        let mut s: Vec<f64> = fc["features"].as_array().unwrap().iter().map(|f| f["properties"]["score"].as_f64().unwrap()).collect();
+        s.sort_by(f64::total_cmp);
+        s
+    };
+    let (one, two) = (scores(&geojson), scores(&twice));
+    assert_eq!(one.len(), two.len());
+    assert!(one.iter().zip(&two).all(|(a, b)| (a - b).abs() < 1e-4), "{one:?} against {two:?}");
+    // A member trained for another GSD (its package's contract changed) is refused by name.
+    let bytes = std::fs::read(&model).unwrap();
+    let json_len = u64::from_le_bytes(bytes[12..20].try_into().unwrap()) as usize;
+    let mut meta: serde_json::Value = serde_json::from_slice(&bytes[20..20 + json_len]).unwrap();
+    let gsd = meta["contract"]["target_gsd_m"].as_f64().unwrap();
+    meta["contract"]["target_gsd_m"] = serde_json::json!(gsd * 2.0);
+    let json = serde_json::to_vec(&meta).unwrap();
+    let mut other = bytes[..12].to_vec();
+    other.extend_from_slice(&(json.len() as u64).to_le_bytes());
+    other.extend_from_slice(&json);
+    other.extend_from_slice(&bytes[20 + json_len..]);
+    let coarse = d.join("coarse.kestrel");
+    std::fs::write(&coarse, other).unwrap();
+    let (ok, _, e) = kestrel(&["detect", "--model", model.to_str().unwrap(), "--model", coarse.to_str().unwrap(), tif.to_str().unwrap(), "-o", d.join("mixed.geojson").to_str().unwrap()]);
+    assert!(!ok && e.contains("coarse.kestrel") && e.contains("normalization contract"), "{e}");
+    assert!(!d.join("mixed.geojson").exists());
+
     // Bad input: a truncated raster, a model for bands the image lacks, a wrong extension.
     let bytes = std::fs::read(&tif).unwrap();
     let cut = d.join("cut.tif");

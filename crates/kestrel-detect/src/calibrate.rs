@@ -18,7 +18,7 @@ pub fn calibrate_threshold(network: &Network, meta: &PackageMeta, set: &Training
     for &(uri, src, stats, gsd_m) in &sources {
         let truth: Vec<[f64; 2]> = set.centres(uri).into_iter().filter(|(_, positive)| *positive).map(|(c, _)| c).collect();
         objects += truth.len();
-        let (mut dets, _) = detect_raster(src, gsd_m, stats, network, meta, &options, |_| {})?;
+        let (mut dets, _) = detect_raster(src, gsd_m, stats, std::slice::from_ref(network), meta, &options, |_| {})?;
         dets.sort_by(|a, b| b.score.total_cmp(&a.score));
         let reach = 0.5 * meta.contract.object_length_m / gsd_m;
         let mut taken = vec![false; truth.len()];

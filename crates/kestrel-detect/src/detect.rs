@@ -8,7 +8,7 @@
 use crate::geometry::{rotated_iou, OrientedBox};
 use crate::scan::{parabola_vertex, peaks, score_tile};
 use kestrel_geo::{PixelWindow, RasterSource};
-use kestrel_model::infer::Inference;
+use kestrel_model::infer::Ensemble;
 use kestrel_model::network::{Network, STRIDE};
 use kestrel_model::package::PackageMeta;
 use kestrel_samples::normalize::colour::ColourStats;
@@ -123,16 +123,21 @@ fn tile_grid(area: [f64; 4], core: f64) -> Vec<(f64, f64)> {
     out
 }
 
-/// Detects the model's class in `src`, whose ground sample distance is `gsd_m`.
-pub fn detect_raster(src: &dyn RasterSource, gsd_m: f64, stats: &ColourStats, network: &Network, meta: &PackageMeta, options: &DetectOptions, progress: impl FnMut(Progress)) -> Result<(Vec<Detection>, Timing), DetectError> {
-    let model = Model { network, contract: &meta.contract, class: meta.classes.first().map_or("", String::as_str) };
+/// Detects the model's class in `src`, whose ground sample distance is `gsd_m`, with one
+/// network or an ensemble of several trained under `meta`'s contract (see [`Model`]).
+pub fn detect_raster(src: &dyn RasterSource, gsd_m: f64, stats: &ColourStats, networks: &[Network], meta: &PackageMeta, options: &DetectOptions, progress: impl FnMut(Progress)) -> Result<(Vec<Detection>, Timing), DetectError> {
+    let model = Model { networks, contract: &meta.contract, class: meta.classes.first().map_or("", String::as_str) };
     detect_with(src, gsd_m, stats, &model, options, progress)
 }
 
 /// What detection needs of a model: during training (mining, calibration) there is no
 /// package yet.
 pub struct Model<'a> {
-    pub network: &'a Network,
+    /// One network, or an ensemble: the first proposes candidates from its dense map, and
+    /// all of them judge each candidate's views together (their mean outputs, see
+    /// [`Ensemble`]), so that an ensemble costs a dense pass and a pass per member over the
+    /// views.
+    pub networks: &'a [Network],
     pub contract: &'a Contract,
     pub class: &'a str,
 }
@@ -140,13 +145,16 @@ pub struct Model<'a> {
 /// [`detect_raster`] with the model's parts given one by one.
 pub fn detect_with(src: &dyn RasterSource, gsd_m: f64, stats: &ColourStats, model: &Model, options: &DetectOptions, mut progress: impl FnMut(Progress)) -> Result<(Vec<Detection>, Timing), DetectError> {
     let info = src.info().clone();
-    let (network, contract) = (model.network, model.contract);
+    let contract = model.contract;
     let path = info.path.clone();
     if let Some(&b) = contract.bands.iter().find(|&&b| b >= info.bands as usize) {
         return Err(DetectError::Input { path, problem: format!("the model reads band {} but the image has {} band(s)", b + 1, info.bands) });
     }
     if info.width == 0 || info.height == 0 {
         return Err(DetectError::Input { path, problem: "the image is empty".into() });
+    }
+    if model.networks.is_empty() {
+        return Err(DetectError::Input { path, problem: "no network to detect with".into() });
     }
     let started = Instant::now();
     let zoom = gsd_m / contract.target_gsd_m; // network pixels per image pixel
@@ -163,7 +171,7 @@ pub fn detect_with(src: &dyn RasterSource, gsd_m: f64, stats: &ColourStats, mode
     let tiles = grid.len();
     let mut timing = Timing::default();
     let mut candidates: Vec<Detection> = Vec::new();
-    let network = kestrel_model::infer::Inference::new(network);
+    let network = Ensemble::new(model.networks);
     let network = &network;
     let class = model.class.to_string();
     let result: Result<(), DetectError> = std::thread::scope(|scope| {
@@ -203,7 +211,7 @@ pub fn detect_with(src: &dyn RasterSource, gsd_m: f64, stats: &ColourStats, mode
             timing.decode += p.decode;
             timing.normalize += p.normalize;
             let t = Instant::now();
-            let grid = score_tile(network, contract, &p.chip);
+            let grid = score_tile(network.first(), contract, &p.chip);
             timing.network += t.elapsed();
             let t = Instant::now();
             // Proposals: peaks in the tile's core, strongest first, one per half object length.
@@ -288,7 +296,7 @@ pub fn detect_with(src: &dyn RasterSource, gsd_m: f64, stats: &ColourStats, mode
 /// parabola through its neighbours — becomes the heading, its score the match score. (A
 /// correlation with the mean positive, used before, was a weaker judge than the classifier:
 /// on the held-out cars street it lowered AP50 from 0.644 to 0.595.)
-fn match_rotations(network: &Inference, contract: &kestrel_samples::normalize::Contract, window: &NormalizedWindow, candidates: &mut [Proposal], zoom: f64) {
+fn match_rotations(network: &Ensemble, contract: &kestrel_samples::normalize::Contract, window: &NormalizedWindow, candidates: &mut [Proposal], zoom: f64) {
     // Three views 7.5° apart served the held-out cars street as well as five 5° apart
     // (AP50 0.725 and 0.720) for 40 % less post-processing.
     const STEP_DEG: f64 = 7.5;
@@ -333,7 +341,7 @@ fn match_rotations(network: &Inference, contract: &kestrel_samples::normalize::C
 ///
 /// A candidate that could not reach `threshold` even if every further view scored 1 is
 /// dropped without them: at a working threshold that is most candidates.
-fn views_around_circle(network: &Inference, contract: &kestrel_samples::normalize::Contract, window: &NormalizedWindow, candidates: &mut Vec<Proposal>, zoom: f64, threshold: f32) {
+fn views_around_circle(network: &Ensemble, contract: &kestrel_samples::normalize::Contract, window: &NormalizedWindow, candidates: &mut Vec<Proposal>, zoom: f64, threshold: f32) {
     // Three views serve as well as seven or eleven (cars street, one model: AP50 0.851, 0.851,
     // 0.856) for half the cost or less.
     let turns: &[f64] = match contract.heading_mode {
@@ -380,7 +388,7 @@ fn views_around_circle(network: &Inference, contract: &kestrel_samples::normaliz
 /// Cuts each candidate turned to the canonical pose and then by each of `turns` (degrees),
 /// scores the views in batches, and hands each candidate its views' readings at the centre
 /// cell, by turn index (a batch's chips are all cut before any candidate of it is handed).
-fn for_views(network: &Inference, contract: &kestrel_samples::normalize::Contract, window: &NormalizedWindow, candidates: &mut [Proposal], zoom: f64, turns: &[f64], mut each: impl FnMut(&mut Proposal, &Views)) {
+fn for_views(network: &Ensemble, contract: &kestrel_samples::normalize::Contract, window: &NormalizedWindow, candidates: &mut [Proposal], zoom: f64, turns: &[f64], mut each: impl FnMut(&mut Proposal, &Views)) {
     /// Candidates per forward pass.
     const PER_PASS: usize = 32;
     let size = contract.chip_size_px as usize;
@@ -478,7 +486,7 @@ pub struct Verified {
 /// apart; the position is where the centre cell's score peaks (a parabola through the grid),
 /// and the score, the heading (the cut's angle plus what the network reads in the chip) and
 /// the size are read there.
-fn verify_many(network: &Inference, contract: &kestrel_samples::normalize::Contract, window: &NormalizedWindow, candidates: &[Proposal], zoom: f64) -> Vec<Verified> {
+fn verify_many(network: &Ensemble, contract: &kestrel_samples::normalize::Contract, window: &NormalizedWindow, candidates: &[Proposal], zoom: f64) -> Vec<Verified> {
     if network.has_offset() {
         return verify_by_offset(network, contract, window, candidates, zoom);
     }
@@ -536,7 +544,7 @@ fn verify_many(network: &Inference, contract: &kestrel_samples::normalize::Contr
 /// and turned to the canonical pose, as training cut positives; that chip gives the score
 /// (with the rotational views'), heading residual and size, and its offset head a last
 /// correction of the position — one chip per candidate instead of a grid of nine.
-fn verify_by_offset(network: &Inference, contract: &kestrel_samples::normalize::Contract, window: &NormalizedWindow, candidates: &[Proposal], zoom: f64) -> Vec<Verified> {
+fn verify_by_offset(network: &Ensemble, contract: &kestrel_samples::normalize::Contract, window: &NormalizedWindow, candidates: &[Proposal], zoom: f64) -> Vec<Verified> {
     /// Candidates per forward pass.
     const PER_PASS: usize = 64;
     // One look: rotational matching's best view has placed the candidate already (its
@@ -643,7 +651,7 @@ mod tests {
         };
         let config = kestrel_model::network::NetworkConfig::new(3, 1).with_offset_head(true);
         let network = config.init(&kestrel_model::device::current());
-        let model = Model { network: &network, contract: &contract, class: "thing" };
+        let model = Model { networks: std::slice::from_ref(&network), contract: &contract, class: "thing" };
         let options = DetectOptions { threshold: 0.0, ..Default::default() };
         let (found, _) = detect_with(&src, 0.5, &stats, &model, &options, |_| {}).unwrap();
         assert!(found.iter().any(|d| d.bbox.cx > 90.0), "the network found nothing on the data half; the test proves nothing");

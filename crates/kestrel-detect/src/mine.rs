@@ -43,7 +43,7 @@ pub struct MinedNegative {
 /// count too. A detection closer than half an object length to any of them is not a false
 /// positive.
 pub fn mine_hard_negatives(network: &Network, set: &TrainingSet, labelled: &HashMap<String, Vec<[f64; 2]>>, options: &MineOptions) -> Result<Vec<MinedNegative>, DetectError> {
-    let model = Model { network, contract: &set.contract, class: "" };
+    let model = Model { networks: std::slice::from_ref(network), contract: &set.contract, class: "" };
     let detect = DetectOptions { threshold: options.threshold, tile_px: options.tile_px, refine_heading: false, second_look: false, ..DetectOptions::default() };
     let mut out = Vec::new();
     for (uri, src, stats, gsd_m) in set.sources() {

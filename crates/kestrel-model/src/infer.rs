@@ -93,6 +93,50 @@ impl HeadOutputs {
     }
 }
 
+impl HeadOutputs {
+    /// The mean of several networks' outputs on the same input (an ensemble's reading): per
+    /// cell, the class probabilities averaged (stored as their logarithms, so that
+    /// [`objectness`](Self::objectness) reads the mean objectness), and the heading's
+    /// (sin, cos), the ln sizes and the offsets averaged. Offsets are kept only when every
+    /// network has the head. `None` when the outputs' shapes differ or there are none.
+    pub fn mean(parts: &[HeadOutputs]) -> Option<HeadOutputs> {
+        let first = parts.first()?;
+        let k = first.class_channels();
+        if parts.iter().any(|p| [p.batch, p.rows, p.cols, p.class_channels()] != [first.batch, first.rows, first.cols, k]) {
+            return None;
+        }
+        if parts.len() == 1 {
+            return Some(first.clone());
+        }
+        let n = parts.len() as f32;
+        let plane = first.rows * first.cols;
+        let mut class_logits = vec![0f32; first.class_logits.len()];
+        for part in parts {
+            for b in 0..first.batch {
+                for cell in 0..plane {
+                    let at = |c: usize| (b * k + c) * plane + cell;
+                    let top = (0..k).map(|c| part.class_logits[at(c)]).fold(f32::NEG_INFINITY, f32::max);
+                    let sum: f32 = (0..k).map(|c| (part.class_logits[at(c)] - top).exp()).sum();
+                    for c in 0..k {
+                        class_logits[at(c)] += (part.class_logits[at(c)] - top).exp() / sum / n;
+                    }
+                }
+            }
+        }
+        // ln of a mean probability; a probability that underflowed stays a very low logit.
+        class_logits.iter_mut().for_each(|p| *p = p.max(1e-30).ln());
+        let average = |field: fn(&HeadOutputs) -> &Vec<f32>| -> Vec<f32> {
+            let mut out = vec![0f32; field(first).len()];
+            for part in parts {
+                out.iter_mut().zip(field(part)).for_each(|(o, v)| *o += v / n);
+            }
+            out
+        };
+        let offset = if parts.iter().all(|p| !p.offset.is_empty()) { average(|p| &p.offset) } else { Vec::new() };
+        Some(HeadOutputs { batch: first.batch, rows: first.rows, cols: first.cols, class_logits, heading: average(|p| &p.heading), size: average(|p| &p.size), offset })
+    }
+}
+
 /// A trained network prepared for CPU inference.
 #[derive(Clone, Debug)]
 pub struct CpuNetwork {
@@ -426,6 +470,54 @@ impl<'a> Inference<'a> {
     }
 }
 
+/// Several networks trained for one class under one normalization contract, judging the
+/// same chips together: each chip's outputs are the mean of the members' (see
+/// [`HeadOutputs::mean`]). Networks trained from different seeds err on different things the
+/// training images never showed (the red roofs of an unseen street), so their mean varies
+/// less from one training run to the next than any one of them. It costs a forward pass per
+/// member.
+pub struct Ensemble<'a> {
+    members: Vec<Inference<'a>>,
+}
+
+impl<'a> Ensemble<'a> {
+    /// For the selected device; `networks` must not be empty.
+    pub fn new(networks: impl IntoIterator<Item = &'a Network>) -> Self {
+        let members: Vec<Inference<'a>> = networks.into_iter().map(Inference::new).collect();
+        assert!(!members.is_empty(), "an ensemble needs a network");
+        Ensemble { members }
+    }
+
+    /// The first member, alone (for work one network's reading serves, like proposing).
+    pub fn first(&self) -> &Inference<'a> {
+        &self.members[0]
+    }
+
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// Whether every member has the offset head.
+    pub fn has_offset(&self) -> bool {
+        self.members.iter().all(Inference::has_offset)
+    }
+
+    /// The members' mean outputs over `input`, laid out `[batch, channels, rows, cols]`
+    /// (one member's own outputs, untouched, when there is one).
+    pub fn forward(&self, input: &[f32], batch: usize, channels: usize, rows: usize, cols: usize) -> HeadOutputs {
+        if let [only] = self.members.as_slice() {
+            return only.forward(input, batch, channels, rows, cols);
+        }
+        let parts: Vec<HeadOutputs> = self.members.iter().map(|m| m.forward(input, batch, channels, rows, cols)).collect();
+        // Members of one contract read the same chip into the same grid of cells.
+        HeadOutputs::mean(&parts).expect("networks of one contract give outputs of one shape")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -468,5 +560,32 @@ mod tests {
                 assert!(worst < 1e-4, "{name} head, batch {batch} of {side}: relative difference {worst}");
             }
         }
+    }
+
+    /// An ensemble reads the mean objectness of its members, and the mean of their other
+    /// heads; outputs of different shapes do not combine.
+    #[test]
+    fn an_ensemble_reads_its_members_mean() {
+        // One image, 1×2 cells, background and one class.
+        let out = |logits: [f32; 4], heading: [f32; 4], size: [f32; 4], offset: Vec<f32>| HeadOutputs { batch: 1, rows: 1, cols: 2, class_logits: logits.to_vec(), heading: heading.to_vec(), size: size.to_vec(), offset };
+        let a = out([0.0, 2.0, 1.0, -3.0], [0.0, 1.0, 1.0, 0.0], [1.5, 1.0, 0.7, 0.5], vec![0.2, -0.4, 0.0, 0.6]);
+        let b = out([4.0, -1.0, 0.0, 0.0], [1.0, 0.0, 0.0, 1.0], [1.3, 1.2, 0.9, 0.7], vec![0.0, 0.2, 0.4, -0.2]);
+        let mean = HeadOutputs::mean(&[a.clone(), b.clone()]).expect("same shapes");
+        for cell in 0..2 {
+            let want = (a.objectness(0, cell) + b.objectness(0, cell)) / 2.0;
+            assert!((mean.objectness(0, cell) - want).abs() < 1e-6, "cell {cell}: {} against {want}", mean.objectness(0, cell));
+        }
+        assert_eq!(mean.heading, vec![0.5, 0.5, 0.5, 0.5]);
+        assert!(mean.size.iter().zip([1.4, 1.1, 0.8, 0.6]).all(|(g, w)| (g - w).abs() < 1e-6), "{:?}", mean.size);
+        assert!(mean.offset.iter().zip([0.1, -0.1, 0.2, 0.2]).all(|(g, w)| (g - w).abs() < 1e-6), "{:?}", mean.offset);
+        // A member without the offset head: the mean has none.
+        let plain = HeadOutputs { offset: Vec::new(), ..b.clone() };
+        assert!(HeadOutputs::mean(&[a.clone(), plain]).expect("same shapes").offset.is_empty());
+        // One member is itself.
+        assert_eq!(HeadOutputs::mean(std::slice::from_ref(&a)), Some(a.clone()));
+        // Another grid of cells, or no outputs at all, make no mean.
+        let other = HeadOutputs { rows: 2, cols: 1, ..b };
+        assert_eq!(HeadOutputs::mean(&[a, other]), None);
+        assert_eq!(HeadOutputs::mean(&[]), None);
     }
 }

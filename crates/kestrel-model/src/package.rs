@@ -76,6 +76,51 @@ pub enum PackageError {
     Version { path: String, found: u32 },
     #[error("{path}: corrupt model package: {problem}")]
     Corrupt { path: String, problem: String },
+    #[error("{path}: cannot join {first}'s ensemble: {problem}")]
+    Mismatch { path: String, first: String, problem: String },
+}
+
+/// Several packages of one class under one normalization contract, to detect with as an
+/// ensemble (see `kestrel_model::infer::Ensemble`): typically the same training run with
+/// other seeds.
+pub struct LoadedEnsemble {
+    /// The first package's metadata.
+    pub meta: PackageMeta,
+    pub networks: Vec<Network>,
+    /// The mean of the members' default thresholds: each was calibrated alone, and the
+    /// ensemble's mean score sits about where its members' do.
+    pub default_threshold: f32,
+}
+
+/// Loads `paths` as one ensemble, refusing members whose classes or normalization contract
+/// differ from the first's (they would read the image differently, or mean something else).
+pub fn load_ensemble(paths: &[impl AsRef<Path>], device: &Device) -> Result<LoadedEnsemble, PackageError> {
+    let mut loaded: Vec<(String, PackageMeta, Network)> = Vec::with_capacity(paths.len());
+    for path in paths {
+        let path = path.as_ref();
+        let (meta, network) = load_package(path, device)?;
+        if let Some((first, m, _)) = loaded.first() {
+            let problem = if meta.classes != m.classes {
+                Some(format!("its classes {:?} differ from {:?}", meta.classes, m.classes))
+            } else if meta.contract != m.contract {
+                Some(format!("its normalization contract differs ({:?} against {:?})", meta.contract, m.contract))
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                return Err(PackageError::Mismatch { path: path.display().to_string(), first: first.clone(), problem });
+            }
+        }
+        loaded.push((path.display().to_string(), meta, network));
+    }
+    if loaded.is_empty() {
+        return Err(PackageError::NotAPackage("(no model given)".into()));
+    }
+    let default_threshold = loaded.iter().map(|(_, m, _)| m.default_threshold()).sum::<f32>() / loaded.len() as f32;
+    let mut members = loaded.into_iter();
+    let (_, meta, first) = members.next().expect("not empty");
+    let networks = std::iter::once(first).chain(members.map(|(_, _, n)| n)).collect();
+    Ok(LoadedEnsemble { meta, networks, default_threshold })
 }
 
 /// Writes the package atomically (a temporary file renamed into place).

@@ -257,7 +257,7 @@ fn run_detect(state: &Shared, id: u64, model_id: &str, image_id: i64, bbox: Opti
     // Kept down to a lower score than the default, so that the page's slider can show more.
     let threshold = default.min(0.3);
     let started = std::time::Instant::now();
-    let (detections, _) = detect_raster(src.as_ref(), gsd_m, &stats, &network, &meta, &DetectOptions { threshold, area_px: bbox, cancel: Some(cancel), ..Default::default() }, |p| {
+    let (detections, _) = detect_raster(src.as_ref(), gsd_m, &stats, std::slice::from_ref(&network), &meta, &DetectOptions { threshold, area_px: bbox, cancel: Some(cancel), ..Default::default() }, |p| {
         let rate = p.megapixels_done / started.elapsed().as_secs_f64().max(1e-9);
         state.jobs.update(id, |j| {
             j.progress = p.tiles_done as f64 / p.tiles.max(1) as f64;
