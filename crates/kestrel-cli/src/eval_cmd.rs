@@ -173,14 +173,10 @@ pub fn run(a: EvalArgs) -> Result<EvalReport> {
     let preds: Vec<PredictedBox> = preds.into_iter().filter(|p| with_truth.contains(p.image.as_str())).collect();
     let threshold = match a.threshold {
         Some(t) => t,
-        None if a.model.is_empty() => 0.5,
-        // An ensemble's, as `kestrel detect` takes it: the mean of its members'.
+        // The model's, or an ensemble's as `kestrel detect` takes it.
         None => {
-            let mut sum = 0.0;
-            for m in &a.model {
-                sum += kestrel_model::package::read_meta(m)?.default_threshold();
-            }
-            sum / a.model.len() as f32
+            let metas = a.model.iter().map(|m| kestrel_model::package::read_meta(m)).collect::<Result<Vec<_>, _>>()?;
+            kestrel_model::package::ensemble_default_threshold(&metas).unwrap_or(0.5)
         }
     };
     let rule = match a.radius_m {

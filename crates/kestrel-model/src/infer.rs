@@ -66,11 +66,16 @@ impl HeadOutputs {
     /// Objectness at output cell `cell` (row · cols + col) of image `b`: 1 − the background's
     /// softmax probability.
     pub fn objectness(&self, b: usize, cell: usize) -> f32 {
+        1.0 - self.class_probability(b, cell, 0)
+    }
+
+    /// The softmax probability of class channel `c` (0: background) at `cell` of image `b`.
+    fn class_probability(&self, b: usize, cell: usize, c: usize) -> f32 {
         let (k, plane) = (self.class_channels(), self.rows * self.cols);
         let logit = |c: usize| self.class_logits[(b * k + c) * plane + cell];
         let top = (0..k).map(logit).fold(f32::NEG_INFINITY, f32::max);
         let sum: f32 = (0..k).map(|c| (logit(c) - top).exp()).sum();
-        1.0 - (logit(0) - top).exp() / sum
+        (logit(c) - top).exp() / sum
     }
 
     /// The heading head's (sin, cos) at `cell` of image `b`.
@@ -91,9 +96,7 @@ impl HeadOutputs {
         let plane = self.rows * self.cols;
         (!self.offset.is_empty()).then(|| (self.offset[2 * b * plane + cell], self.offset[(2 * b + 1) * plane + cell]))
     }
-}
 
-impl HeadOutputs {
     /// The mean of several networks' outputs on the same input (an ensemble's reading): per
     /// cell, the class probabilities averaged (stored as their logarithms, so that
     /// [`objectness`](Self::objectness) reads the mean objectness), and the heading's
@@ -114,11 +117,8 @@ impl HeadOutputs {
         for part in parts {
             for b in 0..first.batch {
                 for cell in 0..plane {
-                    let at = |c: usize| (b * k + c) * plane + cell;
-                    let top = (0..k).map(|c| part.class_logits[at(c)]).fold(f32::NEG_INFINITY, f32::max);
-                    let sum: f32 = (0..k).map(|c| (part.class_logits[at(c)] - top).exp()).sum();
                     for c in 0..k {
-                        class_logits[at(c)] += (part.class_logits[at(c)] - top).exp() / sum / n;
+                        class_logits[(b * k + c) * plane + cell] += part.class_probability(b, cell, c) / n;
                     }
                 }
             }
@@ -491,14 +491,6 @@ impl<'a> Ensemble<'a> {
     /// The first member, alone (for work one network's reading serves, like proposing).
     pub fn first(&self) -> &Inference<'a> {
         &self.members[0]
-    }
-
-    pub fn len(&self) -> usize {
-        self.members.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.members.is_empty()
     }
 
     /// Whether every member has the offset head.

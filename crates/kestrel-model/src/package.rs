@@ -78,6 +78,15 @@ pub enum PackageError {
     Corrupt { path: String, problem: String },
     #[error("{path}: cannot join {first}'s ensemble: {problem}")]
     Mismatch { path: String, first: String, problem: String },
+    #[error("no model package given")]
+    NoModel,
+}
+
+/// An ensemble's default threshold: the mean of its members' (each calibrated alone; the
+/// members' mean score sits about where theirs do).
+pub fn ensemble_default_threshold<'a>(metas: impl IntoIterator<Item = &'a PackageMeta>) -> Option<f32> {
+    let (sum, n) = metas.into_iter().fold((0.0, 0), |(sum, n), m| (sum + m.default_threshold(), n + 1));
+    (n > 0).then(|| sum / n as f32)
 }
 
 /// Several packages of one class under one normalization contract, to detect with as an
@@ -87,8 +96,7 @@ pub struct LoadedEnsemble {
     /// The first package's metadata.
     pub meta: PackageMeta,
     pub networks: Vec<Network>,
-    /// The mean of the members' default thresholds: each was calibrated alone, and the
-    /// ensemble's mean score sits about where its members' do.
+    /// See [`ensemble_default_threshold`].
     pub default_threshold: f32,
 }
 
@@ -113,10 +121,7 @@ pub fn load_ensemble(paths: &[impl AsRef<Path>], device: &Device) -> Result<Load
         }
         loaded.push((path.display().to_string(), meta, network));
     }
-    if loaded.is_empty() {
-        return Err(PackageError::NotAPackage("(no model given)".into()));
-    }
-    let default_threshold = loaded.iter().map(|(_, m, _)| m.default_threshold()).sum::<f32>() / loaded.len() as f32;
+    let default_threshold = ensemble_default_threshold(loaded.iter().map(|(_, m, _)| m)).ok_or(PackageError::NoModel)?;
     let mut members = loaded.into_iter();
     let (_, meta, first) = members.next().expect("not empty");
     let networks = std::iter::once(first).chain(members.map(|(_, _, n)| n)).collect();
