@@ -103,28 +103,28 @@ pub struct LoadedEnsemble {
 /// Loads `paths` as one ensemble, refusing members whose classes or normalization contract
 /// differ from the first's (they would read the image differently, or mean something else).
 pub fn load_ensemble(paths: &[impl AsRef<Path>], device: &Device) -> Result<LoadedEnsemble, PackageError> {
-    let mut loaded: Vec<(String, PackageMeta, Network)> = Vec::with_capacity(paths.len());
+    let mut metas: Vec<PackageMeta> = Vec::with_capacity(paths.len());
+    let mut networks = Vec::with_capacity(paths.len());
     for path in paths {
         let path = path.as_ref();
         let (meta, network) = load_package(path, device)?;
-        if let Some((first, m, _)) = loaded.first() {
-            let problem = if meta.classes != m.classes {
-                Some(format!("its classes {:?} differ from {:?}", meta.classes, m.classes))
-            } else if meta.contract != m.contract {
-                Some(format!("its normalization contract differs ({:?} against {:?})", meta.contract, m.contract))
+        if let Some(first) = metas.first() {
+            let problem = if meta.classes != first.classes {
+                Some(format!("its classes {:?} differ from {:?}", meta.classes, first.classes))
+            } else if meta.contract != first.contract {
+                Some(format!("its normalization contract differs ({:?} against {:?})", meta.contract, first.contract))
             } else {
                 None
             };
             if let Some(problem) = problem {
-                return Err(PackageError::Mismatch { path: path.display().to_string(), first: first.clone(), problem });
+                return Err(PackageError::Mismatch { path: path.display().to_string(), first: paths[0].as_ref().display().to_string(), problem });
             }
         }
-        loaded.push((path.display().to_string(), meta, network));
+        metas.push(meta);
+        networks.push(network);
     }
-    let default_threshold = ensemble_default_threshold(loaded.iter().map(|(_, m, _)| m)).ok_or(PackageError::NoModel)?;
-    let mut members = loaded.into_iter();
-    let (_, meta, first) = members.next().expect("not empty");
-    let networks = std::iter::once(first).chain(members.map(|(_, _, n)| n)).collect();
+    let default_threshold = ensemble_default_threshold(&metas).ok_or(PackageError::NoModel)?;
+    let meta = metas.swap_remove(0);
     Ok(LoadedEnsemble { meta, networks, default_threshold })
 }
 
