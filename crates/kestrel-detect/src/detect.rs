@@ -402,36 +402,35 @@ fn for_views(network: &Ensemble, contract: &kestrel_samples::normalize::Contract
                 resample_square_into(window, q.x, q.y, q.heading_deg + turn - contract.canonical_heading_deg, zoom, size, dst);
             }
         });
-        let heads = network.forward(&data, part.len() * turns.len(), bands, size, size);
-        let centre = (heads.rows / 2) * heads.cols + heads.cols / 2;
+        let heads = network.forward_centre(&data, part.len() * turns.len(), bands, size, size);
         for (c, q) in part.iter_mut().enumerate() {
-            each(q, &Views { heads: &heads, first: c * turns.len(), centre });
+            each(q, &Views { heads: &heads, first: c * turns.len() });
         }
     }
 }
 
 /// One candidate's views in a batch of the network's outputs, by turn index.
 struct Views<'a> {
+    /// The centre cells of the batch's views.
     heads: &'a kestrel_model::infer::HeadOutputs,
     first: usize,
-    centre: usize,
 }
 
 impl Views<'_> {
     fn score(&self, i: usize) -> f32 {
-        self.heads.objectness(self.first + i, self.centre)
+        self.heads.objectness(self.first + i, 0)
     }
     fn offset(&self, i: usize) -> Option<(f32, f32)> {
-        self.heads.offset_at(self.first + i, self.centre)
+        self.heads.offset_at(self.first + i, 0)
     }
     /// The size head's reading of view `i`: ln length_m, ln width_m.
     fn ln_size_m(&self, i: usize) -> (f32, f32) {
-        self.heads.size_at(self.first + i, self.centre)
+        self.heads.size_at(self.first + i, 0)
     }
     /// The heading head's reading of view `i`: the object's heading from the view's up, in
     /// degrees.
     fn residual_deg(&self, i: usize, mode: HeadingMode) -> f64 {
-        heading_from_head(self.heads.heading_at(self.first + i, self.centre), mode)
+        heading_from_head(self.heads.heading_at(self.first + i, 0), mode)
     }
 }
 
@@ -508,9 +507,9 @@ fn verify_many(network: &Ensemble, contract: &kestrel_samples::normalize::Contra
                 resample_square_into(window, q.x + dx, q.y + dy, q.heading_deg - contract.canonical_heading_deg, zoom, size, dst);
             }
         });
-        let heads = network.forward(&data, part.len() * m, bands, size, size);
-        // The heads at each chip's centre cell (as training read them).
-        let centre = (heads.rows / 2) * heads.cols + heads.cols / 2;
+        let heads = network.forward_centre(&data, part.len() * m, bands, size, size);
+        // The heads at each chip's centre cell (as training read them), the only cell read.
+        let centre = 0;
         for (c, q) in part.iter().enumerate() {
             let (x, y, h) = (q.x, q.y, q.heading_deg);
             let score = |i: usize| heads.objectness(c * m + i, centre);
@@ -559,8 +558,8 @@ fn verify_by_offset(network: &Ensemble, contract: &kestrel_samples::normalize::C
         kestrel_samples::parallel::par_for_each_mut(&mut slots, |(q, dst)| {
             resample_square_into(window, q.x, q.y, q.heading_deg - contract.canonical_heading_deg, zoom, size, dst);
         });
-        let heads = network.forward(&data, part.len(), bands, size, size);
-        let centre = (heads.rows / 2) * heads.cols + heads.cols / 2;
+        let heads = network.forward_centre(&data, part.len(), bands, size, size);
+        let centre = 0; // the only cell: each chip's centre
         for (c, q) in part.iter().enumerate() {
             let (dx, dy) = offset_to_image(heads.offset_at(c, centre), q.heading_deg - contract.canonical_heading_deg, zoom);
             // This view's score is later averaged with the rotational views' mean (see

@@ -18,6 +18,8 @@ pub struct NetworkBench {
     pub parameters: usize,
     pub train_images_per_s: f64,
     pub infer_images_per_s: f64,
+    /// Chips scored at their centre cell alone, as detection scores its candidates' views.
+    pub infer_centre_images_per_s: f64,
     pub tile_px: usize,
     pub tile_seconds: f64,
     pub tile_mpx_per_s: f64,
@@ -91,6 +93,15 @@ pub fn measure(
             infer_s.push(t.elapsed().as_secs_f64());
         }
     }
+    let mut centre_s = Vec::new();
+    for i in 0..steps + 2 {
+        let x = random(batch * c * chip_px * chip_px);
+        let t = Instant::now();
+        let _ = inference.forward_centre(&x, batch, c, chip_px, chip_px);
+        if i >= 2 {
+            centre_s.push(t.elapsed().as_secs_f64());
+        }
+    }
     let mut tile_s = Vec::new();
     let mut framework_s = Vec::new();
     for i in 0..(steps / 2).max(1) + 1 {
@@ -117,6 +128,7 @@ pub fn measure(
         parameters,
         train_images_per_s: batch as f64 / train,
         infer_images_per_s: batch as f64 / infer,
+        infer_centre_images_per_s: batch as f64 / median(centre_s),
         tile_px,
         tile_seconds: tile,
         tile_mpx_per_s: (tile_px * tile_px) as f64 / 1e6 / tile,

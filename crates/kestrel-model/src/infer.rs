@@ -32,10 +32,37 @@ struct Block {
     skip: Option<Conv>,
 }
 
-/// Activations of one image, channels-last.
-struct Nhwc {
+/// A rectangle of a layer's grid of cells: first row and column, and size.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Window {
+    top: usize,
+    left: usize,
     rows: usize,
     cols: usize,
+}
+
+impl Window {
+    /// The whole of a grid of `(rows, cols)` cells.
+    fn whole((rows, cols): (usize, usize)) -> Self {
+        Window { top: 0, left: 0, rows, cols }
+    }
+
+    /// The smallest window holding both.
+    fn hull(self, other: Window) -> Self {
+        let (top, left) = (self.top.min(other.top), self.left.min(other.left));
+        let bottom = (self.top + self.rows).max(other.top + other.rows);
+        let right = (self.left + self.cols).max(other.left + other.cols);
+        Window { top, left, rows: bottom - top, cols: right - left }
+    }
+}
+
+/// Activations of one image, channels-last, on a window of its layer's grid: the whole grid,
+/// or the part of it that the cells wanted at the end depend on.
+struct Nhwc {
+    /// Where `data` lies in the layer's grid.
+    window: Window,
+    /// The layer's whole grid, `(rows, cols)`; beyond it lies the convolutions' zero padding.
+    grid: (usize, usize),
     channels: usize,
     data: Vec<f32>,
 }
@@ -95,6 +122,17 @@ impl HeadOutputs {
     pub fn offset_at(&self, b: usize, cell: usize) -> Option<(f32, f32)> {
         let plane = self.rows * self.cols;
         (!self.offset.is_empty()).then(|| (self.offset[2 * b * plane + cell], self.offset[(2 * b + 1) * plane + cell]))
+    }
+
+    /// Each image's centre cell (row `rows / 2`, column `cols / 2`) alone, as 1×1 outputs.
+    pub fn centre(&self) -> HeadOutputs {
+        let plane = self.rows * self.cols;
+        if plane == 0 {
+            return self.clone();
+        }
+        let cell = (self.rows / 2) * self.cols + self.cols / 2;
+        let pick = |v: &Vec<f32>| -> Vec<f32> { v.iter().skip(cell).step_by(plane).copied().collect() };
+        HeadOutputs { batch: self.batch, rows: 1, cols: 1, class_logits: pick(&self.class_logits), heading: pick(&self.heading), size: pick(&self.size), offset: pick(&self.offset) }
     }
 
     /// The mean of several networks' outputs on the same input (an ensemble's reading): per
@@ -244,8 +282,53 @@ impl CpuNetwork {
     /// When `input` does not hold `batch·channels·rows·cols` values or the channels are not
     /// the network's: a caller's bug, not bad data.
     pub fn forward(&self, input: &[f32], batch: usize, channels: usize, rows: usize, cols: usize) -> HeadOutputs {
+        self.run(input, batch, channels, rows, cols, false)
+    }
+
+    /// The heads at each image's centre output cell alone (row `rows / 2`, column `cols / 2`
+    /// of the output grid, as [`forward`](Self::forward) lays it out), as a batch of 1×1
+    /// outputs. Each layer is computed only where that cell depends on it: on a 52² chip the
+    /// last stage's three convolutions shrink from 7×7 cells to 5×5, 3×3 and 1, a third of the
+    /// multiply–accumulates, for the same values. Scoring chips of candidates reads nothing
+    /// else.
+    ///
+    /// # Panics
+    /// As [`forward`](Self::forward).
+    pub fn forward_centre(&self, input: &[f32], batch: usize, channels: usize, rows: usize, cols: usize) -> HeadOutputs {
+        self.run(input, batch, channels, rows, cols, true)
+    }
+
+    /// The windows of the stem's output and of each block's first convolution and output
+    /// that the heads' window depends on (all of each grid, or the cone under the centre
+    /// cell), and the heads' window.
+    fn plan(&self, rows: usize, cols: usize, centre: bool) -> (Window, Vec<(Window, Window)>, Window) {
+        // Grids forward: each block's input, first convolution's output and output.
+        let mut grid = self.stem.out_shape(rows, cols);
+        let mut grids = Vec::with_capacity(self.blocks.len());
+        for block in &self.blocks {
+            let first = block.first.out_shape(grid.0, grid.1);
+            let out = block.second.out_shape(first.0, first.1);
+            grids.push((grid, first));
+            grid = out;
+        }
+        let heads = if centre && grid.0 > 0 && grid.1 > 0 { Window { top: grid.0 / 2, left: grid.1 / 2, rows: 1, cols: 1 } } else { Window::whole(grid) };
+        // Windows backward: what each output window reads of its input.
+        let mut want = heads; // the 1×1 heads read their input's same cells
+        let mut windows = vec![(want, want); self.blocks.len()];
+        for (i, block) in self.blocks.iter().enumerate().rev() {
+            let (input_grid, first_grid) = grids[i];
+            let first = block.second.input_window(want, first_grid);
+            let skip = block.skip.as_ref().map_or(want, |s| s.input_window(want, input_grid));
+            windows[i] = (first, want);
+            want = block.first.input_window(first, input_grid).hull(skip);
+        }
+        (want, windows, heads)
+    }
+
+    fn run(&self, input: &[f32], batch: usize, channels: usize, rows: usize, cols: usize, centre: bool) -> HeadOutputs {
         assert_eq!(channels, self.in_channels, "the network reads {} channels", self.in_channels);
         assert_eq!(input.len(), batch * channels * rows * cols, "input of the wrong size");
+        let (stem_window, block_windows, heads_window) = self.plan(rows, cols, centre);
         // Threads over images, and what is left over rows within each.
         let per_image = (self.threads / batch.max(1)).max(1);
         let run = |b: usize| -> Nhwc {
@@ -257,14 +340,14 @@ impl CpuNetwork {
                     data[p * channels + c] = v;
                 }
             }
-            let mut x = Nhwc { rows, cols, channels, data };
-            x = self.stem.apply(&x, true, None, per_image);
-            for block in &self.blocks {
-                let y = block.first.apply(&x, true, None, per_image);
-                let skip = block.skip.as_ref().map(|s| s.apply(&x, false, None, per_image));
-                x = block.second.apply(&y, true, Some(skip.as_ref().unwrap_or(&x)), per_image);
+            let mut x = Nhwc { window: Window::whole((rows, cols)), grid: (rows, cols), channels, data };
+            x = self.stem.apply(&x, stem_window, true, None, per_image);
+            for (block, &(first, out)) in self.blocks.iter().zip(&block_windows) {
+                let y = block.first.apply(&x, first, true, None, per_image);
+                let skip = block.skip.as_ref().map(|s| s.apply(&x, out, false, None, per_image));
+                x = block.second.apply(&y, out, true, Some(skip.as_ref().unwrap_or(&x)), per_image);
             }
-            self.heads.apply(&x, false, None, per_image)
+            self.heads.apply(&x, heads_window, false, None, per_image)
         };
         let outputs: Vec<Nhwc> = if batch > 1 && self.threads > 1 {
             let mut slots: Vec<Option<Nhwc>> = (0..batch).map(|_| None).collect();
@@ -283,7 +366,7 @@ impl CpuNetwork {
         } else {
             (0..batch).map(run).collect()
         };
-        let (out_rows, out_cols) = outputs.first().map_or((0, 0), |o| (o.rows, o.cols));
+        let (out_rows, out_cols) = (heads_window.rows, heads_window.cols);
         let plane = out_rows * out_cols;
         let k = self.class_channels;
         let mut class_logits = vec![0f32; batch * k * plane];
@@ -319,22 +402,42 @@ impl Conv {
         ((rows + 2 * pad - self.kernel) / self.stride + 1, (cols + 2 * pad - self.kernel) / self.stride + 1)
     }
 
-    /// `relu?(W·x + bias + residual)`, over bands of output rows on up to `threads` threads.
-    fn apply(&self, x: &Nhwc, relu: bool, residual: Option<&Nhwc>, threads: usize) -> Nhwc {
+    /// The window of its input (a grid of `grid` cells) that the `out` window of this
+    /// convolution's output reads; the padding beyond the grid is left out.
+    fn input_window(&self, out: Window, grid: (usize, usize)) -> Window {
+        let pad = self.kernel / 2;
+        let span = |first: usize, n: usize, size: usize| -> (usize, usize) {
+            if n == 0 || size == 0 {
+                return (0, 0);
+            }
+            let low = (first * self.stride).saturating_sub(pad);
+            let high = ((first + n - 1) * self.stride + self.kernel - 1 - pad).min(size - 1);
+            (low, high + 1 - low)
+        };
+        let (top, rows) = span(out.top, out.rows, grid.0);
+        let (left, cols) = span(out.left, out.cols, grid.1);
+        Window { top, left, rows, cols }
+    }
+
+    /// `relu?(W·x + bias + residual)` on the `out` window of the output grid, over bands of
+    /// output rows on up to `threads` threads. `x` must hold the window of the input that
+    /// `out` reads ([`input_window`](Self::input_window)), and `residual` the `out` window.
+    fn apply(&self, x: &Nhwc, out: Window, relu: bool, residual: Option<&Nhwc>, threads: usize) -> Nhwc {
         debug_assert_eq!(x.channels, self.cin);
-        let (rows, cols) = self.out_shape(x.rows, x.cols);
-        let mut out = vec![0f32; rows * cols * self.cout];
+        let grid = self.out_shape(x.grid.0, x.grid.1);
+        let (rows, cols) = (out.rows, out.cols);
+        let mut data = vec![0f32; rows * cols * self.cout];
         if rows * cols == 0 {
-            return Nhwc { rows, cols, channels: self.cout, data: out };
+            return Nhwc { window: out, grid, channels: self.cout, data };
         }
         // Bands of output rows whose im2col stays within a few hundred KiB (in cache).
         let k = self.kernel * self.kernel * self.cin;
         let band_rows = (65_536 / (k * cols).max(1)).clamp(1, rows);
-        let bands: Vec<(usize, &mut [f32])> = out.chunks_mut(band_rows * cols * self.cout).enumerate().map(|(i, c)| (i * band_rows, c)).collect();
+        let bands: Vec<(usize, &mut [f32])> = data.chunks_mut(band_rows * cols * self.cout).enumerate().map(|(i, c)| (i * band_rows, c)).collect();
         let work = |list: Vec<(usize, &mut [f32])>| {
             let mut col = Vec::new();
             for (r0, dst) in list {
-                self.band(x, r0, dst, residual, relu, &mut col);
+                self.band(x, out, r0, dst, residual, relu, &mut col);
             }
         };
         let threads = threads.min(bands.len()).max(1);
@@ -352,36 +455,54 @@ impl Conv {
                 }
             });
         }
-        Nhwc { rows, cols, channels: self.cout, data: out }
+        Nhwc { window: out, grid, channels: self.cout, data }
     }
 
-    /// One band of output rows starting at `r0`; `dst` holds exactly its pixels.
-    fn band(&self, x: &Nhwc, r0: usize, dst: &mut [f32], residual: Option<&Nhwc>, relu: bool, col: &mut Vec<f32>) {
-        let (_, cols) = self.out_shape(x.rows, x.cols);
+    /// One band of the `out` window's rows, starting at its row `r0`; `dst` holds exactly its
+    /// pixels.
+    #[allow(clippy::too_many_arguments)]
+    fn band(&self, x: &Nhwc, out: Window, r0: usize, dst: &mut [f32], residual: Option<&Nhwc>, relu: bool, col: &mut Vec<f32>) {
+        let cols = out.cols;
         let pixels = dst.len() / self.cout;
         let k = self.kernel * self.kernel * self.cin;
-        // The matrix product's left side: the input itself for a 1×1, stride-1 convolution,
-        // else the receptive fields, one row per output pixel.
-        let lhs: &[f32] = if self.kernel == 1 && self.stride == 1 {
+        let xw = x.window;
+        // The matrix product's left side: the input itself for a 1×1, stride-1 convolution
+        // over the same window, else the receptive fields, one row per output pixel.
+        let lhs: &[f32] = if self.kernel == 1 && self.stride == 1 && xw == out {
             &x.data[r0 * cols * self.cin..(r0 * cols + pixels) * self.cin]
         } else {
             col.clear();
             col.resize(pixels * k, 0.0);
             let pad = (self.kernel / 2) as isize;
             for p in 0..pixels {
-                let (oy, ox) = (r0 + p / cols, p % cols);
+                let (oy, ox) = (out.top + r0 + p / cols, out.left + p % cols);
                 let row = &mut col[p * k..(p + 1) * k];
                 for ky in 0..self.kernel {
                     let iy = (oy * self.stride) as isize + ky as isize - pad;
-                    if iy < 0 || iy >= x.rows as isize {
+                    if iy < 0 || iy >= x.grid.0 as isize {
                         continue; // zero padding: the row was cleared
+                    }
+                    let iy = iy as usize - xw.top;
+                    debug_assert!(iy < xw.rows, "the input window holds what the output reads");
+                    // The row's taps are neighbouring pixels, contiguous channels-last: one
+                    // copy when none falls in the padding.
+                    let ix0 = (ox * self.stride) as isize - pad;
+                    if ix0 >= 0 && ix0 as usize + self.kernel <= x.grid.1 {
+                        let ix = ix0 as usize - xw.left;
+                        debug_assert!(ix + self.kernel <= xw.cols, "the input window holds what the output reads");
+                        let from = (iy * xw.cols + ix) * self.cin;
+                        let to = ky * self.kernel * self.cin;
+                        row[to..to + self.kernel * self.cin].copy_from_slice(&x.data[from..from + self.kernel * self.cin]);
+                        continue;
                     }
                     for kx in 0..self.kernel {
                         let ix = (ox * self.stride) as isize + kx as isize - pad;
-                        if ix < 0 || ix >= x.cols as isize {
+                        if ix < 0 || ix >= x.grid.1 as isize {
                             continue;
                         }
-                        let from = (iy as usize * x.cols + ix as usize) * self.cin;
+                        let ix = ix as usize - xw.left;
+                        debug_assert!(ix < xw.cols, "the input window holds what the output reads");
+                        let from = (iy * xw.cols + ix) * self.cin;
                         let to = (ky * self.kernel + kx) * self.cin;
                         row[to..to + self.cin].copy_from_slice(&x.data[from..from + self.cin]);
                     }
@@ -389,15 +510,6 @@ impl Conv {
             }
             col
         };
-        // dst starts as bias (+ residual); the product is added onto it.
-        for p in 0..pixels {
-            let d = &mut dst[p * self.cout..(p + 1) * self.cout];
-            d.copy_from_slice(&self.bias);
-            if let Some(r) = residual {
-                let at = (r0 * cols + p) * self.cout;
-                d.iter_mut().zip(&r.data[at..at + self.cout]).for_each(|(v, r)| *v += r);
-            }
-        }
         assert!(lhs.len() == pixels * k && self.weight.len() == k * self.cout && dst.len() == pixels * self.cout);
         // SAFETY: the three matrices are row-major slices whose lengths were just checked
         // against the dimensions passed (m = pixels, n = cout, k), and `dst` is borrowed
@@ -410,14 +522,14 @@ impl Conv {
                 dst.as_mut_ptr(),
                 1,
                 self.cout as isize,
-                true,
+                false,
                 lhs.as_ptr(),
                 1,
                 k as isize,
                 self.weight.as_ptr(),
                 1,
                 self.cout as isize,
-                1.0f32,
+                0.0f32,
                 1.0f32,
                 false,
                 false,
@@ -425,8 +537,17 @@ impl Conv {
                 gemm::Parallelism::None,
             );
         }
-        if relu {
-            dst.iter_mut().for_each(|v| *v = v.max(0.0));
+        // Bias, residual and ReLU in one pass over the product.
+        for (p, d) in dst.chunks_exact_mut(self.cout).enumerate() {
+            d.iter_mut().zip(&self.bias).for_each(|(v, b)| *v += b);
+            if let Some(r) = residual {
+                let (oy, ox) = (out.top + r0 + p / cols, out.left + p % cols);
+                let at = ((oy - r.window.top) * r.window.cols + ox - r.window.left) * self.cout;
+                d.iter_mut().zip(&r.data[at..at + self.cout]).for_each(|(v, r)| *v += r);
+            }
+            if relu {
+                d.iter_mut().for_each(|v| *v = v.max(0.0));
+            }
         }
     }
 }
@@ -459,15 +580,27 @@ impl<'a> Inference<'a> {
     pub fn forward(&self, input: &[f32], batch: usize, channels: usize, rows: usize, cols: usize) -> HeadOutputs {
         match self {
             Inference::Cpu(net) => net.forward(input, batch, channels, rows, cols),
-            Inference::Device(net) => {
-                let device = crate::device::current();
-                let x = burn::tensor::Tensor::<4>::from_data(burn::tensor::TensorData::new(input.to_vec(), [batch, channels, rows, cols]), &device);
-                let out = net.forward(x);
-                let [_, _, out_rows, out_cols] = out.class_logits.dims();
-                HeadOutputs { batch, rows: out_rows, cols: out_cols, class_logits: values(out.class_logits), heading: values(out.heading), size: values(out.size), offset: out.offset.map(values).unwrap_or_default() }
-            }
+            Inference::Device(net) => device_forward(net, input, batch, channels, rows, cols),
         }
     }
+
+    /// The heads at each image's centre output cell alone (see [`CpuNetwork::forward_centre`]);
+    /// on another device, the whole pass's centre cells.
+    pub fn forward_centre(&self, input: &[f32], batch: usize, channels: usize, rows: usize, cols: usize) -> HeadOutputs {
+        match self {
+            Inference::Cpu(net) => net.forward_centre(input, batch, channels, rows, cols),
+            Inference::Device(net) => device_forward(net, input, batch, channels, rows, cols).centre(),
+        }
+    }
+}
+
+/// burn's forward pass on its device, read back as [`HeadOutputs`].
+fn device_forward(net: &Network, input: &[f32], batch: usize, channels: usize, rows: usize, cols: usize) -> HeadOutputs {
+    let device = crate::device::current();
+    let x = burn::tensor::Tensor::<4>::from_data(burn::tensor::TensorData::new(input.to_vec(), [batch, channels, rows, cols]), &device);
+    let out = net.forward(x);
+    let [_, _, out_rows, out_cols] = out.class_logits.dims();
+    HeadOutputs { batch, rows: out_rows, cols: out_cols, class_logits: values(out.class_logits), heading: values(out.heading), size: values(out.size), offset: out.offset.map(values).unwrap_or_default() }
 }
 
 /// Several networks trained for one class under one normalization contract, judging the
@@ -508,6 +641,16 @@ impl<'a> Ensemble<'a> {
         // Members of one contract read the same chip into the same grid of cells.
         HeadOutputs::mean(&parts).expect("networks of one contract give outputs of one shape")
     }
+
+    /// The members' mean outputs at each image's centre cell alone, as 1×1 outputs (see
+    /// [`Inference::forward_centre`]).
+    pub fn forward_centre(&self, input: &[f32], batch: usize, channels: usize, rows: usize, cols: usize) -> HeadOutputs {
+        if let [only] = self.members.as_slice() {
+            return only.forward_centre(input, batch, channels, rows, cols);
+        }
+        let parts: Vec<HeadOutputs> = self.members.iter().map(|m| m.forward_centre(input, batch, channels, rows, cols)).collect();
+        HeadOutputs::mean(&parts).expect("every member reads one cell per image")
+    }
 }
 
 #[cfg(test)]
@@ -545,6 +688,16 @@ mod tests {
             let got = cpu.forward(&data, batch, 4, rows, cols);
             assert_eq!(got, single.forward(&data, batch, 4, rows, cols), "threads change nothing");
             let side = format!("{rows}×{cols}");
+            // The centre cell alone, computed only where it depends on each layer, reads what
+            // the whole pass reads there.
+            let centre = cpu.forward_centre(&data, batch, 4, rows, cols);
+            let whole = got.centre();
+            assert_eq!([centre.batch, centre.rows, centre.cols], [batch, 1, 1]);
+            for (name, a, b) in [("class", &centre.class_logits, &whole.class_logits), ("heading", &centre.heading, &whole.heading), ("size", &centre.size, &whole.size), ("offset", &centre.offset, &whole.offset)] {
+                assert_eq!(a.len(), b.len(), "{name} head's centre cells, {side}");
+                let worst = a.iter().zip(b).map(|(x, y)| (x - y).abs() / (1.0 + y.abs())).fold(0f32, f32::max);
+                assert!(worst < 1e-5, "{name} head's centre cells, batch {batch} of {side}: relative difference {worst}");
+            }
             assert_eq!([got.batch, got.class_channels(), got.rows, got.cols], want.class_logits.dims());
             for (name, a, b) in [("class", got.class_logits, want.class_logits), ("heading", got.heading, want.heading), ("size", got.size, want.size), ("offset", got.offset, want.offset.expect("the network has the offset head"))] {
                 let b = b.to_data().try_to_vec::<f32>().expect("f32");
