@@ -386,6 +386,9 @@ pub fn resample_square_into(
     let (fx, fy) = (t.sin(), -t.cos()); // front, in image pixel axes
     let (rx, ry) = (t.cos(), t.sin()); // object's right
     let taps = scale.ceil().clamp(1.0, 4.0) as usize;
+    if turned_inside_into(win, cx, cy, (fx, fy), (rx, ry), scale, taps, size, data) {
+        return;
+    }
     let mut acc = vec![0f32; bands];
     for v in 0..size {
         for u in 0..size {
@@ -406,6 +409,60 @@ pub fn resample_square_into(
             }
         }
     }
+}
+
+/// [`resample_square_into`]'s turned square when every sample lies inside the window, away
+/// from its last row and column (most chips of a detection tile): the same samples and
+/// weights without the clamping at the window's edges, the sample positions stepped along
+/// the chip's rows, written straight into `data`. Returns false, leaving `data` alone, when
+/// some sample needs the edge repeated.
+#[allow(clippy::too_many_arguments)]
+fn turned_inside_into(win: &NormalizedWindow, cx: f64, cy: f64, (fx, fy): (f64, f64), (rx, ry): (f64, f64), scale: f64, taps: usize, size: usize, data: &mut [f32]) -> bool {
+    let (w, h) = (win.width(), win.height());
+    let n = taps as f64;
+    let half = size as f64 / 2.0;
+    // A sample's position in the window's pixels (pixel centres at whole numbers), from its
+    // offset (du, dv) from the chip's centre in image pixels: chip right = object's right,
+    // chip down = object's back.
+    let (ox, oy) = (cx - f64::from(win.window.col_off) - 0.5, cy - f64::from(win.window.row_off) - 0.5);
+    let at = |du: f64, dv: f64| (ox + du * rx - dv * fx, oy + du * ry - dv * fy);
+    // The samples' positions are affine in (du, dv): the extreme ones lie at the corners.
+    let (low, high) = ((0.5 / n - half) * scale, (size as f64 - 0.5 / n - half) * scale);
+    let inside = [(low, low), (low, high), (high, low), (high, high)].iter().all(|&(du, dv)| {
+        let (x, y) = at(du, dv);
+        x >= 0.0 && y >= 0.0 && x < (w - 1) as f64 && y < (h - 1) as f64
+    });
+    if !inside {
+        return false;
+    }
+    let plane_len = size * size;
+    let samples = (taps * taps) as f32;
+    data.fill(0.0);
+    for v in 0..size {
+        for sv in 0..taps {
+            let dv = (v as f64 + (sv as f64 + 0.5) / n - half) * scale;
+            for su in 0..taps {
+                let du0 = ((su as f64 + 0.5) / n - half) * scale;
+                for u in 0..size {
+                    let (x, y) = at(du0 + u as f64 * scale, dv);
+                    // Non-negative: truncation is floor; below the last row and column.
+                    let (x0, y0) = (x as usize, y as usize);
+                    let (tx, ty) = ((x - x0 as f64) as f32, (y - y0 as f64) as f32);
+                    let (a, b, c, d) = ((1.0 - tx) * (1.0 - ty), tx * (1.0 - ty), (1.0 - tx) * ty, tx * ty);
+                    let i = y0 * w + x0;
+                    let out = v * size + u;
+                    for (plane, chip) in win.planes.iter().zip(data.chunks_exact_mut(plane_len)) {
+                        let (top, bottom) = (&plane[i..i + 2], &plane[i + w..i + w + 2]);
+                        chip[out] += top[0] * a + top[1] * b + bottom[0] * c + bottom[1] * d;
+                    }
+                }
+            }
+        }
+    }
+    if taps > 1 {
+        data.iter_mut().for_each(|v| *v /= samples);
+    }
+    true
 }
 
 /// [`resample_square_into`] for an upright square (heading 0): the mean of the same
@@ -498,5 +555,54 @@ mod tests {
             let worst = upright.iter().zip(&turned).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
             assert!(worst < 1e-5, "zoom {zoom} at ({cx}, {cy}): differs by {worst}");
         }
+    }
+
+    /// Turned chips that lie inside the window take the path without edge clamping; it
+    /// samples what the general bilinear sampling samples, and leaves chips reaching the edge
+    /// to it.
+    #[test]
+    fn turned_squares_inside_the_window_match_the_general_sampling() {
+        let (w, h) = (120usize, 110usize);
+        let planes: Vec<Vec<f32>> = (0..3)
+            .map(|b| (0..w * h).map(|i| ((((i % w) * 7 + (i / w) * 13 + b * 5) % 31) as f32 / 31.0).powi(2)).collect())
+            .collect();
+        let win = NormalizedWindow { window: PixelWindow::new(40, 60, w as u32, h as u32), planes, valid: None };
+        let size = 24;
+        for (zoom, heading_deg) in [(1.0f64, 30.0f64), (1.0, 187.5), (0.72, 290.0), (0.45, 45.0), (1.6, 101.0)] {
+            let (cx, cy) = (100.3, 115.8);
+            let scale = 1.0 / zoom;
+            let taps = scale.ceil().clamp(1.0, 4.0) as usize;
+            let t = f64::to_radians(heading_deg);
+            let (fx, fy, rx, ry) = (t.sin(), -t.cos(), t.cos(), t.sin());
+            let mut fast = vec![0f32; 3 * size * size];
+            assert!(turned_inside_into(&win, cx, cy, (fx, fy), (rx, ry), scale, taps, size, &mut fast), "zoom {zoom}: the chip lies inside");
+            let mut through = vec![0f32; 3 * size * size];
+            resample_square_into(&win, cx, cy, heading_deg, zoom, size, &mut through);
+            assert_eq!(fast, through, "resample_square_into takes the path");
+            // The general sampling, written out: each chip pixel the mean of taps² bilinear
+            // samples on its footprint.
+            let mut worst = 0f32;
+            for v in 0..size {
+                for u in 0..size {
+                    let mut acc = [0f32; 3];
+                    for sv in 0..taps {
+                        for su in 0..taps {
+                            let du = (u as f64 + (su as f64 + 0.5) / taps as f64 - size as f64 / 2.0) * scale;
+                            let dv = (v as f64 + (sv as f64 + 0.5) / taps as f64 - size as f64 / 2.0) * scale;
+                            win.accumulate(cx + du * rx - dv * fx, cy + du * ry - dv * fy, &mut acc);
+                        }
+                    }
+                    for (b, a) in acc.iter().enumerate() {
+                        worst = worst.max((fast[(b * size + v) * size + u] - a / (taps * taps) as f32).abs());
+                    }
+                }
+            }
+            assert!(worst < 1e-5, "zoom {zoom}, heading {heading_deg}°: differs by {worst}");
+        }
+        // A chip over the window's edge needs the edge repeated: the fast path declines it.
+        let mut chip = vec![0f32; 3 * size * size];
+        let (t, scale) = (30f64.to_radians(), 1.0);
+        assert!(!turned_inside_into(&win, 45.0, 65.0, (t.sin(), -t.cos()), (t.cos(), t.sin()), scale, 1, size, &mut chip));
+        assert!(turned_inside_into(&win, 100.0, 115.0, (t.sin(), -t.cos()), (t.cos(), t.sin()), scale, 1, size, &mut chip));
     }
 }
