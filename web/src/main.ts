@@ -1140,8 +1140,10 @@ const COLOUR_HINT: Record<ColourMethod, string> = {
   quantile: 'Quantile: invariant to gamma and bit depth.',
   stretch: 'Stretch: 2–98 % linear; transferred better between streets.',
 };
-const DEFAULT_TRAIN_OPTIONS: TrainOptions = { bands: null, height_bands: [], colour: 'quantile', mine_rounds: 0, gsd_m: null, widths: [16, 32, 64] };
+const DEFAULT_TRAIN_OPTIONS: TrainOptions = { bands: null, height_bands: [], colour: 'quantile', mine_rounds: 0, gsd_m: null, widths: [16, 32, 64], members: 1 };
 const MINE_ROUNDS_MAX = 5;
+/** Ensemble sizes the panel offers (the server takes 1–4). */
+const MEMBER_CHOICES = [1, 2, 3];
 /** The network widths the panel offers (the server takes any three from 1 to 512). */
 const WIDTH_CHOICES = ['16,32,64', '24,48,96', '32,64,128'];
 
@@ -1168,6 +1170,7 @@ function loadTrainOptions(classId: number): TrainOptions {
   if (Number.isInteger(saved.mine_rounds)) o.mine_rounds = Math.max(0, Math.min(MINE_ROUNDS_MAX, saved.mine_rounds!));
   if (typeof saved.gsd_m === 'number' && Number.isFinite(saved.gsd_m) && saved.gsd_m > 0) o.gsd_m = saved.gsd_m;
   if (Array.isArray(saved.widths) && WIDTH_CHOICES.includes(saved.widths.join(','))) o.widths = [...saved.widths] as [number, number, number];
+  if (typeof saved.members === 'number' && MEMBER_CHOICES.includes(saved.members)) o.members = saved.members;
   return o;
 }
 
@@ -1256,6 +1259,7 @@ function renderTrainOptions(): void {
   const gsdInput = $('train-gsd') as HTMLInputElement;
   if (document.activeElement !== gsdInput) gsdInput.value = trainOpts.gsd_m === null ? '' : String(trainOpts.gsd_m);
   ($('train-widths') as HTMLSelectElement).value = trainOpts.widths.join(',');
+  ($('train-members') as HTMLSelectElement).value = String(trainOpts.members);
   const widthsDefault = trainOpts.widths.join(',') === DEFAULT_TRAIN_OPTIONS.widths.join(',');
   const summary = [
     usable ? bandsText(bands, trainOpts.height_bands) : '',
@@ -1263,6 +1267,7 @@ function renderTrainOptions(): void {
     trainOpts.mine_rounds ? `mining ×${trainOpts.mine_rounds}` : '',
     trainOpts.gsd_m !== null ? `${trainOpts.gsd_m} m` : '',
     widthsDefault ? '' : `widths ${trainOpts.widths.join('·')}`,
+    trainOpts.members > 1 ? `ensemble of ${trainOpts.members}` : '',
   ];
   $('train-options-summary').textContent = summary.filter(Boolean).join(' · ');
 }
@@ -1284,6 +1289,12 @@ function setTrainGsd(text: string): void {
 
 function setTrainWidths(value: string): void {
   if (WIDTH_CHOICES.includes(value)) trainOpts.widths = value.split(',').map(Number) as [number, number, number];
+  saveTrainOptions();
+  renderTrainOptions();
+}
+
+function setTrainMembers(value: number): void {
+  if (MEMBER_CHOICES.includes(value)) trainOpts.members = value;
   saveTrainOptions();
   renderTrainOptions();
 }
@@ -1314,6 +1325,7 @@ async function startTraining(): Promise<void> {
   body.mine_rounds = trainOpts.mine_rounds;
   if (trainOpts.gsd_m !== null) body.gsd_m = trainOpts.gsd_m;
   body.widths = trainOpts.widths;
+  if (trainOpts.members > 1) body.members = trainOpts.members;
   showTab('train');
   try {
     const job = await post<Job>('/api/jobs/train', body);
@@ -1409,7 +1421,7 @@ function renderModels(): void {
     const reads = modelReads(m);
     const li = h('li', { class: (m.id === prev ? 'active' : '') + (unfit ? ' unfit' : ''), 'data-testid': `model-${m.id}`, title: unfit ?? 'Use for detection' },
       h('span', { class: 'name', text: m.id }),
-      h('span', { class: 'meta', text: `F1 ${fmtNum(m.f1)} · P ${fmtNum(m.precision)} · R ${fmtNum(m.recall)} · thr ${fmtNum(m.default_threshold, 3)} · ${m.positives}+/${m.negatives}−` }),
+      h('span', { class: 'meta', 'data-testid': `model-meta-${m.id}`, text: modelMeta(m) }),
       reads ? h('span', { class: 'meta reads', 'data-testid': `model-reads-${m.id}`, text: reads }) : null,
     );
     li.addEventListener('click', () => { selectModel(m.id); showModelMetrics(m.id); });
@@ -1419,6 +1431,14 @@ function renderModels(): void {
   const pick = S.models.find((m) => m.id === prev) ?? S.models.find((m) => m.class === cls?.name) ?? S.models[0];
   if (pick) sel.value = pick.id;
   updateDetectButtons();
+}
+
+/** A model's validation figures; an ensemble's are its first member's, its threshold the members' mean. */
+function modelMeta(m: ModelInfo): string {
+  const scores = `F1 ${fmtNum(m.f1)} · P ${fmtNum(m.precision)} · R ${fmtNum(m.recall)}`;
+  const rest = `${m.positives}+/${m.negatives}−`;
+  if ((m.members ?? 1) > 1) return `ensemble of ${m.members} · thr ${fmtNum(m.default_threshold, 3)} · first member ${scores} · ${rest}`;
+  return `${scores} · thr ${fmtNum(m.default_threshold, 3)} · ${rest}`;
 }
 
 /** What a model reads, e.g. "bands 1,2,3,4 · 4 = height · directed heading"; '' for models that do not say. */
@@ -1847,6 +1867,7 @@ function wire(): void {
   $('train-mine').addEventListener('change', () => setMineRounds(Number(($('train-mine') as HTMLInputElement).value)));
   $('train-gsd').addEventListener('change', () => setTrainGsd(($('train-gsd') as HTMLInputElement).value));
   $('train-widths').addEventListener('change', () => setTrainWidths(($('train-widths') as HTMLSelectElement).value));
+  $('train-members').addEventListener('change', () => setTrainMembers(Number(($('train-members') as HTMLSelectElement).value)));
   $('detect-view').addEventListener('click', () => { startDetection(true); });
   $('detect-all').addEventListener('click', () => { startDetection(false); });
   $('detect-model').addEventListener('change', () => selectModel(($('detect-model') as HTMLSelectElement).value));

@@ -121,6 +121,8 @@ export interface ModelInfo {
   precision: number | null;
   recall: number | null;
   default_threshold: number | null;
+  /** Networks in the package: more than one for an ensemble, which detects with all of them. */
+  members?: number;
   positives: number;
   negatives: number;
   epochs: number;
@@ -147,6 +149,8 @@ export interface TrainOptions {
   gsd_m: number | null;
   /** Channels of the network's stem and two stages. */
   widths: [number, number, number];
+  /** Networks trained with other seeds into one ensemble package (1: one network). */
+  members: number;
 }
 
 export interface EpochMetrics {

@@ -379,11 +379,13 @@ async function run() {
     await page.fill('[data-testid=train-gsd]', '0.3');
     await page.dispatchEvent('[data-testid=train-gsd]', 'change');
     await page.selectOption('[data-testid=train-widths]', '24,48,96');
+    await page.selectOption('[data-testid=train-members]', '2');
     const sizedSummary = await page.textContent('[data-testid=train-options-summary]');
-    check(sizedSummary.includes('0.3 m') && sizedSummary.includes('widths 24·48·96'), `with GSD 0.3 and widths 24,48,96 the options summary reads "${sizedSummary}"`);
+    check(sizedSummary.includes('0.3 m') && sizedSummary.includes('widths 24·48·96') && sizedSummary.includes('ensemble of 2'), `with GSD 0.3, widths 24,48,96 and two networks the options summary reads "${sizedSummary}"`);
     await page.fill('[data-testid=train-gsd]', '');
     await page.dispatchEvent('[data-testid=train-gsd]', 'change');
     await page.selectOption('[data-testid=train-widths]', '16,32,64');
+    await page.selectOption('[data-testid=train-members]', '1');
     await extraShot('train-options');
     const trainRequest = page.waitForRequest((r) => r.method() === 'POST' && r.url().endsWith('/api/jobs/train'), { timeout: 15000 });
     await page.click('[data-testid=train-button]');
@@ -393,6 +395,7 @@ async function run() {
     check(trainBody.mine_rounds === 0, `the train request asks for ${JSON.stringify(trainBody.mine_rounds)} mining rounds, expected 0`);
     check((trainBody.height_bands ?? []).length === 0, `the train request marks height bands ${JSON.stringify(trainBody.height_bands)}`);
     check(!('gsd_m' in trainBody) && JSON.stringify(trainBody.widths) === '[16,32,64]', `the train request asks for gsd_m ${JSON.stringify(trainBody.gsd_m)} and widths ${JSON.stringify(trainBody.widths)}, expected none and [16,32,64]`);
+    check(!('members' in trainBody), `the train request asks for ${JSON.stringify(trainBody.members)} networks, expected one (no members field)`);
     log(`  POST /api/jobs/train ${JSON.stringify(trainBody)}`);
     await until('a training job to start', () => page.evaluate(() => {
       const s = document.querySelector('[data-testid=train-state]').dataset.state;

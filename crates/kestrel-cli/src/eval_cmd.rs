@@ -175,7 +175,10 @@ pub fn run(a: EvalArgs) -> Result<EvalReport> {
         Some(t) => t,
         // The model's, or an ensemble's as `kestrel detect` takes it.
         None => {
-            let metas = a.model.iter().map(|m| kestrel_model::package::read_meta(m)).collect::<Result<Vec<_>, _>>()?;
+            let mut metas = Vec::new();
+            for m in &a.model {
+                metas.extend(kestrel_model::package::read_metas(m)?);
+            }
             kestrel_model::package::ensemble_default_threshold(&metas).unwrap_or(0.5)
         }
     };

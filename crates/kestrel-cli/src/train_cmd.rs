@@ -45,6 +45,9 @@ pub struct TrainArgs<'a> {
     pub bands: Option<Vec<usize>>,
     /// Ground sample distance (m) the network works at; default the positives' median.
     pub target_gsd_m: Option<f64>,
+    /// Networks to train, each with its own seed (`options.seed`, +1, …), written as one
+    /// ensemble package when more than one.
+    pub members: usize,
 }
 
 /// What a training run reports as it goes: the CLI turns it into progress bars, the GUI's
@@ -58,13 +61,22 @@ pub enum TrainReport<'e> {
     Train(&'e TrainEvent),
     /// A line for the user.
     Note(String),
+    /// Member `.0` (0-based) of an ensemble of `.1` begins; the stages that follow are its.
+    Member(usize, usize),
 }
 
 /// What a finished run produced.
 pub struct TrainOutcome {
     pub output: std::path::PathBuf,
+    /// The kept epoch's validation metrics (an ensemble's first member's).
     pub best: kestrel_model::train::EpochMetrics,
+    /// Detection on the validation images at the chosen threshold (an ensemble's first
+    /// member's).
     pub detection: Option<kestrel_model::package::DetectionCalibration>,
+    /// The model's default threshold (an ensemble's: the mean of its members').
+    pub default_threshold: Option<f32>,
+    /// Networks in the package.
+    pub members: usize,
 }
 
 /// `kestrel train` on a terminal: progress bars (or JSON lines) and a closing line.
@@ -90,6 +102,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
             Some(b) if !b.is_hidden() => b.println(line),
             _ => eprintln!("{line}"),
         },
+        // Its note says which member begins.
+        TrainReport::Member(..) => {}
         TrainReport::Train(event) => {
             if json {
                 println!("{}", serde_json::to_string(event).unwrap_or_default());
@@ -120,6 +134,15 @@ pub fn run(a: TrainArgs) -> Result<()> {
         b.finish_and_clear();
     }
     let outcome = outcome?;
+    if outcome.members > 1 {
+        println!(
+            "{}: an ensemble of {} networks, default threshold {:.3} (the mean of theirs)",
+            outcome.output.display(),
+            outcome.members,
+            outcome.default_threshold.unwrap_or(0.5)
+        );
+        return Ok(());
+    }
     if let Some(d) = &outcome.detection {
         eprintln!(
             "detection on the validation images: F1 {:.3} (precision {:.3}, recall {:.3}) at threshold {:.2}, the model's default",
@@ -160,6 +183,57 @@ pub fn check_bands(bands: Option<&[usize]>, height_bands: &[usize], image_bands:
 }
 
 pub fn run_with(a: TrainArgs, report: &mut dyn FnMut(TrainReport)) -> Result<TrainOutcome> {
+    if a.members <= 1 {
+        return train_one(a, report);
+    }
+    // Each member in its own package beside the ensemble (`car.kestrel.members/seed-1.kestrel`,
+    // with its checkpoints beside it), so that `--resume` keeps the members already trained
+    // and each can be used alone.
+    let dir = std::path::PathBuf::from(format!("{}.members", a.output.display()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut paths = Vec::with_capacity(a.members);
+    let mut first: Option<TrainOutcome> = None;
+    for i in 0..a.members {
+        let seed = a.options.seed.wrapping_add(i as u64);
+        let path = dir.join(format!("seed-{seed}.kestrel"));
+        // A member's package is written whole at its run's end: there, it is trained.
+        if a.resume && path.is_file() {
+            report(TrainReport::Note(format!("member {} of {} (seed {seed}): trained already, {}", i + 1, a.members, path.display())));
+        } else {
+            report(TrainReport::Member(i, a.members));
+            report(TrainReport::Note(format!("member {} of {} (seed {seed}) → {}", i + 1, a.members, path.display())));
+            let member = TrainArgs {
+                output: &path,
+                options: TrainOptions { seed, ..a.options.clone() },
+                colour: a.colour.clone(),
+                bands: a.bands.clone(),
+                members: 1,
+                ..a
+            };
+            let outcome = train_one(member, report)?;
+            report(TrainReport::Note(format!(
+                "member {} of {}: validation F1 {:.3}{}",
+                i + 1,
+                a.members,
+                outcome.best.f1,
+                outcome.detection.as_ref().map_or(String::new(), |d| format!(", detection F1 {:.3} at threshold {:.2}", d.f1, d.threshold))
+            )));
+            first.get_or_insert(outcome);
+        }
+        paths.push(path);
+    }
+    let metas = kestrel_model::package::save_ensemble(a.output, &paths).with_context(|| format!("writing {}", a.output.display()))?;
+    let (best, detection) = match first {
+        Some(o) => (o.best, o.detection),
+        None => {
+            let m = &metas[0];
+            (kestrel_model::train::kept_epoch(&m.metrics).context("the first member ran no epoch")?.clone(), m.detection.clone())
+        }
+    };
+    Ok(TrainOutcome { output: a.output.to_path_buf(), best, detection, default_threshold: kestrel_model::package::ensemble_default_threshold(&metas), members: metas.len() })
+}
+
+fn train_one(a: TrainArgs, report: &mut dyn FnMut(TrainReport)) -> Result<TrainOutcome> {
     let project = Project::open(a.project)?;
     let images = project.images()?;
     if images.len() < 2 {
@@ -374,7 +448,7 @@ pub fn run_with(a: TrainArgs, report: &mut dyn FnMut(TrainReport)) -> Result<Tra
     save_package(a.output, &meta, &network)
         .with_context(|| format!("writing {}", a.output.display()))?;
     let best = kestrel_model::train::kept_epoch(&history).context("no epoch ran")?.clone();
-    Ok(TrainOutcome { output: a.output.to_path_buf(), best, detection: meta.detection })
+    Ok(TrainOutcome { output: a.output.to_path_buf(), best, default_threshold: Some(meta.default_threshold()), detection: meta.detection, members: 1 })
 }
 
 /// Whether the image at `uri` is a validation image under `--validate-on PATTERNS`: its path

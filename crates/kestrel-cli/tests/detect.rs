@@ -130,6 +130,20 @@ fn detections_of_an_unseen_scene_are_found_written_and_scored() {
     let (one, two) = (scores(&geojson), scores(&twice));
     assert_eq!(one.len(), two.len());
     assert!(one.iter().zip(&two).all(|(a, b)| (a - b).abs() < 1e-4), "{one:?} against {two:?}");
+    // The same pair as one ensemble package detects the same, and says what it is.
+    let pair = d.join("pair.kestrel");
+    let (ok, out, e) = kestrel(&["ensemble", model.to_str().unwrap(), model.to_str().unwrap(), "-o", pair.to_str().unwrap()]);
+    assert!(ok && out.contains("ensemble of 2"), "{out}{e}");
+    let packed = d.join("packed.geojson");
+    let (ok, _, e) = kestrel(&["detect", "--model", pair.to_str().unwrap(), tif.to_str().unwrap(), "-o", packed.to_str().unwrap()]);
+    assert!(ok, "{e}");
+    assert_eq!(scores(&packed), two);
+    let (ok, out, e) = kestrel(&["info", pair.to_str().unwrap(), "--json"]);
+    assert!(ok, "{e}");
+    let info: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((info["kind"].as_str(), info["members"].as_array().map(Vec::len)), (Some("ensemble"), Some(2)), "{info}");
+    let (ok, _, e) = kestrel(&["ensemble", model.to_str().unwrap(), "-o", d.join("one.kestrel").to_str().unwrap()]);
+    assert!(!ok && e.contains("two or more") && !d.join("one.kestrel").exists(), "{e}");
     // A member trained for another GSD (its package's contract changed) is refused by name.
     let bytes = std::fs::read(&model).unwrap();
     let json_len = u64::from_le_bytes(bytes[12..20].try_into().unwrap()) as usize;
@@ -146,6 +160,8 @@ fn detections_of_an_unseen_scene_are_found_written_and_scored() {
     let (ok, _, e) = kestrel(&["detect", "--model", model.to_str().unwrap(), "--model", coarse.to_str().unwrap(), tif.to_str().unwrap(), "-o", d.join("mixed.geojson").to_str().unwrap()]);
     assert!(!ok && e.contains("coarse.kestrel") && e.contains("normalization contract"), "{e}");
     assert!(!d.join("mixed.geojson").exists());
+    let (ok, _, e) = kestrel(&["ensemble", pair.to_str().unwrap(), coarse.to_str().unwrap(), "-o", d.join("mixed.kestrel").to_str().unwrap()]);
+    assert!(!ok && e.contains("coarse.kestrel") && e.contains("normalization contract") && !d.join("mixed.kestrel").exists(), "{e}");
 
     // Bad input: a truncated raster, a model for bands the image lacks, a wrong extension.
     let bytes = std::fs::read(&tif).unwrap();

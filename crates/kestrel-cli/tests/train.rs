@@ -139,6 +139,41 @@ fn a_run_killed_mid_epoch_resumes_mines_and_writes_its_package() {
     assert!(best > 0.8, "best F1 {best}");
 }
 
+/// `--members 2` trains two networks with seeds 1 and 2, keeps each in `OUTPUT.members/` and
+/// writes them as one ensemble package; `--resume` keeps the members already trained.
+#[test]
+fn members_train_with_their_own_seeds_into_one_ensemble_package() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = synthetic_project(dir.path());
+    let model = dir.path().join("pair.kestrel");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["train", "--project", project.to_str().unwrap(), "--class", "vehicle", "-o", model.to_str().unwrap(), "--validate-on", "scene_64", "--epochs", "2", "--batch", "32", "--members", "2"];
+        args.extend_from_slice(extra);
+        let out = Command::new(env!("CARGO_BIN_EXE_kestrel")).args(&args).output().unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+        assert!(out.status.success(), "{stderr}");
+        (stdout, stderr)
+    };
+    let (stdout, stderr) = run(&[]);
+    assert!(stdout.contains("an ensemble of 2 networks"), "{stdout}");
+    assert!(stderr.contains("member 1 of 2 (seed 1)") && stderr.contains("member 2 of 2 (seed 2)"), "{stderr}");
+    let members = dir.path().join("pair.kestrel.members");
+    let (one, two) = (members.join("seed-1.kestrel"), members.join("seed-2.kestrel"));
+    assert!(one.is_file() && two.is_file());
+    let info = Command::new(env!("CARGO_BIN_EXE_kestrel")).args(["info", model.to_str().unwrap(), "--json"]).output().unwrap();
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    let metas = info["members"].as_array().expect("an ensemble lists its members");
+    let seeds: Vec<u64> = metas.iter().map(|m| m["training"]["options"]["seed"].as_u64().unwrap()).collect();
+    assert_eq!(seeds, vec![1, 2]);
+    let mean = metas.iter().map(|m| m["detection"]["threshold"].as_f64().unwrap()).sum::<f64>() / 2.0;
+    assert!((info["default_threshold"].as_f64().unwrap() - mean).abs() < 1e-6, "{info}");
+    // Resumed after the second member's package was lost: only that member trains again.
+    std::fs::remove_file(&two).unwrap();
+    let (_, stderr) = run(&["--resume"]);
+    assert!(stderr.contains("member 1 of 2 (seed 1): trained already") && stderr.contains("member 2 of 2 (seed 2) →"), "{stderr}");
+    assert!(two.is_file() && model.is_file());
+}
+
 #[test]
 fn sample_sets_a_detector_cannot_learn_from_are_clear_errors() {
     use kestrel_samples::store::NewSample;

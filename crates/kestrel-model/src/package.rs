@@ -3,6 +3,11 @@
 //! size, heading mode), network architecture, training summary, validation metrics and a
 //! timestamp. Layout: `KESTREL\0`, format version (u32 LE), metadata length (u64 LE),
 //! metadata (JSON), then the weights (burnpack).
+//!
+//! An ensemble package holds several such packages of one class and one normalization
+//! contract (networks that detect together, see `kestrel_model::infer::Ensemble`):
+//! `KESTREL\0`, [`ENSEMBLE_VERSION`] (u32 LE), the member count (u32 LE), then per member
+//! its length (u64 LE) and its bytes, a whole single package.
 
 use crate::network::{Network, NetworkConfig};
 use crate::train::{EpochMetrics, TrainOptions};
@@ -15,6 +20,8 @@ use std::path::Path;
 const MAGIC: &[u8; 8] = b"KESTREL\0";
 /// Version of the package layout and of the network semantics it stores.
 pub const PACKAGE_VERSION: u32 = 1;
+/// The format version that marks an ensemble package (members in [`PACKAGE_VERSION`]'s).
+pub const ENSEMBLE_VERSION: u32 = 2;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TrainingSummary {
@@ -80,6 +87,10 @@ pub enum PackageError {
     Mismatch { path: String, first: String, problem: String },
     #[error("no model package given")]
     NoModel,
+    #[error("{path}: an ensemble of {members} networks; load it with load_ensemble")]
+    IsEnsemble { path: String, members: usize },
+    #[error("an ensemble needs two or more networks; {0} given")]
+    TooFewMembers(usize),
 }
 
 /// An ensemble's default threshold: the mean of its members' (each calibrated alone; the
@@ -100,32 +111,127 @@ pub struct LoadedEnsemble {
     pub default_threshold: f32,
 }
 
-/// Loads `paths` as one ensemble, refusing members whose classes or normalization contract
-/// differ from the first's (they would read the image differently, or mean something else).
+/// Loads `paths` as one ensemble (an ensemble package counts as its members), refusing
+/// members whose classes or normalization contract differ from the first's (they would read
+/// the image differently, or mean something else).
 pub fn load_ensemble(paths: &[impl AsRef<Path>], device: &Device) -> Result<LoadedEnsemble, PackageError> {
     let mut metas: Vec<PackageMeta> = Vec::with_capacity(paths.len());
     let mut networks = Vec::with_capacity(paths.len());
     for path in paths {
         let path = path.as_ref();
-        let (meta, network) = load_package(path, device)?;
-        if let Some(first) = metas.first() {
-            let problem = if meta.classes != first.classes {
-                Some(format!("its classes {:?} differ from {:?}", meta.classes, first.classes))
-            } else if meta.contract != first.contract {
-                Some(format!("its normalization contract differs ({:?} against {:?})", meta.contract, first.contract))
-            } else {
-                None
-            };
-            if let Some(problem) = problem {
-                return Err(PackageError::Mismatch { path: path.display().to_string(), first: paths[0].as_ref().display().to_string(), problem });
+        for (meta, network) in load_members(path, device)? {
+            if let Some(first) = metas.first() {
+                if let Some(problem) = mismatch(first, &meta) {
+                    return Err(PackageError::Mismatch { path: path.display().to_string(), first: paths[0].as_ref().display().to_string(), problem });
+                }
             }
+            metas.push(meta);
+            networks.push(network);
         }
-        metas.push(meta);
-        networks.push(network);
     }
     let default_threshold = ensemble_default_threshold(&metas).ok_or(PackageError::NoModel)?;
     let meta = metas.swap_remove(0);
     Ok(LoadedEnsemble { meta, networks, default_threshold })
+}
+
+/// Why `other` cannot detect together with `first`, if it cannot.
+fn mismatch(first: &PackageMeta, other: &PackageMeta) -> Option<String> {
+    if other.classes != first.classes {
+        Some(format!("its classes {:?} differ from {:?}", other.classes, first.classes))
+    } else if other.contract != first.contract {
+        Some(format!("its normalization contract differs ({:?} against {:?})", other.contract, first.contract))
+    } else {
+        None
+    }
+}
+
+/// Writes the networks of `paths` (single or ensemble packages, checked as
+/// [`load_ensemble`] checks them, weights included) as one ensemble package at `output`,
+/// atomically; returns the members' metadata.
+pub fn save_ensemble(output: &Path, paths: &[impl AsRef<Path>]) -> Result<Vec<PackageMeta>, PackageError> {
+    let mut members: Vec<Vec<u8>> = Vec::new();
+    let mut metas: Vec<PackageMeta> = Vec::new();
+    let cpu = Device::flex();
+    for path in paths {
+        let path = path.as_ref();
+        let bytes = read_bytes(path)?;
+        for member in members_of(path, &bytes)? {
+            let (meta, _) = load_bytes(path, member, &cpu)?;
+            if let Some(first) = metas.first() {
+                if let Some(problem) = mismatch(first, &meta) {
+                    return Err(PackageError::Mismatch { path: path.display().to_string(), first: paths[0].as_ref().display().to_string(), problem });
+                }
+            }
+            metas.push(meta);
+            members.push(member.to_vec());
+        }
+    }
+    if members.len() < 2 {
+        return Err(PackageError::TooFewMembers(members.len()));
+    }
+    let mut bytes = Vec::with_capacity(16 + members.iter().map(|m| 8 + m.len()).sum::<usize>());
+    bytes.extend_from_slice(MAGIC);
+    bytes.extend_from_slice(&ENSEMBLE_VERSION.to_le_bytes());
+    bytes.extend_from_slice(&(members.len() as u32).to_le_bytes());
+    for m in &members {
+        bytes.extend_from_slice(&(m.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(m);
+    }
+    write_atomically(output, &bytes)?;
+    Ok(metas)
+}
+
+fn read_bytes(path: &Path) -> Result<Vec<u8>, PackageError> {
+    std::fs::read(path).map_err(|source| PackageError::Io { path: path.display().to_string(), source })
+}
+
+/// Writes `bytes` under a temporary name renamed into place, so that no reader sees a
+/// partly written package.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), PackageError> {
+    let tmp = path.with_extension("kestrel.partial");
+    std::fs::write(&tmp, bytes).map_err(|source| PackageError::Io { path: tmp.display().to_string(), source })?;
+    std::fs::rename(&tmp, path).map_err(|source| PackageError::Io { path: path.display().to_string(), source })
+}
+
+/// The single packages in a file's bytes: itself, or an ensemble package's members.
+fn members_of<'a>(path: &Path, bytes: &'a [u8]) -> Result<Vec<&'a [u8]>, PackageError> {
+    let p = path.display().to_string();
+    if bytes.len() < 16 || &bytes[..8] != MAGIC {
+        return Err(PackageError::NotAPackage(p));
+    }
+    let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+    if version != ENSEMBLE_VERSION {
+        return Ok(vec![bytes]);
+    }
+    let count = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes")) as usize;
+    let mut members = Vec::new();
+    let mut at = 16usize;
+    for i in 0..count {
+        let corrupt = |problem: String| PackageError::Corrupt { path: p.clone(), problem };
+        let len = bytes.get(at..at + 8).ok_or_else(|| corrupt(format!("member {} of {count} is missing", i + 1)))?;
+        let len = u64::from_le_bytes(len.try_into().expect("8 bytes")) as usize;
+        let end = (at + 8).checked_add(len).filter(|&e| e <= bytes.len()).ok_or_else(|| corrupt(format!("member {} of {count} runs past the end of the file", i + 1)))?;
+        members.push(&bytes[at + 8..end]);
+        at = end;
+    }
+    if members.is_empty() {
+        return Err(PackageError::Corrupt { path: p, problem: "an ensemble of no networks".into() });
+    }
+    Ok(members)
+}
+
+/// Every network's metadata in the file: one for a single package, each member's for an
+/// ensemble package.
+pub fn read_metas(path: &Path) -> Result<Vec<PackageMeta>, PackageError> {
+    let bytes = read_bytes(path)?;
+    members_of(path, &bytes)?.into_iter().map(|m| split(path, m).map(|(meta, _)| meta)).collect()
+}
+
+/// Every network in the file with its metadata, on `device`: one for a single package, each
+/// member for an ensemble package.
+pub fn load_members(path: &Path, device: &Device) -> Result<Vec<(PackageMeta, Network)>, PackageError> {
+    let bytes = read_bytes(path)?;
+    members_of(path, &bytes)?.into_iter().map(|m| load_bytes(path, m, device)).collect()
 }
 
 /// Writes the package atomically (a temporary file renamed into place).
@@ -154,52 +260,43 @@ pub fn save_package(
     bytes.extend_from_slice(&(json.len() as u64).to_le_bytes());
     bytes.extend_from_slice(&json);
     bytes.extend_from_slice(&weights);
-    let tmp = path.with_extension("kestrel.partial");
-    std::fs::write(&tmp, &bytes).map_err(|source| PackageError::Io {
-        path: tmp.display().to_string(),
-        source,
-    })?;
-    std::fs::rename(&tmp, path).map_err(|source| PackageError::Io { path: p, source })
+    write_atomically(path, &bytes)
 }
 
-/// Reads only the metadata (for `kestrel info`).
+/// Reads only the metadata (for `kestrel info`); an ensemble package's first member's (see
+/// [`read_metas`]).
 pub fn read_meta(path: &Path) -> Result<PackageMeta, PackageError> {
-    let bytes = std::fs::read(path).map_err(|source| PackageError::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
-    Ok(split(path, &bytes)?.0)
+    let bytes = read_bytes(path)?;
+    let members = members_of(path, &bytes)?;
+    Ok(split(path, members[0])?.0)
 }
 
-/// Loads a package: its metadata and the network with its weights, on `device`.
+/// Loads a single package: its metadata and the network with its weights, on `device`. An
+/// ensemble package is refused ([`PackageError::IsEnsemble`]): see [`load_ensemble`].
 pub fn load_package(path: &Path, device: &Device) -> Result<(PackageMeta, Network), PackageError> {
+    let bytes = read_bytes(path)?;
+    match members_of(path, &bytes)?.as_slice() {
+        [one] => load_bytes(path, one, device),
+        more => Err(PackageError::IsEnsemble { path: path.display().to_string(), members: more.len() }),
+    }
+}
+
+/// One single package's bytes as its metadata and network.
+fn load_bytes(path: &Path, bytes: &[u8], device: &Device) -> Result<(PackageMeta, Network), PackageError> {
     let p = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| PackageError::Io {
-        path: p.clone(),
-        source,
-    })?;
-    let (meta, weights) = split(path, &bytes)?;
+    let (meta, weights) = split(path, bytes)?;
     if meta.contract.bands.len() != meta.network.in_channels {
         return Err(PackageError::Corrupt {
             path: p,
             problem: format!("the contract names {} band(s) but the network reads {} channel(s)", meta.contract.bands.len(), meta.network.in_channels),
         });
     }
-    let record = burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(
-        weights.to_vec(),
-    ))
-    .map_err(|e| PackageError::Corrupt {
-        path: p.clone(),
-        problem: format!("weights: {e}"),
-    })?;
+    let record = burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(weights.to_vec())).map_err(|e| PackageError::Corrupt { path: p.clone(), problem: format!("weights: {e}") })?;
     let network = meta
         .network
         .init(device)
         .try_load_record(record)
-        .map_err(|e| PackageError::Corrupt {
-            path: p,
-            problem: format!("weights do not fit the network: {e}"),
-        })?;
+        .map_err(|e| PackageError::Corrupt { path: p, problem: format!("weights do not fit the network: {e}") })?;
     Ok((meta, network))
 }
 

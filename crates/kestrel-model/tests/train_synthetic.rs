@@ -167,6 +167,70 @@ fn a_package_round_trips_and_bad_packages_are_clear_errors() {
         .contains("not a Kestrel model package"));
 }
 
+/// Networks of one class and contract combine into one ensemble package that loads as its
+/// members (an ensemble inside another counts as its members); other classes or contracts,
+/// too few networks and broken member lists are clear errors, and no partial file is left.
+#[test]
+fn ensemble_packages_hold_their_members() {
+    use kestrel_model::network::NetworkConfig;
+    use kestrel_model::package::{load_ensemble, load_members, load_package, read_meta, read_metas, save_ensemble, save_package, DetectionCalibration, PackageMeta, TrainingSummary, PACKAGE_VERSION};
+    use kestrel_samples::normalize::Contract;
+    let dir = tempfile::tempdir().unwrap();
+    let device = burn::tensor::Device::default();
+    let config = NetworkConfig::new(3, 1).with_offset_head(true);
+    let contract = |gsd_m: f64| Contract::derive(&[4.5], &[1.8], &[gsd_m], vec![0, 1, 2], HeadingMode::Directed, None, "stretch".parse().unwrap()).unwrap();
+    let meta = |threshold: f32, gsd_m: f64| PackageMeta {
+        package_version: PACKAGE_VERSION,
+        kestrel_version: "test".into(),
+        classes: vec!["car".into()],
+        contract: contract(gsd_m),
+        network: config.clone(),
+        training: TrainingSummary { positives: 1, negatives: 1, train_images: vec![], validation_images: vec![], options: Default::default() },
+        metrics: vec![],
+        created_unix_s: 0,
+        radiometry: None,
+        detection: Some(DetectionCalibration { threshold, precision: 0.9, recall: 0.9, f1: 0.9, objects: 10, images: 1 }),
+    };
+    let (a, b, c, coarse) = (dir.path().join("a.kestrel"), dir.path().join("b.kestrel"), dir.path().join("c.kestrel"), dir.path().join("coarse.kestrel"));
+    for (path, threshold, gsd_m) in [(&a, 0.6, 0.15), (&b, 0.8, 0.15), (&c, 0.7, 0.15), (&coarse, 0.7, 0.3)] {
+        save_package(path, &meta(threshold, gsd_m), &config.init(&device)).unwrap();
+    }
+    let ab = dir.path().join("ab.kestrel");
+    let metas = save_ensemble(&ab, &[&a, &b]).unwrap();
+    assert_eq!(metas.len(), 2);
+    assert_eq!(read_metas(&ab).unwrap().iter().map(|m| m.default_threshold()).collect::<Vec<_>>(), vec![0.6, 0.8]);
+    assert_eq!(read_meta(&ab).unwrap().classes, vec!["car".to_string()]);
+    assert_eq!(load_members(&ab, &device).unwrap().len(), 2);
+    let loaded = load_ensemble(&[&ab], &device).unwrap();
+    assert_eq!(loaded.networks.len(), 2);
+    assert!((loaded.default_threshold - 0.7).abs() < 1e-6, "{}", loaded.default_threshold);
+    // The members' weights are theirs: the ensemble reads as its members read, one by one.
+    let x: Vec<f32> = (0..2 * 3 * 52 * 52).map(|i| ((i * 37) % 101) as f32 / 101.0).collect();
+    let alone = kestrel_model::infer::Ensemble::new([&load_package(&a, &device).unwrap().1, &load_package(&b, &device).unwrap().1]).forward_centre(&x, 2, 3, 52, 52);
+    let packed = kestrel_model::infer::Ensemble::new(&loaded.networks).forward_centre(&x, 2, 3, 52, 52);
+    assert_eq!(alone, packed);
+    // An ensemble with another network is three members; detect and eval take either.
+    let abc = dir.path().join("abc.kestrel");
+    assert_eq!(save_ensemble(&abc, &[&ab, &c]).unwrap().len(), 3);
+    assert_eq!(load_ensemble(&[&abc], &device).unwrap().networks.len(), 3);
+    assert_eq!(load_ensemble(&[&ab, &c], &device).unwrap().networks.len(), 3);
+    // Loading an ensemble as one network is refused, naming the file.
+    let e = load_package(&ab, &device).err().unwrap().to_string();
+    assert!(e.contains("ab.kestrel") && e.contains("ensemble of 2"), "{e}");
+    // Another contract, too few networks: refused, nothing written.
+    let bad = dir.path().join("bad.kestrel");
+    let e = save_ensemble(&bad, &[&a, &coarse]).err().unwrap().to_string();
+    assert!(e.contains("coarse.kestrel") && e.contains("contract"), "{e}");
+    let e = save_ensemble(&bad, &[&a]).err().unwrap().to_string();
+    assert!(e.contains("two or more"), "{e}");
+    assert!(!bad.exists() && !dir.path().join("bad.kestrel.partial").exists());
+    // A member list cut short is a corrupt package, named.
+    let bytes = std::fs::read(&ab).unwrap();
+    std::fs::write(&bad, &bytes[..bytes.len() - 10]).unwrap();
+    let e = read_metas(&bad).err().unwrap().to_string();
+    assert!(e.contains("bad.kestrel") && e.contains("member 2 of 2"), "{e}");
+}
+
 #[test]
 fn an_interrupted_run_resumes_from_its_checkpoint() {
     use kestrel_model::train::Checkpoints;

@@ -171,10 +171,12 @@ struct TrainSettings {
     /// The network's GSD (None: the positives' median).
     gsd_m: Option<f64>,
     widths: [usize; 3],
+    /// Networks to train as one ensemble package (1: a single network).
+    members: usize,
 }
 
 fn run_train(state: &Shared, id: u64, settings: TrainSettings, cancel: Arc<AtomicBool>) -> anyhow::Result<Value> {
-    let TrainSettings { class_id, epochs, bands, colour, mine_rounds, gsd_m, widths } = settings;
+    let TrainSettings { class_id, epochs, bands, colour, mine_rounds, gsd_m, widths, members } = settings;
     let (class, validate_on) = {
         let db = state.db();
         let class = db.class(class_id)?;
@@ -200,9 +202,13 @@ fn run_train(state: &Shared, id: u64, settings: TrainSettings, cancel: Arc<Atomi
         mine_per_image: 20,
         bands,
         target_gsd_m: gsd_m,
+        members,
     };
-    // Stages share the bar: chips 0–10 %, training 10–95 %, the threshold the rest.
+    // Stages share the bar: chips 0–10 %, training 10–95 %, the threshold the rest; an
+    // ensemble's members share it in turn.
     let mut span = (0.0, 0.1);
+    let mut member = (0usize, 1usize);
+    let overall = |member: (usize, usize), p: f64| (member.0 as f64 + p) / member.1 as f64;
     let mut steps = 0usize;
     let mut last_update = std::time::Instant::now();
     let outcome = crate::train_cmd::run_with(args, &mut |r| match r {
@@ -211,23 +217,28 @@ fn run_train(state: &Shared, id: u64, settings: TrainSettings, cancel: Arc<Atomi
             steps = n;
             state.jobs.update(id, |j| {
                 j.message = name;
-                j.progress = span.0;
+                j.progress = overall(member, span.0);
             });
         }
         TrainReport::Step(d) => {
             if last_update.elapsed().as_millis() > 200 {
                 last_update = std::time::Instant::now();
-                state.jobs.update(id, |j| j.progress = span.0 + span.1 * d as f64 / steps.max(1) as f64);
+                state.jobs.update(id, |j| j.progress = overall(member, span.0 + span.1 * d as f64 / steps.max(1) as f64));
             }
         }
         TrainReport::Note(line) => state.jobs.update(id, |j| j.message = line),
+        // The chart follows the member being trained.
+        TrainReport::Member(i, n) => {
+            member = (i, n);
+            state.jobs.update(id, |j| j.epochs.clear());
+        }
         TrainReport::Train(event) => match event {
             TrainEvent::Batch { epoch, batch, batches, loss } => {
                 if last_update.elapsed().as_millis() > 200 {
                     last_update = std::time::Instant::now();
                     let done = (epoch * batches + batch) as f64 / (epochs * batches).max(1) as f64;
                     state.jobs.update(id, |j| {
-                        j.progress = span.0 + span.1 * done.min(1.0);
+                        j.progress = overall(member, span.0 + span.1 * done.min(1.0));
                         j.message = format!("epoch {}/{epochs}, batch {batch}/{batches}, loss {loss:.3}", epoch + 1);
                     });
                 }
@@ -241,23 +252,26 @@ fn run_train(state: &Shared, id: u64, settings: TrainSettings, cancel: Arc<Atomi
     Ok(json!({
         "model_id": model_id,
         "f1": outcome.best.f1, "precision": outcome.best.precision, "recall": outcome.best.recall,
-        "default_threshold": outcome.detection.as_ref().map(|d| d.threshold),
+        "default_threshold": outcome.default_threshold,
+        "members": outcome.members,
     }))
 }
 
 fn run_detect(state: &Shared, id: u64, model_id: &str, image_id: i64, bbox: Option<[f64; 4]>, cancel: Arc<AtomicBool>) -> anyhow::Result<Value> {
     let path = model_path(state, model_id).map_err(|e| anyhow::anyhow!(e.message))?;
-    let (meta, network) = kestrel_model::package::load_package(&path, &kestrel_model::device::current())?;
+    // An ensemble package detects with all its members.
+    let ensemble = kestrel_model::package::load_ensemble(&[&path], &kestrel_model::device::current())?;
+    let meta = &ensemble.meta;
     let record = state.db().image(image_id)?;
     let gsd_m = record.gsd_m.ok_or_else(|| anyhow::anyhow!("{}: its ground sample distance is unknown; add the image again with gsd_m", record.uri))?;
     let src = kestrel_geo::open_raster(&record.uri)?;
     state.jobs.update(id, |j| j.message = "sampling the image's colours".into());
     let stats = ColourStats::from_raster(src.as_ref())?;
-    let default = meta.default_threshold();
+    let default = ensemble.default_threshold;
     // Kept down to a lower score than the default, so that the page's slider can show more.
     let threshold = default.min(0.3);
     let started = std::time::Instant::now();
-    let (detections, _) = detect_raster(src.as_ref(), gsd_m, &stats, std::slice::from_ref(&network), &meta, &DetectOptions { threshold, area_px: bbox, cancel: Some(cancel), ..Default::default() }, |p| {
+    let (detections, _) = detect_raster(src.as_ref(), gsd_m, &stats, &ensemble.networks, meta, &DetectOptions { threshold, area_px: bbox, cancel: Some(cancel), ..Default::default() }, |p| {
         let rate = p.megapixels_done / started.elapsed().as_secs_f64().max(1e-9);
         state.jobs.update(id, |j| {
             j.progress = p.tiles_done as f64 / p.tiles.max(1) as f64;
@@ -295,14 +309,18 @@ fn model_path(state: &Shared, model_id: &str) -> ApiResult<std::path::PathBuf> {
     Ok(path)
 }
 
-fn model_summary(id: &str, meta: &kestrel_model::package::PackageMeta, with_metrics: bool) -> Value {
+/// A model's summary: an ensemble package's is its first member's, with the members' count,
+/// their mean threshold as the default and, for one model, each member's summary.
+fn model_summary(id: &str, metas: &[kestrel_model::package::PackageMeta], with_metrics: bool) -> Value {
+    let meta = &metas[0];
     let best = kestrel_model::train::kept_epoch(&meta.metrics);
     let mut v = json!({
         "id": id,
         "class": meta.classes.first(),
         "created_unix_s": meta.created_unix_s,
         "f1": best.map(|m| m.f1), "precision": best.map(|m| m.precision), "recall": best.map(|m| m.recall),
-        "default_threshold": meta.default_threshold(),
+        "default_threshold": kestrel_model::package::ensemble_default_threshold(metas),
+        "members": metas.len(),
         "positives": meta.training.positives, "negatives": meta.training.negatives,
         "epochs": meta.metrics.len(),
         "gsd_m": meta.contract.target_gsd_m,
@@ -315,6 +333,9 @@ fn model_summary(id: &str, meta: &kestrel_model::package::PackageMeta, with_metr
     if with_metrics {
         v["metrics"] = json!(meta.metrics);
         v["detection"] = json!(meta.detection);
+        if metas.len() > 1 {
+            v["member_models"] = metas.iter().map(|m| model_summary(id, std::slice::from_ref(m), true)).collect();
+        }
     }
     v
 }
@@ -326,8 +347,8 @@ pub async fn models(State(state): State<Shared>) -> ApiResult<Json<Vec<Value>>> 
             let path = e.path();
             let Some(id) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".kestrel")) else { continue };
             // A package being written (or broken) is left out of the list, not an error.
-            if let Ok(meta) = kestrel_model::package::read_meta(&path) {
-                out.push(model_summary(id, &meta, false));
+            if let Ok(metas) = kestrel_model::package::read_metas(&path) {
+                out.push(model_summary(id, &metas, false));
             }
         }
     }
@@ -337,8 +358,8 @@ pub async fn models(State(state): State<Shared>) -> ApiResult<Json<Vec<Value>>> 
 
 pub async fn model(State(state): State<Shared>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let path = model_path(&state, &id)?;
-    let meta = kestrel_model::package::read_meta(&path).map_err(|e| ApiError::unprocessable(e.to_string()))?;
-    Ok(Json(model_summary(&id, &meta, true)))
+    let metas = kestrel_model::package::read_metas(&path).map_err(|e| ApiError::unprocessable(e.to_string()))?;
+    Ok(Json(model_summary(&id, &metas, true)))
 }
 
 pub async fn list(State(state): State<Shared>) -> Json<Vec<Job>> {
@@ -368,6 +389,8 @@ pub struct TrainBody {
     gsd_m: Option<f64>,
     /// Channels of the network's stem and two stages (default [16, 32, 64]).
     widths: Option<[usize; 3]>,
+    /// Networks trained with seeds 1, 2, … into one ensemble package (default 1; 1–4).
+    members: Option<usize>,
 }
 
 pub async fn train(State(state): State<Shared>, Json(body): Json<TrainBody>) -> ApiResult<Response> {
@@ -402,7 +425,11 @@ pub async fn train(State(state): State<Shared>, Json(body): Json<TrainBody>) -> 
         None => TrainOptions::default().widths,
         Some(w) => kestrel_model::network::checked_widths(&w).ok_or_else(|| ApiError::bad_request(format!("widths {w:?}: give three channel counts from 1 to 512")))?,
     };
-    let settings = TrainSettings { class_id: class.id, epochs, bands, colour: colour.with_heights(height_bands), mine_rounds, gsd_m: body.gsd_m, widths };
+    let members = body.members.unwrap_or(1);
+    if !(1..=4).contains(&members) {
+        return Err(ApiError::bad_request(format!("members {members}: give 1–4")));
+    }
+    let settings = TrainSettings { class_id: class.id, epochs, bands, colour: colour.with_heights(height_bands), mine_rounds, gsd_m: body.gsd_m, widths, members };
     let job = state.jobs.submit("train", Work::Train(settings))?;
     Ok((StatusCode::ACCEPTED, Json(job)).into_response())
 }

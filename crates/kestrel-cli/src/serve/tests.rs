@@ -317,6 +317,7 @@ async fn train_detect_review_export() {
         (r#"{"class_id": 1, "gsd_m": -0.1}"#, "gsd_m"),
         (r#"{"class_id": 1, "widths": [16, 0, 64]}"#, "widths"),
         (r#"{"class_id": 1, "widths": [16, 32]}"#, "malformed"),
+        (r#"{"class_id": 1, "members": 9}"#, "members 9"),
     ] {
         let (st, b, _) = call(s, "POST", "/api/jobs/train", Some(body)).await;
         assert_client_error(st, &b, StatusCode::BAD_REQUEST, words);
@@ -363,6 +364,20 @@ async fn train_detect_review_export() {
     let (st, b, _) = call(s, "GET", "/api/models/nothing", None).await;
     assert_client_error(st, &b, StatusCode::NOT_FOUND, "model nothing");
 
+    // An ensemble package in the models folder (here the model and a copy of it, as
+    // `kestrel ensemble` writes it) is listed with its members and detects like its member.
+    let models_dir = f.dir.join("models");
+    let single = models_dir.join(format!("{model_id}.kestrel"));
+    let copy = f.dir.join("copy.kestrel");
+    std::fs::copy(&single, &copy).unwrap();
+    kestrel_model::package::save_ensemble(&models_dir.join("pair.kestrel"), &[&single, &copy]).unwrap();
+    let (st, pair, _) = call(s, "GET", "/api/models/pair", None).await;
+    assert_eq!((st, pair["members"].as_u64(), pair["member_models"].as_array().map(Vec::len)), (StatusCode::OK, Some(2), Some(2)), "{pair}");
+    assert_eq!(pair["default_threshold"], m["default_threshold"], "the mean of two equal thresholds");
+    let (_, models, _) = call(s, "GET", "/api/models", None).await;
+    let members: Vec<(String, u64)> = models.as_array().unwrap().iter().map(|m| (m["id"].as_str().unwrap().to_string(), m["members"].as_u64().unwrap())).collect();
+    assert!(members.contains(&("pair".into(), 2)) && members.contains(&(model_id.clone(), 1)), "{members:?}");
+
     let detect = |body: Value| body.to_string();
     for (body, status, mention) in [
         (json!({"model_id": "nothing", "image_id": 1}), StatusCode::NOT_FOUND, "model nothing"),
@@ -373,6 +388,10 @@ async fn train_detect_review_export() {
         let (st, b, _) = call(s, "POST", "/api/jobs/detect", Some(&detect(body))).await;
         assert_client_error(st, &b, status, mention);
     }
+    let (st, job, _) = call(s, "POST", "/api/jobs/detect", Some(&detect(json!({"model_id": "pair", "image_id": 1})))).await;
+    assert_eq!(st, StatusCode::ACCEPTED);
+    let paired = wait_job(s, job["id"].as_u64().expect("id")).await;
+    assert_eq!(paired["state"], "done", "{paired}");
     let (st, job, _) = call(s, "POST", "/api/jobs/detect", Some(&detect(json!({"model_id": model_id, "image_id": 1})))).await;
     assert_eq!(st, StatusCode::ACCEPTED);
     let done = wait_job(s, job["id"].as_u64().expect("id")).await;
@@ -380,6 +399,7 @@ async fn train_detect_review_export() {
     let (st, dets, _) = call(s, "GET", "/api/detections?image_id=1&status=pending", None).await;
     assert_eq!(st, StatusCode::OK);
     let dets = dets.as_array().expect("list").clone();
+    assert_eq!(paired["result"]["detections"], done["result"]["detections"], "a model paired with itself finds what it finds alone");
     assert!(dets.len() >= 2, "{} detections", dets.len());
     assert!(dets.windows(2).all(|w| w[0]["score"].as_f64() >= w[1]["score"].as_f64()), "strongest first");
     let (st, b, _) = call(s, "GET", "/api/detections?status=maybe", None).await;
