@@ -192,7 +192,6 @@ pub fn run_with(a: TrainArgs, report: &mut dyn FnMut(TrainReport)) -> Result<Tra
     let dir = std::path::PathBuf::from(format!("{}.members", a.output.display()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut paths = Vec::with_capacity(a.members);
-    let mut first: Option<TrainOutcome> = None;
     for i in 0..a.members {
         let seed = a.options.seed.wrapping_add(i as u64);
         let path = dir.join(format!("seed-{seed}.kestrel"));
@@ -218,19 +217,13 @@ pub fn run_with(a: TrainArgs, report: &mut dyn FnMut(TrainReport)) -> Result<Tra
                 outcome.best.f1,
                 outcome.detection.as_ref().map_or(String::new(), |d| format!(", detection F1 {:.3} at threshold {:.2}", d.f1, d.threshold))
             )));
-            first.get_or_insert(outcome);
         }
         paths.push(path);
     }
     let metas = kestrel_model::package::save_ensemble(a.output, &paths).with_context(|| format!("writing {}", a.output.display()))?;
-    let (best, detection) = match first {
-        Some(o) => (o.best, o.detection),
-        None => {
-            let m = &metas[0];
-            (kestrel_model::train::kept_epoch(&m.metrics).context("the first member ran no epoch")?.clone(), m.detection.clone())
-        }
-    };
-    Ok(TrainOutcome { output: a.output.to_path_buf(), best, detection, default_threshold: kestrel_model::package::ensemble_default_threshold(&metas), members: metas.len() })
+    let first = &metas[0];
+    let best = kestrel_model::train::kept_epoch(&first.metrics).context("the first member ran no epoch")?.clone();
+    Ok(TrainOutcome { output: a.output.to_path_buf(), best, detection: first.detection.clone(), default_threshold: kestrel_model::package::ensemble_default_threshold(&metas), members: metas.len() })
 }
 
 fn train_one(a: TrainArgs, report: &mut dyn FnMut(TrainReport)) -> Result<TrainOutcome> {

@@ -117,32 +117,44 @@ pub struct LoadedEnsemble {
 pub fn load_ensemble(paths: &[impl AsRef<Path>], device: &Device) -> Result<LoadedEnsemble, PackageError> {
     let mut metas: Vec<PackageMeta> = Vec::with_capacity(paths.len());
     let mut networks = Vec::with_capacity(paths.len());
-    for path in paths {
-        let path = path.as_ref();
-        for (meta, network) in load_members(path, device)? {
-            if let Some(first) = metas.first() {
-                if let Some(problem) = mismatch(first, &meta) {
-                    return Err(PackageError::Mismatch { path: path.display().to_string(), first: paths[0].as_ref().display().to_string(), problem });
-                }
-            }
-            metas.push(meta);
-            networks.push(network);
-        }
-    }
+    each_member(paths, device, |_, meta, network| {
+        metas.push(meta);
+        networks.push(network);
+    })?;
     let default_threshold = ensemble_default_threshold(&metas).ok_or(PackageError::NoModel)?;
     let meta = metas.swap_remove(0);
     Ok(LoadedEnsemble { meta, networks, default_threshold })
 }
 
-/// Why `other` cannot detect together with `first`, if it cannot.
-fn mismatch(first: &PackageMeta, other: &PackageMeta) -> Option<String> {
-    if other.classes != first.classes {
-        Some(format!("its classes {:?} differ from {:?}", other.classes, first.classes))
-    } else if other.contract != first.contract {
-        Some(format!("its normalization contract differs ({:?} against {:?})", other.contract, first.contract))
-    } else {
-        None
+/// Hands over each network of `paths` (an ensemble package's members in turn) as its
+/// package bytes, metadata and network on `device`, after checking that it can detect
+/// together with the first: the same classes and normalization contract.
+fn each_member(paths: &[impl AsRef<Path>], device: &Device, mut each: impl FnMut(&[u8], PackageMeta, Network)) -> Result<(), PackageError> {
+    let mut first: Option<PackageMeta> = None;
+    for path in paths {
+        let path = path.as_ref();
+        let bytes = read_bytes(path)?;
+        for member in members_of(path, &bytes)? {
+            let (meta, network) = load_bytes(path, member, device)?;
+            match &first {
+                None => first = Some(meta.clone()),
+                Some(first) => {
+                    let problem = if meta.classes != first.classes {
+                        Some(format!("its classes {:?} differ from {:?}", meta.classes, first.classes))
+                    } else if meta.contract != first.contract {
+                        Some(format!("its normalization contract differs ({:?} against {:?})", meta.contract, first.contract))
+                    } else {
+                        None
+                    };
+                    if let Some(problem) = problem {
+                        return Err(PackageError::Mismatch { path: path.display().to_string(), first: paths[0].as_ref().display().to_string(), problem });
+                    }
+                }
+            }
+            each(member, meta, network);
+        }
     }
+    Ok(())
 }
 
 /// Writes the networks of `paths` (single or ensemble packages, checked as
@@ -151,21 +163,10 @@ fn mismatch(first: &PackageMeta, other: &PackageMeta) -> Option<String> {
 pub fn save_ensemble(output: &Path, paths: &[impl AsRef<Path>]) -> Result<Vec<PackageMeta>, PackageError> {
     let mut members: Vec<Vec<u8>> = Vec::new();
     let mut metas: Vec<PackageMeta> = Vec::new();
-    let cpu = Device::flex();
-    for path in paths {
-        let path = path.as_ref();
-        let bytes = read_bytes(path)?;
-        for member in members_of(path, &bytes)? {
-            let (meta, _) = load_bytes(path, member, &cpu)?;
-            if let Some(first) = metas.first() {
-                if let Some(problem) = mismatch(first, &meta) {
-                    return Err(PackageError::Mismatch { path: path.display().to_string(), first: paths[0].as_ref().display().to_string(), problem });
-                }
-            }
-            metas.push(meta);
-            members.push(member.to_vec());
-        }
-    }
+    each_member(paths, &Device::flex(), |bytes, meta, _| {
+        members.push(bytes.to_vec());
+        metas.push(meta);
+    })?;
     if members.len() < 2 {
         return Err(PackageError::TooFewMembers(members.len()));
     }
