@@ -22,6 +22,9 @@ struct Conv {
     /// `[kernel·kernel·cin, cout]`, row-major; row index `(ky·kernel + kx)·cin + ci`.
     weight: Vec<f32>,
     bias: Vec<f32>,
+    /// For a 3×3 stride-1 convolution, its weights in the Winograd domain (see
+    /// [`Conv::winograd_weights`]): `[16, cin, cout]`.
+    winograd: Option<Vec<f32>>,
 }
 
 /// A residual block: `relu(second(relu(first(x))) + skip(x))`.
@@ -223,14 +226,14 @@ fn fold(conv: &Conv2d, bn: &BatchNorm) -> Conv {
     let (kernel, cin, cout, stride, weight) = conv_weights(conv, &scale);
     let conv_bias = conv.bias.as_ref().map(|b| values(b.val())).unwrap_or_else(|| vec![0.0; cout]);
     let bias = (0..cout).map(|c| beta[c] + (conv_bias[c] - mean[c]) * scale[c]).collect();
-    Conv { kernel, stride, cin, cout, weight, bias }
+    Conv::new(kernel, stride, cin, cout, weight, bias)
 }
 
 fn plain(conv: &Conv2d) -> Conv {
     let cout = conv.weight.val().dims()[0];
     let (kernel, cin, cout, stride, weight) = conv_weights(conv, &vec![1.0; cout]);
     let bias = conv.bias.as_ref().map(|b| values(b.val())).unwrap_or_else(|| vec![0.0; cout]);
-    Conv { kernel, stride, cin, cout, weight, bias }
+    Conv::new(kernel, stride, cin, cout, weight, bias)
 }
 
 impl ConvBn {
@@ -266,7 +269,7 @@ impl CpuNetwork {
             at += p.cout;
         }
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
-        CpuNetwork { in_channels: stem.cin, stem, blocks, heads: Conv { kernel: 1, stride: 1, cin, cout, weight, bias }, class_channels, threads }
+        CpuNetwork { in_channels: stem.cin, stem, blocks, heads: Conv::new(1, 1, cin, cout, weight, bias), class_channels, threads }
     }
 
     /// At most this many threads (default: the machine's cores): over the images of a batch,
@@ -393,7 +396,127 @@ impl CpuNetwork {
     }
 }
 
+/// Winograd's F(2×2, 3×3): a 3×3 stride-1 convolution computed on 4×4 input tiles for 2×2
+/// output tiles, with 16 multiplies per tile and channel pair instead of 36. Input tiles are
+/// turned by `Bᵀ d B`, weights by `G g Gᵀ`, their products summed over input channels (16
+/// matrix products, one per point of the 4×4 tile) and turned back by `Aᵀ m A`:
+///   Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1], G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1],
+///   Aᵀ = [1 1 1 0; 0 1 −1 −1].
+/// In `Bᵀ d B` the first two outputs of a row never read its last input and the last two
+/// never its first, so a tile that hangs over the window computes its inner outputs exactly.
+const WINOGRAD_POINTS: usize = 16;
+
+/// Below this many output rows or columns the direct product does less work (a tile of 2×2
+/// costs 16 products where one output cell costs 9).
+const WINOGRAD_MIN_SIDE: usize = 4;
+
+/// `out = a − b`, element by element (a loop the compiler turns into vector instructions).
+fn difference(out: &mut [f32], a: &[f32], b: &[f32]) {
+    out.iter_mut().zip(a).zip(b).for_each(|((o, a), b)| *o = a - b);
+}
+
+/// `out = a + b`, element by element.
+fn sum(out: &mut [f32], a: &[f32], b: &[f32]) {
+    out.iter_mut().zip(a).zip(b).for_each(|((o, a), b)| *o = a + b);
+}
+
+/// `out = a + b + c`, element by element.
+fn sum3(out: &mut [f32], a: &[f32], b: &[f32], c: &[f32]) {
+    out.iter_mut().zip(a).zip(b).zip(c).for_each(|(((o, a), b), c)| *o = a + b + c);
+}
+
+/// `out = a − b − c`, element by element.
+fn difference3(out: &mut [f32], a: &[f32], b: &[f32], c: &[f32]) {
+    out.iter_mut().zip(a).zip(b).zip(c).for_each(|(((o, a), b), c)| *o = a - b - c);
+}
+
+/// 16 rows of `c` values as slices.
+fn rows16(data: &[f32], c: usize) -> [&[f32]; WINOGRAD_POINTS] {
+    std::array::from_fn(|i| &data[i * c..(i + 1) * c])
+}
+
+/// `Bᵀ d B` of a 4×4 patch (`patch`: 16 rows of `c` channels, row-major over the tile) into
+/// `turned` (16 rows of `c`), all channels at once; `rows` holds 16 rows of `c` for `Bᵀ d`.
+fn winograd_input(patch: &[f32], turned: &mut [f32], rows: &mut [f32], c: usize) {
+    let d = rows16(patch, c);
+    {
+        // Bᵀ d: for each column j, rows (d0 − d2, d1 + d2, d2 − d1, d1 − d3).
+        let mut t = rows.chunks_exact_mut(c);
+        let mut next = || t.next().expect("16 rows");
+        let (t0, t1, t2, t3): ([&mut [f32]; 4], [&mut [f32]; 4], [&mut [f32]; 4], [&mut [f32]; 4]) = (std::array::from_fn(|_| next()), std::array::from_fn(|_| next()), std::array::from_fn(|_| next()), std::array::from_fn(|_| next()));
+        for j in 0..4 {
+            difference(t0[j], d[j], d[8 + j]);
+            sum(t1[j], d[4 + j], d[8 + j]);
+            difference(t2[j], d[8 + j], d[4 + j]);
+            difference(t3[j], d[4 + j], d[12 + j]);
+        }
+    }
+    // (Bᵀ d) B: the same along each row.
+    let t = rows16(rows, c);
+    for (i, out) in turned.chunks_exact_mut(4 * c).enumerate() {
+        let (o0, rest) = out.split_at_mut(c);
+        let (o1, rest) = rest.split_at_mut(c);
+        let (o2, o3) = rest.split_at_mut(c);
+        let (r0, r1, r2, r3) = (t[4 * i], t[4 * i + 1], t[4 * i + 2], t[4 * i + 3]);
+        difference(o0, r0, r2);
+        sum(o1, r1, r2);
+        difference(o2, r2, r1);
+        difference(o3, r1, r3);
+    }
+}
+
+/// `Aᵀ m A` of one tile's products (`products`: 16 rows of `c` channels) into `y`: the 2×2
+/// outputs, 4 rows of `c` (row-major over the tile), then 8 rows of `c` for `Aᵀ m`.
+fn winograd_output(products: &[f32], c: usize, y: &mut [f32]) {
+    let m = rows16(products, c);
+    let (out, s) = y[..12 * c].split_at_mut(4 * c);
+    // Aᵀ m: rows (m0 + m1 + m2, m1 − m2 − m3) for each column j.
+    for (j, pair) in s.chunks_exact_mut(2 * c).enumerate() {
+        let (s0, s1) = pair.split_at_mut(c);
+        sum3(s0, m[j], m[4 + j], m[8 + j]);
+        difference3(s1, m[4 + j], m[8 + j], m[12 + j]);
+    }
+    // (Aᵀ m) A: columns the same way; S(a, j) is row a of column j.
+    let s: [&[f32]; 8] = std::array::from_fn(|i| &s[i * c..(i + 1) * c]);
+    let (y0, rest) = out.split_at_mut(c);
+    let (y1, rest) = rest.split_at_mut(c);
+    let (y2, y3) = rest.split_at_mut(c);
+    sum3(y0, s[0], s[2], s[4]);
+    difference3(y1, s[2], s[4], s[6]);
+    sum3(y2, s[1], s[3], s[5]);
+    difference3(y3, s[3], s[5], s[7]);
+}
+
 impl Conv {
+    fn new(kernel: usize, stride: usize, cin: usize, cout: usize, weight: Vec<f32>, bias: Vec<f32>) -> Self {
+        let winograd = (kernel == 3 && stride == 1).then(|| Self::winograd_weights(cin, cout, &weight));
+        Conv { kernel, stride, cin, cout, weight, bias, winograd }
+    }
+
+    /// `G g Gᵀ` for each input and output channel pair: `[16, cin, cout]`, point ξ = 4i + j.
+    fn winograd_weights(cin: usize, cout: usize, weight: &[f32]) -> Vec<f32> {
+        const G: [[f32; 3]; 4] = [[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]];
+        let mut u = vec![0f32; WINOGRAD_POINTS * cin * cout];
+        for ci in 0..cin {
+            for co in 0..cout {
+                let g = |ky: usize, kx: usize| weight[((ky * 3 + kx) * cin + ci) * cout + co];
+                // G g: 4×3.
+                let mut gg = [[0f32; 3]; 4];
+                for (i, row) in gg.iter_mut().enumerate() {
+                    for (kx, v) in row.iter_mut().enumerate() {
+                        *v = (0..3).map(|ky| G[i][ky] * g(ky, kx)).sum();
+                    }
+                }
+                for i in 0..4 {
+                    for j in 0..4 {
+                        u[((i * 4 + j) * cin + ci) * cout + co] = (0..3).map(|kx| gg[i][kx] * G[j][kx]).sum();
+                    }
+                }
+            }
+        }
+        u
+    }
+
     fn out_shape(&self, rows: usize, cols: usize) -> (usize, usize) {
         if rows == 0 || cols == 0 {
             return (0, 0);
@@ -432,12 +555,20 @@ impl Conv {
         }
         // Bands of output rows whose im2col stays within a few hundred KiB (in cache).
         let k = self.kernel * self.kernel * self.cin;
-        let band_rows = (65_536 / (k * cols).max(1)).clamp(1, rows);
+        let mut band_rows = (65_536 / (k * cols).max(1)).clamp(1, rows);
+        if self.winograd.is_some() {
+            // Whole 2×2 tiles per band.
+            band_rows = (band_rows + 1) & !1;
+        }
         let bands: Vec<(usize, &mut [f32])> = data.chunks_mut(band_rows * cols * self.cout).enumerate().map(|(i, c)| (i * band_rows, c)).collect();
+        let winograd = self.winograd.as_deref().filter(|_| rows >= WINOGRAD_MIN_SIDE && cols >= WINOGRAD_MIN_SIDE);
         let work = |list: Vec<(usize, &mut [f32])>| {
             let mut col = Vec::new();
             for (r0, dst) in list {
-                self.band(x, out, r0, dst, residual, relu, &mut col);
+                match winograd {
+                    Some(u) => self.winograd_band(u, x, out, r0, dst, residual, relu, &mut col),
+                    None => self.band(x, out, r0, dst, residual, relu, &mut col),
+                }
             }
         };
         let threads = threads.min(bands.len()).max(1);
@@ -458,6 +589,105 @@ impl Conv {
         Nhwc { window: out, grid, channels: self.cout, data }
     }
 
+    /// [`band`](Self::band) by Winograd's F(2×2, 3×3) (see [`WINOGRAD_POINTS`]), `r0` even:
+    /// the band's 2×2 output tiles in chunks, each chunk's 4×4 input tiles turned, 16 matrix
+    /// products with `u` (the weights turned), and the products turned back into outputs.
+    #[allow(clippy::too_many_arguments)]
+    fn winograd_band(&self, u: &[f32], x: &Nhwc, out: Window, r0: usize, dst: &mut [f32], residual: Option<&Nhwc>, relu: bool, scratch: &mut Vec<f32>) {
+        let (cin, cout, cols) = (self.cin, self.cout, out.cols);
+        let band_rows = dst.len() / (cout * cols);
+        let (tile_rows, tile_cols) = (band_rows.div_ceil(2), cols.div_ceil(2));
+        let tiles = tile_rows * tile_cols;
+        // Tiles per chunk: the turned inputs and products within a few hundred KiB.
+        let chunk = (32_768 / (WINOGRAD_POINTS * (cin + cout) / 4).max(1)).clamp(8, 256).min(tiles);
+        // Every part is written before it is read: grown, never cleared.
+        let need = WINOGRAD_POINTS * chunk * (cin + cout) + 2 * WINOGRAD_POINTS * cin + 12 * cout;
+        if scratch.len() < need {
+            scratch.resize(need, 0.0);
+        }
+        let (v, rest) = scratch.split_at_mut(WINOGRAD_POINTS * chunk * cin);
+        let (m, rest) = rest.split_at_mut(WINOGRAD_POINTS * chunk * cout);
+        let (patch, rest) = rest.split_at_mut(WINOGRAD_POINTS * cin);
+        let (rows, outputs) = rest.split_at_mut(WINOGRAD_POINTS * cin);
+        let xw = x.window;
+        // Per tile, its 16 turned inputs (`v`, 16 rows of cin) and products (`m`, 16 rows of
+        // cout) lie together; the products for point ξ read every tile's row ξ.
+        for first in (0..tiles).step_by(chunk) {
+            let n = chunk.min(tiles - first);
+            for (t, turned) in v.chunks_exact_mut(WINOGRAD_POINTS * cin).take(n).enumerate() {
+                let (tr, tc) = ((first + t) / tile_cols, (first + t) % tile_cols);
+                let (y0, x0) = ((out.top + r0 + 2 * tr) as isize - 1, (out.left + 2 * tc) as isize - 1);
+                // The 4×4 input patch: zero beyond the grid, and beyond the window where only
+                // outputs outside the band would read it.
+                for (i, dst) in patch.chunks_exact_mut(cin).enumerate() {
+                    let (gy, gx) = (y0 + (i / 4) as isize, x0 + (i % 4) as isize);
+                    if gy >= xw.top as isize && gx >= xw.left as isize && (gy as usize) < xw.top + xw.rows && (gx as usize) < xw.left + xw.cols {
+                        let from = ((gy as usize - xw.top) * xw.cols + gx as usize - xw.left) * cin;
+                        dst.copy_from_slice(&x.data[from..from + cin]);
+                    } else {
+                        dst.fill(0.0);
+                    }
+                }
+                winograd_input(patch, turned, rows, cin);
+            }
+            for xi in 0..WINOGRAD_POINTS {
+                // SAFETY: with row strides of 16 rows, the last tile's row ξ ends within the
+                // slices (m = n rows, k = cin, n = cout as passed); `m` is borrowed mutably
+                // and alone.
+                assert!(v.len() >= ((n - 1) * WINOGRAD_POINTS + xi + 1) * cin && m.len() >= ((n - 1) * WINOGRAD_POINTS + xi + 1) * cout && u.len() == WINOGRAD_POINTS * cin * cout);
+                unsafe {
+                    gemm::gemm(
+                        n,
+                        cout,
+                        cin,
+                        m[xi * cout..].as_mut_ptr(),
+                        1,
+                        (WINOGRAD_POINTS * cout) as isize,
+                        false,
+                        v[xi * cin..].as_ptr(),
+                        1,
+                        (WINOGRAD_POINTS * cin) as isize,
+                        u[xi * cin * cout..].as_ptr(),
+                        1,
+                        cout as isize,
+                        0.0f32,
+                        1.0f32,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
+            }
+            // Aᵀ m A per tile, then bias, residual and ReLU.
+            for (t, products) in m.chunks_exact(WINOGRAD_POINTS * cout).take(n).enumerate() {
+                let (tr, tc) = ((first + t) / tile_cols, (first + t) % tile_cols);
+                winograd_output(products, cout, outputs);
+                let y = &outputs[..4 * cout];
+                for a in 0..2 {
+                    let row = 2 * tr + a;
+                    for b in 0..2 {
+                        let col = 2 * tc + b;
+                        if row >= band_rows || col >= cols {
+                            continue;
+                        }
+                        let p = row * cols + col;
+                        let d = &mut dst[p * cout..(p + 1) * cout];
+                        d.iter_mut().zip(&y[(a * 2 + b) * cout..(a * 2 + b + 1) * cout]).zip(&self.bias).for_each(|((d, y), b)| *d = y + b);
+                        if let Some(r) = residual {
+                            let (oy, ox) = (out.top + r0 + row, out.left + col);
+                            let at = ((oy - r.window.top) * r.window.cols + ox - r.window.left) * cout;
+                            d.iter_mut().zip(&r.data[at..at + cout]).for_each(|(d, r)| *d += r);
+                        }
+                        if relu {
+                            d.iter_mut().for_each(|v| *v = v.max(0.0));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// One band of the `out` window's rows, starting at its row `r0`; `dst` holds exactly its
     /// pixels.
     #[allow(clippy::too_many_arguments)]
@@ -471,16 +701,21 @@ impl Conv {
         let lhs: &[f32] = if self.kernel == 1 && self.stride == 1 && xw == out {
             &x.data[r0 * cols * self.cin..(r0 * cols + pixels) * self.cin]
         } else {
-            col.clear();
-            col.resize(pixels * k, 0.0);
+            // Every value is written below (the padding as zeros): grown, never cleared.
+            if col.len() < pixels * k {
+                col.resize(pixels * k, 0.0);
+            }
+            let col = &mut col[..pixels * k];
             let pad = (self.kernel / 2) as isize;
+            let span = self.kernel * self.cin;
             for p in 0..pixels {
                 let (oy, ox) = (out.top + r0 + p / cols, out.left + p % cols);
                 let row = &mut col[p * k..(p + 1) * k];
                 for ky in 0..self.kernel {
                     let iy = (oy * self.stride) as isize + ky as isize - pad;
                     if iy < 0 || iy >= x.grid.0 as isize {
-                        continue; // zero padding: the row was cleared
+                        row[ky * span..(ky + 1) * span].fill(0.0); // zero padding
+                        continue;
                     }
                     let iy = iy as usize - xw.top;
                     debug_assert!(iy < xw.rows, "the input window holds what the output reads");
@@ -491,19 +726,19 @@ impl Conv {
                         let ix = ix0 as usize - xw.left;
                         debug_assert!(ix + self.kernel <= xw.cols, "the input window holds what the output reads");
                         let from = (iy * xw.cols + ix) * self.cin;
-                        let to = ky * self.kernel * self.cin;
-                        row[to..to + self.kernel * self.cin].copy_from_slice(&x.data[from..from + self.kernel * self.cin]);
+                        row[ky * span..(ky + 1) * span].copy_from_slice(&x.data[from..from + span]);
                         continue;
                     }
                     for kx in 0..self.kernel {
                         let ix = (ox * self.stride) as isize + kx as isize - pad;
+                        let to = (ky * self.kernel + kx) * self.cin;
                         if ix < 0 || ix >= x.grid.1 as isize {
+                            row[to..to + self.cin].fill(0.0);
                             continue;
                         }
                         let ix = ix as usize - xw.left;
                         debug_assert!(ix < xw.cols, "the input window holds what the output reads");
                         let from = (iy * xw.cols + ix) * self.cin;
-                        let to = (ky * self.kernel + kx) * self.cin;
                         row[to..to + self.cin].copy_from_slice(&x.data[from..from + self.cin]);
                     }
                 }
