@@ -306,7 +306,7 @@ pub fn network(quick: bool) -> Result<()> {
         2.0 * macs * 1e6 / 1e9
     );
     println!(
-        "  kestrel ({}): train {:7.1} img/s, infer {:7.1} img/s, dense tile {:.3} s = {:.2} Mpx/s ({:.1} GFLOP/s)",
+        "  kestrel ({}): train {:7.1} img/s, infer {:7.1} img/s, dense tile {:.3} s = {:.2} Mpx/s ({:.1} GFLOP/s counted as direct convolution; on the CPU the 3×3 stride-1 layers run as Winograd F(2×2, 3×3), 16 products where direct takes 36)",
         kestrel_model::device::describe(&kestrel_model::device::current()), ours.train_images_per_s, ours.infer_images_per_s, ours.tile_seconds, ours.tile_mpx_per_s, ours.tile_gflop_per_s
     );
     println!(

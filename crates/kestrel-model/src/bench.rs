@@ -23,6 +23,8 @@ pub struct NetworkBench {
     pub tile_px: usize,
     pub tile_seconds: f64,
     pub tile_mpx_per_s: f64,
+    /// The dense tile's multiply–accumulates counted as a direct convolution computes them, per
+    /// second (on the CPU the 3×3 stride-1 layers run by Winograd, with fewer).
     pub tile_gflop_per_s: f64,
     /// The same tile through burn's forward pass (what the fused pass replaces on the CPU).
     pub tile_framework_seconds: f64,

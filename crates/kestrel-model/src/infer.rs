@@ -59,9 +59,12 @@ impl Window {
     }
 }
 
-/// Activations of one image, channels-last, on a window of its layer's grid: the whole grid,
-/// or the part of it that the cells wanted at the end depend on.
+/// Activations of a stack of images, channels-last (`[images, rows, cols, channels]`), on a
+/// window of their layer's grid: the whole grid, or the part of it that the cells wanted at
+/// the end depend on. Stacking the chips of a batch lets one matrix product serve several of
+/// them: a 52² chip's deeper layers have a few dozen cells, too few to fill one.
 struct Nhwc {
+    images: usize,
     /// Where `data` lies in the layer's grid.
     window: Window,
     /// The layer's whole grid, `(rows, cols)`; beyond it lies the convolutions' zero padding.
@@ -332,42 +335,43 @@ impl CpuNetwork {
         assert_eq!(channels, self.in_channels, "the network reads {} channels", self.in_channels);
         assert_eq!(input.len(), batch * channels * rows * cols, "input of the wrong size");
         let (stem_window, block_windows, heads_window) = self.plan(rows, cols, centre);
-        // Threads over images, and what is left over rows within each.
-        let per_image = (self.threads / batch.max(1)).max(1);
-        let run = |b: usize| -> Nhwc {
+        // Threads over groups of images, each group a stack; one image's rows are split
+        // between the threads instead.
+        let per_group = if batch > 1 { 1 } else { self.threads };
+        let run = |b0: usize, images: usize| -> Nhwc {
             let plane = rows * cols;
-            let image = &input[b * channels * plane..(b + 1) * channels * plane];
-            let mut data = vec![0f32; plane * channels];
-            for c in 0..channels {
-                for (p, &v) in image[c * plane..(c + 1) * plane].iter().enumerate() {
-                    data[p * channels + c] = v;
+            let mut data = vec![0f32; images * plane * channels];
+            for (i, stacked) in data.chunks_exact_mut(plane * channels).enumerate() {
+                let image = &input[(b0 + i) * channels * plane..(b0 + i + 1) * channels * plane];
+                for c in 0..channels {
+                    for (p, &v) in image[c * plane..(c + 1) * plane].iter().enumerate() {
+                        stacked[p * channels + c] = v;
+                    }
                 }
             }
-            let mut x = Nhwc { window: Window::whole((rows, cols)), grid: (rows, cols), channels, data };
-            x = self.stem.apply(&x, stem_window, true, None, per_image);
+            let mut x = Nhwc { images, window: Window::whole((rows, cols)), grid: (rows, cols), channels, data };
+            x = self.stem.apply(&x, stem_window, true, None, per_group);
             for (block, &(first, out)) in self.blocks.iter().zip(&block_windows) {
-                let y = block.first.apply(&x, first, true, None, per_image);
-                let skip = block.skip.as_ref().map(|s| s.apply(&x, out, false, None, per_image));
-                x = block.second.apply(&y, out, true, Some(skip.as_ref().unwrap_or(&x)), per_image);
+                let y = block.first.apply(&x, first, true, None, per_group);
+                let skip = block.skip.as_ref().map(|s| s.apply(&x, out, false, None, per_group));
+                x = block.second.apply(&y, out, true, Some(skip.as_ref().unwrap_or(&x)), per_group);
             }
-            self.heads.apply(&x, heads_window, false, None, per_image)
+            self.heads.apply(&x, heads_window, false, None, per_group)
         };
-        let outputs: Vec<Nhwc> = if batch > 1 && self.threads > 1 {
-            let mut slots: Vec<Option<Nhwc>> = (0..batch).map(|_| None).collect();
-            let chunk = batch.div_ceil(self.threads);
+        // Each thread's images in stacks of a few: enough cells for the deeper layers' matrix
+        // products, few enough that a stack's activations stay in cache from layer to layer.
+        let stack = (STACK_PIXELS / (rows * cols).max(1)).max(1);
+        let groups = self.threads.min(batch).max(1);
+        let per = batch.div_ceil(groups).max(1);
+        let starts: Vec<(usize, usize)> = (0..batch).step_by(per).map(|b0| (b0, per.min(batch - b0))).collect();
+        let run_all = |(b0, n): (usize, usize)| -> Vec<Nhwc> { (b0..b0 + n).step_by(stack).map(|b| run(b, stack.min(b0 + n - b))).collect() };
+        let outputs: Vec<Nhwc> = if starts.len() > 1 {
             std::thread::scope(|s| {
-                for (i, part) in slots.chunks_mut(chunk).enumerate() {
-                    let run = &run;
-                    s.spawn(move || {
-                        for (j, slot) in part.iter_mut().enumerate() {
-                            *slot = Some(run(i * chunk + j));
-                        }
-                    });
-                }
-            });
-            slots.into_iter().map(|o| o.expect("every image ran")).collect()
+                let handles: Vec<_> = starts.iter().map(|&g| s.spawn(move || run_all(g))).collect();
+                handles.into_iter().flat_map(|h| h.join().expect("a network thread panicked")).collect()
+            })
         } else {
-            (0..batch).map(run).collect()
+            starts.into_iter().flat_map(run_all).collect()
         };
         let (out_rows, out_cols) = (heads_window.rows, heads_window.cols);
         let plane = out_rows * out_cols;
@@ -377,9 +381,11 @@ impl CpuNetwork {
         let mut size = vec![0f32; batch * 2 * plane];
         let has_offset = self.heads.cout > k + 4;
         let mut offset = vec![0f32; if has_offset { batch * 2 * plane } else { 0 }];
-        for (b, o) in outputs.iter().enumerate() {
+        let cells = outputs.iter().flat_map(|o| o.data.chunks_exact(plane * o.channels));
+        for (b, o) in cells.enumerate() {
+            let channels = self.heads.cout;
             for p in 0..plane {
-                let cell = &o.data[p * o.channels..(p + 1) * o.channels];
+                let cell = &o[p * channels..(p + 1) * channels];
                 for c in 0..k {
                     class_logits[(b * k + c) * plane + p] = cell[c];
                 }
@@ -487,6 +493,25 @@ fn winograd_output(products: &[f32], c: usize, y: &mut [f32]) {
     difference3(y3, s[3], s[5], s[7]);
 }
 
+/// Input pixels per stack of images (see [`Nhwc`]): 6 chips of 52².
+const STACK_PIXELS: usize = 16_384;
+
+/// A part of a layer's output for one thread's turn: rows `r0..r0 + rows` of the window in
+/// images `img0..img0 + images` (some rows of one image, or whole images).
+#[derive(Clone, Copy, Debug)]
+struct Band {
+    img0: usize,
+    images: usize,
+    r0: usize,
+    rows: usize,
+}
+
+/// Winograd tiles turned and multiplied at once: their turned inputs and products within a
+/// few hundred KiB.
+fn winograd_chunk(cin: usize, cout: usize) -> usize {
+    (32_768 / (WINOGRAD_POINTS * (cin + cout) / 4).max(1)).clamp(8, 256)
+}
+
 impl Conv {
     fn new(kernel: usize, stride: usize, cin: usize, cout: usize, weight: Vec<f32>, bias: Vec<f32>) -> Self {
         let winograd = (kernel == 3 && stride == 1).then(|| Self::winograd_weights(cin, cout, &weight));
@@ -548,35 +573,47 @@ impl Conv {
     fn apply(&self, x: &Nhwc, out: Window, relu: bool, residual: Option<&Nhwc>, threads: usize) -> Nhwc {
         debug_assert_eq!(x.channels, self.cin);
         let grid = self.out_shape(x.grid.0, x.grid.1);
-        let (rows, cols) = (out.rows, out.cols);
-        let mut data = vec![0f32; rows * cols * self.cout];
-        if rows * cols == 0 {
-            return Nhwc { window: out, grid, channels: self.cout, data };
+        let (images, rows, cols) = (x.images, out.rows, out.cols);
+        let per_image = rows * cols * self.cout;
+        let mut data = vec![0f32; images * per_image];
+        if per_image == 0 || images == 0 {
+            return Nhwc { images, window: out, grid, channels: self.cout, data };
         }
-        // Bands of output rows whose im2col stays within a few hundred KiB (in cache).
         let k = self.kernel * self.kernel * self.cin;
-        let mut band_rows = (65_536 / (k * cols).max(1)).clamp(1, rows);
-        if self.winograd.is_some() {
-            // Whole 2×2 tiles per band.
-            band_rows = (band_rows + 1) & !1;
-        }
-        let bands: Vec<(usize, &mut [f32])> = data.chunks_mut(band_rows * cols * self.cout).enumerate().map(|(i, c)| (i * band_rows, c)).collect();
         let winograd = self.winograd.as_deref().filter(|_| rows >= WINOGRAD_MIN_SIDE && cols >= WINOGRAD_MIN_SIDE);
-        let work = |list: Vec<(usize, &mut [f32])>| {
+        // Output pixels per band: an im2col within a few hundred KiB (in cache), or enough
+        // Winograd tiles to fill a chunk of them.
+        let target = match winograd {
+            Some(_) => 4 * winograd_chunk(self.cin, self.cout),
+            None => 65_536 / k.max(1),
+        };
+        let bands: Vec<(Band, &mut [f32])> = if images == 1 {
+            // Bands of rows (of whole 2×2 tiles for Winograd).
+            let mut band_rows = (target / cols).clamp(1, rows);
+            if winograd.is_some() {
+                band_rows = (band_rows + 1) & !1;
+            }
+            data.chunks_mut(band_rows * cols * self.cout).enumerate().map(|(i, d)| (Band { img0: 0, images: 1, r0: i * band_rows, rows: d.len() / (cols * self.cout) }, d)).collect()
+        } else {
+            // Bands of whole images.
+            let per_band = (target / (rows * cols)).max(1);
+            data.chunks_mut(per_band * per_image).enumerate().map(|(i, d)| (Band { img0: i * per_band, images: d.len() / per_image, r0: 0, rows }, d)).collect()
+        };
+        let work = |list: Vec<(Band, &mut [f32])>| {
             let mut col = Vec::new();
-            for (r0, dst) in list {
+            for (band, dst) in list {
                 match winograd {
-                    Some(u) => self.winograd_band(u, x, out, r0, dst, residual, relu, &mut col),
-                    None => self.band(x, out, r0, dst, residual, relu, &mut col),
+                    Some(u) => self.winograd_band(u, x, out, band, dst, residual, relu, &mut col),
+                    None => self.band(x, out, band, dst, residual, relu, &mut col),
                 }
             }
         };
         let threads = threads.min(bands.len()).max(1);
         // A band of work per thread only pays for itself on large layers.
-        if threads == 1 || rows * cols * k * self.cout < 1 << 20 {
+        if threads == 1 || images * rows * cols * k * self.cout < 1 << 20 {
             work(bands);
         } else {
-            let mut lists: Vec<Vec<(usize, &mut [f32])>> = (0..threads).map(|_| Vec::new()).collect();
+            let mut lists: Vec<Vec<(Band, &mut [f32])>> = (0..threads).map(|_| Vec::new()).collect();
             for (i, b) in bands.into_iter().enumerate() {
                 lists[i % threads].push(b);
             }
@@ -586,20 +623,21 @@ impl Conv {
                 }
             });
         }
-        Nhwc { window: out, grid, channels: self.cout, data }
+        Nhwc { images, window: out, grid, channels: self.cout, data }
     }
 
-    /// [`band`](Self::band) by Winograd's F(2×2, 3×3) (see [`WINOGRAD_POINTS`]), `r0` even:
-    /// the band's 2×2 output tiles in chunks, each chunk's 4×4 input tiles turned, 16 matrix
-    /// products with `u` (the weights turned), and the products turned back into outputs.
+    /// [`band`](Self::band) by Winograd's F(2×2, 3×3) (see [`WINOGRAD_POINTS`]), `band.r0`
+    /// even: the band's 2×2 output tiles (of all its images) in chunks, each chunk's 4×4 input
+    /// tiles turned, 16 matrix products with `u` (the weights turned), and the products turned
+    /// back into outputs.
     #[allow(clippy::too_many_arguments)]
-    fn winograd_band(&self, u: &[f32], x: &Nhwc, out: Window, r0: usize, dst: &mut [f32], residual: Option<&Nhwc>, relu: bool, scratch: &mut Vec<f32>) {
+    fn winograd_band(&self, u: &[f32], x: &Nhwc, out: Window, band: Band, dst: &mut [f32], residual: Option<&Nhwc>, relu: bool, scratch: &mut Vec<f32>) {
         let (cin, cout, cols) = (self.cin, self.cout, out.cols);
-        let band_rows = dst.len() / (cout * cols);
+        let (band_rows, r0) = (band.rows, band.r0);
         let (tile_rows, tile_cols) = (band_rows.div_ceil(2), cols.div_ceil(2));
-        let tiles = tile_rows * tile_cols;
-        // Tiles per chunk: the turned inputs and products within a few hundred KiB.
-        let chunk = (32_768 / (WINOGRAD_POINTS * (cin + cout) / 4).max(1)).clamp(8, 256).min(tiles);
+        let per_image = tile_rows * tile_cols;
+        let tiles = band.images * per_image;
+        let chunk = winograd_chunk(cin, cout).min(tiles);
         // Every part is written before it is read: grown, never cleared.
         let need = WINOGRAD_POINTS * chunk * (cin + cout) + 2 * WINOGRAD_POINTS * cin + 12 * cout;
         if scratch.len() < need {
@@ -610,12 +648,16 @@ impl Conv {
         let (patch, rest) = rest.split_at_mut(WINOGRAD_POINTS * cin);
         let (rows, outputs) = rest.split_at_mut(WINOGRAD_POINTS * cin);
         let xw = x.window;
+        let (in_plane, res_plane) = (xw.rows * xw.cols * cin, residual.map_or(0, |r| r.window.rows * r.window.cols * cout));
+        // A tile's image (within the band), row and column.
+        let place = |t: usize| (t / per_image, (t % per_image) / tile_cols, t % tile_cols);
         // Per tile, its 16 turned inputs (`v`, 16 rows of cin) and products (`m`, 16 rows of
         // cout) lie together; the products for point ξ read every tile's row ξ.
         for first in (0..tiles).step_by(chunk) {
             let n = chunk.min(tiles - first);
             for (t, turned) in v.chunks_exact_mut(WINOGRAD_POINTS * cin).take(n).enumerate() {
-                let (tr, tc) = ((first + t) / tile_cols, (first + t) % tile_cols);
+                let (image, tr, tc) = place(first + t);
+                let source = &x.data[(band.img0 + image) * in_plane..(band.img0 + image + 1) * in_plane];
                 let (y0, x0) = ((out.top + r0 + 2 * tr) as isize - 1, (out.left + 2 * tc) as isize - 1);
                 // The 4×4 input patch: zero beyond the grid, and beyond the window where only
                 // outputs outside the band would read it.
@@ -623,7 +665,7 @@ impl Conv {
                     let (gy, gx) = (y0 + (i / 4) as isize, x0 + (i % 4) as isize);
                     if gy >= xw.top as isize && gx >= xw.left as isize && (gy as usize) < xw.top + xw.rows && (gx as usize) < xw.left + xw.cols {
                         let from = ((gy as usize - xw.top) * xw.cols + gx as usize - xw.left) * cin;
-                        dst.copy_from_slice(&x.data[from..from + cin]);
+                        dst.copy_from_slice(&source[from..from + cin]);
                     } else {
                         dst.fill(0.0);
                     }
@@ -661,7 +703,7 @@ impl Conv {
             }
             // Aᵀ m A per tile, then bias, residual and ReLU.
             for (t, products) in m.chunks_exact(WINOGRAD_POINTS * cout).take(n).enumerate() {
-                let (tr, tc) = ((first + t) / tile_cols, (first + t) % tile_cols);
+                let (image, tr, tc) = place(first + t);
                 winograd_output(products, cout, outputs);
                 let y = &outputs[..4 * cout];
                 for a in 0..2 {
@@ -671,12 +713,12 @@ impl Conv {
                         if row >= band_rows || col >= cols {
                             continue;
                         }
-                        let p = row * cols + col;
+                        let p = (image * band_rows + row) * cols + col;
                         let d = &mut dst[p * cout..(p + 1) * cout];
                         d.iter_mut().zip(&y[(a * 2 + b) * cout..(a * 2 + b + 1) * cout]).zip(&self.bias).for_each(|((d, y), b)| *d = y + b);
                         if let Some(r) = residual {
                             let (oy, ox) = (out.top + r0 + row, out.left + col);
-                            let at = ((oy - r.window.top) * r.window.cols + ox - r.window.left) * cout;
+                            let at = (band.img0 + image) * res_plane + ((oy - r.window.top) * r.window.cols + ox - r.window.left) * cout;
                             d.iter_mut().zip(&r.data[at..at + cout]).for_each(|(d, r)| *d += r);
                         }
                         if relu {
@@ -688,18 +730,24 @@ impl Conv {
         }
     }
 
-    /// One band of the `out` window's rows, starting at its row `r0`; `dst` holds exactly its
-    /// pixels.
+    /// One band of the `out` window (some rows of one image, or whole images); `dst` holds
+    /// exactly its pixels.
     #[allow(clippy::too_many_arguments)]
-    fn band(&self, x: &Nhwc, out: Window, r0: usize, dst: &mut [f32], residual: Option<&Nhwc>, relu: bool, col: &mut Vec<f32>) {
-        let cols = out.cols;
+    fn band(&self, x: &Nhwc, out: Window, band: Band, dst: &mut [f32], residual: Option<&Nhwc>, relu: bool, col: &mut Vec<f32>) {
+        let (cols, r0) = (out.cols, band.r0);
+        let plane = band.rows * cols;
         let pixels = dst.len() / self.cout;
         let k = self.kernel * self.kernel * self.cin;
         let xw = x.window;
+        let in_plane = xw.rows * xw.cols * self.cin;
+        // A band pixel's image and its row and column in the grid.
+        let place = |p: usize| (band.img0 + p / plane, out.top + r0 + (p % plane) / cols, out.left + p % cols);
         // The matrix product's left side: the input itself for a 1×1, stride-1 convolution
         // over the same window, else the receptive fields, one row per output pixel.
         let lhs: &[f32] = if self.kernel == 1 && self.stride == 1 && xw == out {
-            &x.data[r0 * cols * self.cin..(r0 * cols + pixels) * self.cin]
+            // Images follow each other: a band of whole images is contiguous too.
+            let first = (band.img0 * out.rows + r0) * cols * self.cin;
+            &x.data[first..first + pixels * self.cin]
         } else {
             // Every value is written below (the padding as zeros): grown, never cleared.
             if col.len() < pixels * k {
@@ -709,7 +757,8 @@ impl Conv {
             let pad = (self.kernel / 2) as isize;
             let span = self.kernel * self.cin;
             for p in 0..pixels {
-                let (oy, ox) = (out.top + r0 + p / cols, out.left + p % cols);
+                let (image, oy, ox) = place(p);
+                let source = &x.data[image * in_plane..(image + 1) * in_plane];
                 let row = &mut col[p * k..(p + 1) * k];
                 for ky in 0..self.kernel {
                     let iy = (oy * self.stride) as isize + ky as isize - pad;
@@ -726,7 +775,7 @@ impl Conv {
                         let ix = ix0 as usize - xw.left;
                         debug_assert!(ix + self.kernel <= xw.cols, "the input window holds what the output reads");
                         let from = (iy * xw.cols + ix) * self.cin;
-                        row[ky * span..(ky + 1) * span].copy_from_slice(&x.data[from..from + span]);
+                        row[ky * span..(ky + 1) * span].copy_from_slice(&source[from..from + span]);
                         continue;
                     }
                     for kx in 0..self.kernel {
@@ -739,7 +788,7 @@ impl Conv {
                         let ix = ix as usize - xw.left;
                         debug_assert!(ix < xw.cols, "the input window holds what the output reads");
                         let from = (iy * xw.cols + ix) * self.cin;
-                        row[to..to + self.cin].copy_from_slice(&x.data[from..from + self.cin]);
+                        row[to..to + self.cin].copy_from_slice(&source[from..from + self.cin]);
                     }
                 }
             }
@@ -776,8 +825,8 @@ impl Conv {
         for (p, d) in dst.chunks_exact_mut(self.cout).enumerate() {
             d.iter_mut().zip(&self.bias).for_each(|(v, b)| *v += b);
             if let Some(r) = residual {
-                let (oy, ox) = (out.top + r0 + p / cols, out.left + p % cols);
-                let at = ((oy - r.window.top) * r.window.cols + ox - r.window.left) * self.cout;
+                let (image, oy, ox) = place(p);
+                let at = (image * r.window.rows * r.window.cols + (oy - r.window.top) * r.window.cols + ox - r.window.left) * self.cout;
                 d.iter_mut().zip(&r.data[at..at + self.cout]).for_each(|(v, r)| *v += r);
             }
             if relu {
