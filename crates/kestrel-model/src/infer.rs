@@ -1,11 +1,13 @@
 //! The network's forward pass on the CPU for detection, without the training framework's
 //! per-operation overheads: batch norm folded into the convolutions, activations kept
-//! channels-last (NHWC) from layer to layer, each 3×3 convolution an im2col over bands of
-//! output rows followed by one matrix product (the `gemm` crate, which burn's CPU backend uses
-//! too), with the bias, the residual and the ReLU applied in the same pass over the output.
-//! Rows are split between threads. The weights come from a trained [`Network`]; the outputs
-//! are laid out as burn's (`[batch, channels, rows, cols]`), so a caller can use either.
-//! Training, and any device other than the CPU, stay with burn.
+//! channels-last (NHWC) from layer to layer, the 3×3 stride-1 convolutions by Winograd's
+//! F(2×2, 3×3) and the others as an im2col over bands of output rows, each followed by matrix
+//! products (the `gemm` crate, which burn's CPU backend uses too), with the bias, the residual
+//! and the ReLU applied in one pass over the output. One tile's rows are split between
+//! threads, a batch of chips between threads in stacks of a few; a chip scored at its centre
+//! cell alone computes each layer only where that cell depends on it. The weights come from a
+//! trained [`Network`]; the outputs are laid out as burn's (`[batch, channels, rows, cols]`),
+//! so a caller can use either. Training, and any device other than the CPU, stay with burn.
 
 use crate::network::{ConvBn, Network, Residual};
 use burn::nn::conv::Conv2d;
