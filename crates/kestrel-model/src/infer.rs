@@ -383,7 +383,7 @@ impl CpuNetwork {
         let mut size = vec![0f32; batch * 2 * plane];
         let has_offset = self.heads.cout > k + 4;
         let mut offset = vec![0f32; if has_offset { batch * 2 * plane } else { 0 }];
-        let cells = outputs.iter().flat_map(|o| o.data.chunks_exact(plane * o.channels));
+        let cells = outputs.iter().flat_map(|o| o.data.chunks_exact((plane * o.channels).max(1)));
         for (b, o) in cells.enumerate() {
             let channels = self.heads.cout;
             for p in 0..plane {
