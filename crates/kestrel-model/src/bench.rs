@@ -86,24 +86,21 @@ pub fn measure(
     // Inference as detection runs it (the fused pass on the CPU).
     let inference = crate::infer::Inference::new(&net);
     let random = |n: usize| (0..n).map(|i| ((i as u64).wrapping_mul(2_654_435_761) % 1000) as f32 / 1000.0).collect::<Vec<f32>>();
-    let mut infer_s = Vec::new();
-    for i in 0..steps + 2 {
+    // Median seconds of `steps` passes over a batch of chips, after two warm-up ones.
+    let chips = |pass: &dyn Fn(&[f32])| -> f64 {
         let x = random(batch * c * chip_px * chip_px);
-        let t = Instant::now();
-        let _ = inference.forward(&x, batch, c, chip_px, chip_px);
-        if i >= 2 {
-            infer_s.push(t.elapsed().as_secs_f64());
+        let mut seconds = Vec::new();
+        for i in 0..steps + 2 {
+            let t = Instant::now();
+            pass(&x);
+            if i >= 2 {
+                seconds.push(t.elapsed().as_secs_f64());
+            }
         }
-    }
-    let mut centre_s = Vec::new();
-    for i in 0..steps + 2 {
-        let x = random(batch * c * chip_px * chip_px);
-        let t = Instant::now();
-        let _ = inference.forward_centre(&x, batch, c, chip_px, chip_px);
-        if i >= 2 {
-            centre_s.push(t.elapsed().as_secs_f64());
-        }
-    }
+        median(seconds)
+    };
+    let infer = chips(&|x| drop(inference.forward(x, batch, c, chip_px, chip_px)));
+    let centre = chips(&|x| drop(inference.forward_centre(x, batch, c, chip_px, chip_px)));
     let mut tile_s = Vec::new();
     let mut framework_s = Vec::new();
     for i in 0..(steps / 2).max(1) + 1 {
@@ -122,7 +119,7 @@ pub fn measure(
             framework_s.push(t.elapsed().as_secs_f64());
         }
     }
-    let (train, infer, tile, framework) = (median(train_s), median(infer_s), median(tile_s), median(framework_s));
+    let (train, tile, framework) = (median(train_s), median(tile_s), median(framework_s));
     let cells = (tile_px / crate::network::STRIDE).pow(2) as f64;
     NetworkBench {
         chip_px,
@@ -130,7 +127,7 @@ pub fn measure(
         parameters,
         train_images_per_s: batch as f64 / train,
         infer_images_per_s: batch as f64 / infer,
-        infer_centre_images_per_s: batch as f64 / median(centre_s),
+        infer_centre_images_per_s: batch as f64 / centre,
         tile_px,
         tile_seconds: tile,
         tile_mpx_per_s: (tile_px * tile_px) as f64 / 1e6 / tile,

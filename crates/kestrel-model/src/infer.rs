@@ -495,6 +495,22 @@ fn winograd_output(products: &[f32], c: usize, y: &mut [f32]) {
     difference3(y3, s[3], s[5], s[7]);
 }
 
+/// `dst = lhs · rhs` for row-major matrices, on this thread: `lhs` is m×k with its rows
+/// `lhs_stride` apart, `rhs` k×n, `dst` m×n with its rows `dst_stride` apart.
+#[allow(clippy::too_many_arguments)]
+fn matmul(m: usize, n: usize, k: usize, dst: &mut [f32], dst_stride: usize, lhs: &[f32], lhs_stride: usize, rhs: &[f32]) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(dst_stride >= n && lhs_stride >= k && dst.len() >= (m - 1) * dst_stride + n && lhs.len() >= (m - 1) * lhs_stride + k && rhs.len() >= k * n, "matrices smaller than their dimensions");
+    // SAFETY: the lengths just checked hold every element the product reads or writes
+    // (row r of dst at r·dst_stride .. + n, of lhs at r·lhs_stride .. + k; rhs k rows of n),
+    // and `dst` is borrowed mutably and alone.
+    unsafe {
+        gemm::gemm(m, n, k, dst.as_mut_ptr(), 1, dst_stride as isize, false, lhs.as_ptr(), 1, lhs_stride as isize, rhs.as_ptr(), 1, n as isize, 0.0f32, 1.0f32, false, false, false, gemm::Parallelism::None);
+    }
+}
+
 /// Input pixels per stack of images (see [`Nhwc`]): 6 chips of 52².
 const STACK_PIXELS: usize = 16_384;
 
@@ -675,33 +691,7 @@ impl Conv {
                 winograd_input(patch, turned, rows, cin);
             }
             for xi in 0..WINOGRAD_POINTS {
-                // SAFETY: with row strides of 16 rows, the last tile's row ξ ends within the
-                // slices (m = n rows, k = cin, n = cout as passed); `m` is borrowed mutably
-                // and alone.
-                assert!(v.len() >= ((n - 1) * WINOGRAD_POINTS + xi + 1) * cin && m.len() >= ((n - 1) * WINOGRAD_POINTS + xi + 1) * cout && u.len() == WINOGRAD_POINTS * cin * cout);
-                unsafe {
-                    gemm::gemm(
-                        n,
-                        cout,
-                        cin,
-                        m[xi * cout..].as_mut_ptr(),
-                        1,
-                        (WINOGRAD_POINTS * cout) as isize,
-                        false,
-                        v[xi * cin..].as_ptr(),
-                        1,
-                        (WINOGRAD_POINTS * cin) as isize,
-                        u[xi * cin * cout..].as_ptr(),
-                        1,
-                        cout as isize,
-                        0.0f32,
-                        1.0f32,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
-                    );
-                }
+                matmul(n, cout, cin, &mut m[xi * cout..], WINOGRAD_POINTS * cout, &v[xi * cin..], WINOGRAD_POINTS * cin, &u[xi * cin * cout..(xi + 1) * cin * cout]);
             }
             // Aᵀ m A per tile, then bias, residual and ReLU.
             for (t, products) in m.chunks_exact(WINOGRAD_POINTS * cout).take(n).enumerate() {
@@ -796,33 +786,7 @@ impl Conv {
             }
             col
         };
-        assert!(lhs.len() == pixels * k && self.weight.len() == k * self.cout && dst.len() == pixels * self.cout);
-        // SAFETY: the three matrices are row-major slices whose lengths were just checked
-        // against the dimensions passed (m = pixels, n = cout, k), and `dst` is borrowed
-        // mutably and alone.
-        unsafe {
-            gemm::gemm(
-                pixels,
-                self.cout,
-                k,
-                dst.as_mut_ptr(),
-                1,
-                self.cout as isize,
-                false,
-                lhs.as_ptr(),
-                1,
-                k as isize,
-                self.weight.as_ptr(),
-                1,
-                self.cout as isize,
-                0.0f32,
-                1.0f32,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            );
-        }
+        matmul(pixels, self.cout, k, dst, self.cout, lhs, k, &self.weight);
         // Bias, residual and ReLU in one pass over the product.
         for (p, d) in dst.chunks_exact_mut(self.cout).enumerate() {
             d.iter_mut().zip(&self.bias).for_each(|(v, b)| *v += b);
