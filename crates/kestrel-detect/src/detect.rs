@@ -394,8 +394,10 @@ fn for_views(network: &Ensemble, contract: &kestrel_samples::normalize::Contract
     let size = contract.chip_size_px as usize;
     let bands = contract.bands.len();
     let chip_len = bands * size * size;
+    // One buffer for every pass's chips: each chip is cut whole into it.
+    let mut data: Vec<f32> = Vec::new();
     for part in candidates.chunks_mut(PER_PASS) {
-        let mut data = vec![0f32; part.len() * turns.len() * chip_len];
+        data.resize(part.len() * turns.len() * chip_len, 0.0);
         let mut slots: Vec<(&Proposal, &mut [f32])> = part.iter().zip(data.chunks_mut(turns.len() * chip_len)).collect();
         kestrel_samples::parallel::par_for_each_mut(&mut slots, |(q, out)| {
             for (&turn, dst) in turns.iter().zip(out.chunks_mut(chip_len)) {
@@ -497,10 +499,12 @@ fn verify_many(network: &Ensemble, contract: &kestrel_samples::normalize::Contra
     let offsets: Vec<(f64, f64)> = (-1..=1).flat_map(|j| (-1..=1).map(move |i| (f64::from(i) * step, f64::from(j) * step))).collect();
     let m = offsets.len();
     let mut out = Vec::with_capacity(candidates.len());
+    // One buffer for every pass's chips: each chip is cut whole into it.
+    let mut data: Vec<f32> = Vec::new();
     for part in candidates.chunks(PER_PASS) {
         // Each candidate's nine chips, cut on all cores.
         let per_candidate = m * bands * size * size;
-        let mut data = vec![0f32; part.len() * per_candidate];
+        data.resize(part.len() * per_candidate, 0.0);
         let mut slots: Vec<(&Proposal, &mut [f32])> = part.iter().zip(data.chunks_mut(per_candidate)).collect();
         kestrel_samples::parallel::par_for_each_mut(&mut slots, |(q, out)| {
             for (&(dx, dy), dst) in offsets.iter().zip(out.chunks_mut(bands * size * size)) {
@@ -552,8 +556,10 @@ fn verify_by_offset(network: &Ensemble, contract: &kestrel_samples::normalize::C
     let bands = contract.bands.len();
     let chip_len = bands * size * size;
     let mut out = Vec::with_capacity(candidates.len());
+    // One buffer for every pass's chips: each chip is cut whole into it.
+    let mut data: Vec<f32> = Vec::new();
     for part in candidates.chunks(PER_PASS) {
-        let mut data = vec![0f32; part.len() * chip_len];
+        data.resize(part.len() * chip_len, 0.0);
         let mut slots: Vec<(&Proposal, &mut [f32])> = part.iter().zip(data.chunks_mut(chip_len)).collect();
         kestrel_samples::parallel::par_for_each_mut(&mut slots, |(q, dst)| {
             resample_square_into(window, q.x, q.y, q.heading_deg - contract.canonical_heading_deg, zoom, size, dst);
