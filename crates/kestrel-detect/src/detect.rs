@@ -391,24 +391,40 @@ fn views_around_circle(network: &Ensemble, contract: &kestrel_samples::normalize
 fn for_views(network: &Ensemble, contract: &kestrel_samples::normalize::Contract, window: &NormalizedWindow, candidates: &mut [Proposal], zoom: f64, turns: &[f64], mut each: impl FnMut(&mut Proposal, &Views)) {
     /// Candidates per forward pass.
     const PER_PASS: usize = 32;
-    let size = contract.chip_size_px as usize;
-    let bands = contract.bands.len();
-    let chip_len = bands * size * size;
-    // One buffer for every pass's chips: each chip is cut whole into it.
-    let mut data: Vec<f32> = Vec::new();
+    let cuts: Vec<Cut> = turns.iter().map(|&turn_deg| Cut { dx: 0.0, dy: 0.0, turn_deg }).collect();
+    let mut data = Vec::new();
     for part in candidates.chunks_mut(PER_PASS) {
-        data.resize(part.len() * turns.len() * chip_len, 0.0);
-        let mut slots: Vec<(&Proposal, &mut [f32])> = part.iter().zip(data.chunks_mut(turns.len() * chip_len)).collect();
-        kestrel_samples::parallel::par_for_each_mut(&mut slots, |(q, out)| {
-            for (&turn, dst) in turns.iter().zip(out.chunks_mut(chip_len)) {
-                resample_square_into(window, q.x, q.y, q.heading_deg + turn - contract.canonical_heading_deg, zoom, size, dst);
-            }
-        });
-        let heads = network.forward_centre(&data, part.len() * turns.len(), bands, size, size);
+        let heads = score_cuts(network, contract, window, zoom, part, &cuts, &mut data);
         for (c, q) in part.iter_mut().enumerate() {
             each(q, &Views { heads: &heads, first: c * turns.len() });
         }
     }
+}
+
+/// A chip cut of a candidate: moved by (dx, dy) image pixels and turned by `turn_deg` from
+/// the canonical pose at the candidate's heading.
+#[derive(Clone, Copy, Debug)]
+struct Cut {
+    dx: f64,
+    dy: f64,
+    turn_deg: f64,
+}
+
+/// Cuts each of `cuts` of every candidate of `part` into `data` (one buffer for a tile's
+/// passes: each chip is cut whole into it), on all cores, and scores the chips at their
+/// centre cells: output `c · cuts.len() + i` is candidate `c`'s cut `i`.
+#[allow(clippy::too_many_arguments)]
+fn score_cuts(network: &Ensemble, contract: &kestrel_samples::normalize::Contract, window: &NormalizedWindow, zoom: f64, part: &[Proposal], cuts: &[Cut], data: &mut Vec<f32>) -> kestrel_model::infer::HeadOutputs {
+    let size = contract.chip_size_px as usize;
+    let chip_len = contract.bands.len() * size * size;
+    data.resize(part.len() * cuts.len() * chip_len, 0.0);
+    let mut slots: Vec<(&Proposal, &mut [f32])> = part.iter().zip(data.chunks_mut(cuts.len() * chip_len)).collect();
+    kestrel_samples::parallel::par_for_each_mut(&mut slots, |(q, out)| {
+        for (cut, dst) in cuts.iter().zip(out.chunks_mut(chip_len)) {
+            resample_square_into(window, q.x + cut.dx, q.y + cut.dy, q.heading_deg + cut.turn_deg - contract.canonical_heading_deg, zoom, size, dst);
+        }
+    });
+    network.forward_centre(data, part.len() * cuts.len(), contract.bands.len(), size, size)
 }
 
 /// One candidate's views in a batch of the network's outputs, by turn index.
@@ -493,25 +509,13 @@ fn verify_many(network: &Ensemble, contract: &kestrel_samples::normalize::Contra
     }
     /// Candidates per forward pass (9 chips each).
     const PER_PASS: usize = 32;
-    let size = contract.chip_size_px as usize;
-    let bands = contract.bands.len();
     let step = STRIDE as f64 / 2.0 / zoom; // image pixels
-    let offsets: Vec<(f64, f64)> = (-1..=1).flat_map(|j| (-1..=1).map(move |i| (f64::from(i) * step, f64::from(j) * step))).collect();
+    let offsets: Vec<Cut> = (-1..=1).flat_map(|j| (-1..=1).map(move |i| Cut { dx: f64::from(i) * step, dy: f64::from(j) * step, turn_deg: 0.0 })).collect();
     let m = offsets.len();
     let mut out = Vec::with_capacity(candidates.len());
-    // One buffer for every pass's chips: each chip is cut whole into it.
-    let mut data: Vec<f32> = Vec::new();
+    let mut data = Vec::new();
     for part in candidates.chunks(PER_PASS) {
-        // Each candidate's nine chips, cut on all cores.
-        let per_candidate = m * bands * size * size;
-        data.resize(part.len() * per_candidate, 0.0);
-        let mut slots: Vec<(&Proposal, &mut [f32])> = part.iter().zip(data.chunks_mut(per_candidate)).collect();
-        kestrel_samples::parallel::par_for_each_mut(&mut slots, |(q, out)| {
-            for (&(dx, dy), dst) in offsets.iter().zip(out.chunks_mut(bands * size * size)) {
-                resample_square_into(window, q.x + dx, q.y + dy, q.heading_deg - contract.canonical_heading_deg, zoom, size, dst);
-            }
-        });
-        let heads = network.forward_centre(&data, part.len() * m, bands, size, size);
+        let heads = score_cuts(network, contract, window, zoom, part, &offsets, &mut data);
         // The heads at each chip's centre cell (as training read them), the only cell read.
         let centre = 0;
         for (c, q) in part.iter().enumerate() {
@@ -531,8 +535,8 @@ fn verify_many(network: &Ensemble, contract: &kestrel_samples::normalize::Contra
             let (ln_length, ln_width) = heads.size_at(chip, centre);
             let residual = heading_from_head(heads.heading_at(chip, centre), contract.heading_mode);
             out.push(Verified {
-                x: x + offsets[best].0 + sx * step,
-                y: y + offsets[best].1 + sy * step,
+                x: x + offsets[best].dx + sx * step,
+                y: y + offsets[best].dy + sy * step,
                 score: score(best),
                 heading_deg: contract.heading_mode.wrap(h + residual),
                 length_m: f64::from(ln_length).exp(),
@@ -552,19 +556,10 @@ fn verify_by_offset(network: &Ensemble, contract: &kestrel_samples::normalize::C
     const PER_PASS: usize = 64;
     // One look: rotational matching's best view has placed the candidate already (its
     // offset); a second look changed AP50 by −0.003 to +0.006 on the cars street.
-    let size = contract.chip_size_px as usize;
-    let bands = contract.bands.len();
-    let chip_len = bands * size * size;
     let mut out = Vec::with_capacity(candidates.len());
-    // One buffer for every pass's chips: each chip is cut whole into it.
-    let mut data: Vec<f32> = Vec::new();
+    let mut data = Vec::new();
     for part in candidates.chunks(PER_PASS) {
-        data.resize(part.len() * chip_len, 0.0);
-        let mut slots: Vec<(&Proposal, &mut [f32])> = part.iter().zip(data.chunks_mut(chip_len)).collect();
-        kestrel_samples::parallel::par_for_each_mut(&mut slots, |(q, dst)| {
-            resample_square_into(window, q.x, q.y, q.heading_deg - contract.canonical_heading_deg, zoom, size, dst);
-        });
-        let heads = network.forward_centre(&data, part.len(), bands, size, size);
+        let heads = score_cuts(network, contract, window, zoom, part, &[Cut { dx: 0.0, dy: 0.0, turn_deg: 0.0 }], &mut data);
         let centre = 0; // the only cell: each chip's centre
         for (c, q) in part.iter().enumerate() {
             let (dx, dy) = offset_to_image(heads.offset_at(c, centre), q.heading_deg - contract.canonical_heading_deg, zoom);

@@ -75,6 +75,35 @@ struct Nhwc {
     data: Vec<f32>,
 }
 
+impl Nhwc {
+    /// `n` neighbouring pixels' channels of one image, from grid cell (row, col) rightwards;
+    /// they must lie in the window.
+    fn pixels(&self, image: usize, row: usize, col: usize, n: usize) -> &[f32] {
+        let w = self.window;
+        debug_assert!(row >= w.top && row < w.top + w.rows && col >= w.left && col + n <= w.left + w.cols, "the window holds what is read");
+        let at = ((image * w.rows + row - w.top) * w.cols + col - w.left) * self.channels;
+        &self.data[at..at + n * self.channels]
+    }
+
+    /// Whether grid cell (row, col), padding coordinates allowed, lies in the window.
+    fn holds(&self, row: isize, col: isize) -> bool {
+        let w = self.window;
+        row >= w.top as isize && col >= w.left as isize && (row as usize) < w.top + w.rows && (col as usize) < w.left + w.cols
+    }
+}
+
+/// A convolution's last steps on one output pixel's product `out`: bias, the residual (the
+/// same pixel of a block's skip path) and the ReLU.
+fn finish(out: &mut [f32], bias: &[f32], residual: Option<&[f32]>, relu: bool) {
+    out.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+    if let Some(r) = residual {
+        out.iter_mut().zip(r).for_each(|(v, r)| *v += r);
+    }
+    if relu {
+        out.iter_mut().for_each(|v| *v = v.max(0.0));
+    }
+}
+
 /// The heads' outputs of a batch, each `[batch, channels, rows, cols]` as burn lays them out.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HeadOutputs {
@@ -665,8 +694,6 @@ impl Conv {
         let (m, rest) = rest.split_at_mut(WINOGRAD_POINTS * chunk * cout);
         let (patch, rest) = rest.split_at_mut(WINOGRAD_POINTS * cin);
         let (rows, outputs) = rest.split_at_mut(WINOGRAD_POINTS * cin);
-        let xw = x.window;
-        let (in_plane, res_plane) = (xw.rows * xw.cols * cin, residual.map_or(0, |r| r.window.rows * r.window.cols * cout));
         // A tile's image (within the band), row and column.
         let place = |t: usize| (t / per_image, (t % per_image) / tile_cols, t % tile_cols);
         // Per tile, its 16 turned inputs (`v`, 16 rows of cin) and products (`m`, 16 rows of
@@ -675,15 +702,13 @@ impl Conv {
             let n = chunk.min(tiles - first);
             for (t, turned) in v.chunks_exact_mut(WINOGRAD_POINTS * cin).take(n).enumerate() {
                 let (image, tr, tc) = place(first + t);
-                let source = &x.data[(band.img0 + image) * in_plane..(band.img0 + image + 1) * in_plane];
                 let (y0, x0) = ((out.top + r0 + 2 * tr) as isize - 1, (out.left + 2 * tc) as isize - 1);
                 // The 4×4 input patch: zero beyond the grid, and beyond the window where only
                 // outputs outside the band would read it.
                 for (i, dst) in patch.chunks_exact_mut(cin).enumerate() {
                     let (gy, gx) = (y0 + (i / 4) as isize, x0 + (i % 4) as isize);
-                    if gy >= xw.top as isize && gx >= xw.left as isize && (gy as usize) < xw.top + xw.rows && (gx as usize) < xw.left + xw.cols {
-                        let from = ((gy as usize - xw.top) * xw.cols + gx as usize - xw.left) * cin;
-                        dst.copy_from_slice(&source[from..from + cin]);
+                    if x.holds(gy, gx) {
+                        dst.copy_from_slice(x.pixels(band.img0 + image, gy as usize, gx as usize, 1));
                     } else {
                         dst.fill(0.0);
                     }
@@ -707,15 +732,9 @@ impl Conv {
                         }
                         let p = (image * band_rows + row) * cols + col;
                         let d = &mut dst[p * cout..(p + 1) * cout];
-                        d.iter_mut().zip(&y[(a * 2 + b) * cout..(a * 2 + b + 1) * cout]).zip(&self.bias).for_each(|((d, y), b)| *d = y + b);
-                        if let Some(r) = residual {
-                            let (oy, ox) = (out.top + r0 + row, out.left + col);
-                            let at = (band.img0 + image) * res_plane + ((oy - r.window.top) * r.window.cols + ox - r.window.left) * cout;
-                            d.iter_mut().zip(&r.data[at..at + cout]).for_each(|(d, r)| *d += r);
-                        }
-                        if relu {
-                            d.iter_mut().for_each(|v| *v = v.max(0.0));
-                        }
+                        d.copy_from_slice(&y[(a * 2 + b) * cout..(a * 2 + b + 1) * cout]);
+                        let skip = residual.map(|r| r.pixels(band.img0 + image, out.top + r0 + row, out.left + col, 1));
+                        finish(d, &self.bias, skip, relu);
                     }
                 }
             }
@@ -731,7 +750,6 @@ impl Conv {
         let pixels = dst.len() / self.cout;
         let k = self.kernel * self.kernel * self.cin;
         let xw = x.window;
-        let in_plane = xw.rows * xw.cols * self.cin;
         // A band pixel's image and its row and column in the grid.
         let place = |p: usize| (band.img0 + p / plane, out.top + r0 + (p % plane) / cols, out.left + p % cols);
         // The matrix product's left side: the input itself for a 1×1, stride-1 convolution
@@ -750,7 +768,6 @@ impl Conv {
             let span = self.kernel * self.cin;
             for p in 0..pixels {
                 let (image, oy, ox) = place(p);
-                let source = &x.data[image * in_plane..(image + 1) * in_plane];
                 let row = &mut col[p * k..(p + 1) * k];
                 for ky in 0..self.kernel {
                     let iy = (oy * self.stride) as isize + ky as isize - pad;
@@ -758,16 +775,12 @@ impl Conv {
                         row[ky * span..(ky + 1) * span].fill(0.0); // zero padding
                         continue;
                     }
-                    let iy = iy as usize - xw.top;
-                    debug_assert!(iy < xw.rows, "the input window holds what the output reads");
+                    let iy = iy as usize;
                     // The row's taps are neighbouring pixels, contiguous channels-last: one
                     // copy when none falls in the padding.
                     let ix0 = (ox * self.stride) as isize - pad;
                     if ix0 >= 0 && ix0 as usize + self.kernel <= x.grid.1 {
-                        let ix = ix0 as usize - xw.left;
-                        debug_assert!(ix + self.kernel <= xw.cols, "the input window holds what the output reads");
-                        let from = (iy * xw.cols + ix) * self.cin;
-                        row[ky * span..(ky + 1) * span].copy_from_slice(&source[from..from + span]);
+                        row[ky * span..(ky + 1) * span].copy_from_slice(x.pixels(image, iy, ix0 as usize, self.kernel));
                         continue;
                     }
                     for kx in 0..self.kernel {
@@ -777,10 +790,7 @@ impl Conv {
                             row[to..to + self.cin].fill(0.0);
                             continue;
                         }
-                        let ix = ix as usize - xw.left;
-                        debug_assert!(ix < xw.cols, "the input window holds what the output reads");
-                        let from = (iy * xw.cols + ix) * self.cin;
-                        row[to..to + self.cin].copy_from_slice(&source[from..from + self.cin]);
+                        row[to..to + self.cin].copy_from_slice(x.pixels(image, iy, ix as usize, 1));
                     }
                 }
             }
@@ -789,15 +799,11 @@ impl Conv {
         matmul(pixels, self.cout, k, dst, self.cout, lhs, k, &self.weight);
         // Bias, residual and ReLU in one pass over the product.
         for (p, d) in dst.chunks_exact_mut(self.cout).enumerate() {
-            d.iter_mut().zip(&self.bias).for_each(|(v, b)| *v += b);
-            if let Some(r) = residual {
+            let skip = residual.map(|r| {
                 let (image, oy, ox) = place(p);
-                let at = (image * r.window.rows * r.window.cols + (oy - r.window.top) * r.window.cols + ox - r.window.left) * self.cout;
-                d.iter_mut().zip(&r.data[at..at + self.cout]).for_each(|(v, r)| *v += r);
-            }
-            if relu {
-                d.iter_mut().for_each(|v| *v = v.max(0.0));
-            }
+                r.pixels(image, oy, ox, 1)
+            });
+            finish(d, &self.bias, skip, relu);
         }
     }
 }
@@ -881,19 +887,9 @@ impl<'a> Ensemble<'a> {
         self.members.iter().all(Inference::has_offset)
     }
 
-    /// The members' mean outputs over `input`, laid out `[batch, channels, rows, cols]`
-    /// (one member's own outputs, untouched, when there is one).
-    pub fn forward(&self, input: &[f32], batch: usize, channels: usize, rows: usize, cols: usize) -> HeadOutputs {
-        if let [only] = self.members.as_slice() {
-            return only.forward(input, batch, channels, rows, cols);
-        }
-        let parts: Vec<HeadOutputs> = self.members.iter().map(|m| m.forward(input, batch, channels, rows, cols)).collect();
-        // Members of one contract read the same chip into the same grid of cells.
-        HeadOutputs::mean(&parts).expect("networks of one contract give outputs of one shape")
-    }
-
     /// The members' mean outputs at each image's centre cell alone, as 1×1 outputs (see
-    /// [`Inference::forward_centre`]).
+    /// [`Inference::forward_centre`]; one member's own outputs, untouched, when there is
+    /// one). Dense maps are one member's: [`first`](Self::first).
     pub fn forward_centre(&self, input: &[f32], batch: usize, channels: usize, rows: usize, cols: usize) -> HeadOutputs {
         if let [only] = self.members.as_slice() {
             return only.forward_centre(input, batch, channels, rows, cols);
