@@ -51,8 +51,9 @@ pub struct PackageMeta {
     pub detection: Option<DetectionCalibration>,
 }
 
-/// Whole-image detection on the validation images: the threshold of best F1 (the model's
-/// default) and what it gives.
+/// Whole-image detection on the validation images: the model's default threshold (the
+/// highest whose F1 comes within 0.005 of the best; the best itself in packages of before
+/// 2026-12-06) and what it gives.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DetectionCalibration {
     pub threshold: f32,
