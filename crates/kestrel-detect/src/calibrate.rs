@@ -1,7 +1,8 @@
 //! The model's default detection threshold, chosen where detection on the validation images
 //! — whole images, scanned as `kestrel detect` does — finds their labelled objects with the
-//! best F1, or the highest threshold that comes within a hair of it. A detection finds an object when its centre lies within half an object length of
-//! the object's and no stronger detection found it first.
+//! best F1, or rather the highest threshold that comes within a hair of it. A detection finds
+//! an object when its centre lies within half an object length of the object's and no
+//! stronger detection found it first.
 
 use crate::detect::{detect_raster, DetectError, DetectOptions};
 use kestrel_model::network::Network;
