@@ -137,25 +137,25 @@ fn each_member(paths: &[impl AsRef<Path>], device: &Device, mut each: impl FnMut
         let bytes = read_bytes(path)?;
         for member in members_of(path, &bytes)? {
             let (meta, network) = load_bytes(path, member, device)?;
-            match &first {
-                None => first = Some(meta.clone()),
-                Some(first) => {
-                    let problem = if meta.classes != first.classes {
-                        Some(format!("its classes {:?} differ from {:?}", meta.classes, first.classes))
-                    } else if meta.contract != first.contract {
-                        Some(format!("its normalization contract differs ({:?} against {:?})", meta.contract, first.contract))
-                    } else {
-                        None
-                    };
-                    if let Some(problem) = problem {
-                        return Err(PackageError::Mismatch { path: path.display().to_string(), first: paths[0].as_ref().display().to_string(), problem });
-                    }
-                }
+            if let Some(problem) = first.as_ref().and_then(|first| mismatch(first, &meta)) {
+                return Err(PackageError::Mismatch { path: path.display().to_string(), first: paths[0].as_ref().display().to_string(), problem });
             }
+            first.get_or_insert_with(|| meta.clone());
             each(member, meta, network);
         }
     }
     Ok(())
+}
+
+/// Why `other` cannot detect together with `first`, if it cannot.
+fn mismatch(first: &PackageMeta, other: &PackageMeta) -> Option<String> {
+    if other.classes != first.classes {
+        Some(format!("its classes {:?} differ from {:?}", other.classes, first.classes))
+    } else if other.contract != first.contract {
+        Some(format!("its normalization contract differs ({:?} against {:?})", other.contract, first.contract))
+    } else {
+        None
+    }
 }
 
 /// Writes the networks of `paths` (single or ensemble packages, checked as
