@@ -319,6 +319,13 @@ pub fn network(quick: bool) -> Result<()> {
         ours.tile_framework_seconds,
         ours.tile_framework_seconds / ours.tile_seconds
     );
+    if kestrel_model::device::is_cpu(&kestrel_model::device::current()) {
+        println!(
+            "  training steps through burn's autodiff: {:7.1} img/s (Kestrel's CPU training pass: {:.2}× as fast)",
+            ours.train_framework_images_per_s,
+            ours.train_images_per_s / ours.train_framework_images_per_s
+        );
+    }
     let Ok(python) = std::env::var("KESTREL_TORCH_PYTHON") else {
         println!("  PyTorch: not measured (set KESTREL_TORCH_PYTHON to a Python with torch; see bench/README.md)");
         return Ok(());

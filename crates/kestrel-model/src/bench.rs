@@ -28,6 +28,9 @@ pub struct NetworkBench {
     pub tile_gflop_per_s: f64,
     /// The same tile through burn's forward pass (what the fused pass replaces on the CPU).
     pub tile_framework_seconds: f64,
+    /// Training steps through burn's autodiff (what the CPU training pass replaces on the CPU;
+    /// on a GPU the same as `train_images_per_s`).
+    pub train_framework_images_per_s: f64,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -83,6 +86,32 @@ pub fn measure(
         }
     }
     let net = model.valid();
+    let framework_train = median(train_s.clone());
+    // Training as `kestrel train` runs it on the CPU: Kestrel's own pass.
+    if crate::device::is_cpu(&device) {
+        let mut trainer = crate::train_cpu::CpuTrainer::new(&net, config);
+        let pixels = c * chip_px * chip_px;
+        train_s.clear();
+        for i in 0..steps + 2 {
+            let batch_c = crate::train_cpu::CpuBatch {
+                x: (0..batch * pixels).map(|k| ((k as u64 + i as u64).wrapping_mul(2_654_435_761) % 1000) as f32 / 1000.0).collect(),
+                images: batch,
+                bands: c,
+                size_px: chip_px,
+                class: (0..batch).map(|k| k % 2).collect(),
+                heading: (0..2 * batch).map(|k| ((k * 37) % 200) as f32 / 100.0 - 1.0).collect(),
+                size: (0..2 * batch).map(|k| ((k * 53) % 200) as f32 / 100.0).collect(),
+                positive: vec![1.0; batch],
+                sized: vec![1.0; batch],
+                offset: (0..2 * batch).map(|k| ((k * 29) % 100) as f32 / 100.0 - 0.5).collect(),
+            };
+            let t = Instant::now();
+            trainer.step(&batch_c, [1.0, 1.0], 1e-3);
+            if i >= 2 {
+                train_s.push(t.elapsed().as_secs_f64());
+            }
+        }
+    }
     // Inference as detection runs it (the fused pass on the CPU).
     let inference = crate::infer::Inference::new(&net);
     let random = |n: usize| (0..n).map(|i| ((i as u64).wrapping_mul(2_654_435_761) % 1000) as f32 / 1000.0).collect::<Vec<f32>>();
@@ -133,5 +162,6 @@ pub fn measure(
         tile_mpx_per_s: (tile_px * tile_px) as f64 / 1e6 / tile,
         tile_gflop_per_s: 2.0 * config.macs_per_output_cell() as f64 * cells / 1e9 / tile,
         tile_framework_seconds: framework,
+        train_framework_images_per_s: batch as f64 / framework_train,
     }
 }

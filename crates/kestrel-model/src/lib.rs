@@ -10,3 +10,4 @@ pub mod infer;
 pub mod network;
 pub mod package;
 pub mod train;
+pub mod train_cpu;

@@ -172,7 +172,7 @@ pub(crate) struct Batch {
     pub(crate) offset: Tensor<2>,
 }
 
-fn to_tensors(examples: &[Example], mode: HeadingMode, device: &Device) -> Batch {
+pub(crate) fn to_tensors(examples: &[Example], mode: HeadingMode, device: &Device) -> Batch {
     let b = examples.len();
     let (c, s) = (examples[0].chip.bands, examples[0].chip.size);
     let mut x = Vec::with_capacity(b * c * s * s);
@@ -211,7 +211,7 @@ fn to_tensors(examples: &[Example], mode: HeadingMode, device: &Device) -> Batch
 }
 
 /// What the heads predict at the centre cell, `[b, channels]`.
-struct CentreOutputs {
+pub(crate) struct CentreOutputs {
     logits: Tensor<2>,
     heading: Tensor<2>,
     size: Tensor<2>,
@@ -219,7 +219,7 @@ struct CentreOutputs {
 
 /// Class-balanced cross-entropy plus squared errors of heading (sin, cos) and log size on
 /// the positives. `class_weights` are (background, class).
-fn loss(
+pub(crate) fn loss(
     model: &Network,
     batch: Batch,
     class_weights: [f32; 2],
@@ -300,6 +300,16 @@ struct CheckpointState {
     /// The chips' ground sample distance (m per pixel): the network's scale.
     #[serde(default)]
     gsd_m: Option<f64>,
+    /// Adam steps of the CPU training pass, whose moments are saved as `moment1-{epoch}.bpk`
+    /// and `moment2-{epoch}.bpk` (burn's optimizer, on a GPU, saves `optimizer-{epoch}.bpk`).
+    #[serde(default)]
+    cpu_adam_steps: Option<u64>,
+}
+
+/// Where the optimizer's state lives: burn's Adam (a GPU) or the CPU training pass's.
+enum Optim {
+    Burn(burn::optim::ModuleOptimizer),
+    Cpu(crate::train_cpu::CpuTrainer),
 }
 
 /// Where checkpoints go and whether to continue from them.
@@ -325,7 +335,7 @@ fn save_checkpoint(
     model: &Network,
     average: &Network,
     best: Option<&Network>,
-    optim: &burn::optim::ModuleOptimizer,
+    optim: &Optim,
     state: &CheckpointState,
 ) -> Result<(), TrainError> {
     std::fs::create_dir_all(dir).map_err(|e| ckpt_err(dir, e))?;
@@ -343,9 +353,14 @@ fn save_checkpoint(
             .save_file(dir.join(format!("best-{epoch}.bpk")))
             .map_err(|e| ckpt_err(dir, e))?;
     }
-    optim
-        .save(dir.join(format!("optimizer-{epoch}.bpk")))
-        .map_err(|e| ckpt_err(dir, e))?;
+    match optim {
+        Optim::Burn(optim) => optim.save(dir.join(format!("optimizer-{epoch}.bpk"))).map_err(|e| ckpt_err(dir, e))?,
+        Optim::Cpu(trainer) => {
+            let (moment_1, moment_2, _) = trainer.moments(&crate::device::current());
+            moment_1.save_file(dir.join(format!("moment1-{epoch}.bpk"))).map_err(|e| ckpt_err(dir, e))?;
+            moment_2.save_file(dir.join(format!("moment2-{epoch}.bpk"))).map_err(|e| ckpt_err(dir, e))?;
+        }
+    }
     let tmp = dir.join("state.json.partial");
     std::fs::write(
         &tmp,
@@ -355,7 +370,7 @@ fn save_checkpoint(
     std::fs::rename(&tmp, dir.join("state.json")).map_err(|e| ckpt_err(dir, e))?;
     // The previous epoch's files are no longer referenced.
     if epoch > 0 {
-        for name in ["model", "average", "best", "optimizer"] {
+        for name in ["model", "average", "best", "optimizer", "moment1", "moment2"] {
             let _ = std::fs::remove_file(dir.join(format!("{name}-{}.bpk", epoch - 1)));
         }
     }
@@ -385,7 +400,13 @@ pub fn train(
     let device = crate::device::current().autodiff();
     let config = NetworkConfig::new(train.contract.bands.len(), 1).with_offset_head(true).with_widths(options.widths);
     let mut model = config.init(&device);
-    let mut optim = AdamConfig::new().init();
+    // On the CPU the training pass is Kestrel's own (see crate::train_cpu), on a GPU burn's.
+    let on_cpu = crate::device::is_cpu(&crate::device::current());
+    let mut optim = if on_cpu {
+        Optim::Cpu(crate::train_cpu::CpuTrainer::new(&model, &config))
+    } else {
+        Optim::Burn(AdamConfig::new().init())
+    };
     let mode = train.contract.heading_mode;
     let augment = Augment {
         scale: options.scale_jitter,
@@ -455,9 +476,27 @@ pub fn train(
             .init(&device)
             .try_load_file(c.dir.join(format!("model-{e}.bpk")))
             .map_err(|err| ckpt_err(&c.dir, format!("model weights: {err}")))?;
-        optim = optim
-            .load(c.dir.join(format!("optimizer-{e}.bpk")))
-            .map_err(|err| ckpt_err(&c.dir, format!("optimizer state: {err}")))?;
+        optim = match (optim, state.cpu_adam_steps) {
+            (Optim::Burn(o), None) => Optim::Burn(
+                o.load(c.dir.join(format!("optimizer-{e}.bpk")))
+                    .map_err(|err| ckpt_err(&c.dir, format!("optimizer state: {err}")))?,
+            ),
+            (Optim::Cpu(_), Some(steps)) => {
+                let load = |name: &str| {
+                    config
+                        .init(&crate::device::current())
+                        .try_load_file(c.dir.join(format!("{name}-{e}.bpk")))
+                        .map_err(|err| ckpt_err(&c.dir, format!("optimizer state ({name}): {err}")))
+                };
+                Optim::Cpu(crate::train_cpu::CpuTrainer::new(&model, &config).with_moments(&load("moment1")?, &load("moment2")?, steps))
+            }
+            (Optim::Cpu(_), None) => {
+                return Err(ckpt_err(&c.dir, "was written by training on a GPU (or by a Kestrel before 2026-12-06), whose optimizer state the CPU's training pass does not read: continue it there (--device gpu), or train afresh without --resume"));
+            }
+            (Optim::Burn(_), Some(_)) => {
+                return Err(ckpt_err(&c.dir, "was written by training on the CPU, whose optimizer state burn's GPU training does not read: continue it on the CPU (--device cpu), or train afresh without --resume"));
+            }
+        };
         let kept_now = kept_epoch(&state.history).map(|m| m.epoch);
         if (state.kept_epoch.is_none() && (state.best_f1.is_some() || state.best_val_loss.is_some()))
             || (state.kept_epoch.is_some() && state.kept_epoch != kept_now)
@@ -501,17 +540,22 @@ pub fn train(
             }
             let examples =
                 train.batch(idx, &augment, options.seed, epoch as u64, options.threads)?;
-            let (l, _) = loss(
-                &model,
-                to_tensors(&examples, mode, &device),
-                class_weights,
-                &device,
-            );
-            let value = f64::from(l.clone().into_scalar::<f32>());
+            let value = match &mut optim {
+                Optim::Cpu(trainer) => {
+                    let value = trainer.step(&crate::train_cpu::CpuBatch::new(&examples, mode), class_weights, lr);
+                    average.update(&trainer.network(&crate::device::current()));
+                    value
+                }
+                Optim::Burn(burn_optim) => {
+                    let (l, _) = loss(&model, to_tensors(&examples, mode, &device), class_weights, &device);
+                    let value = f64::from(l.clone().into_scalar::<f32>());
+                    let grads = GradientsParams::from_grads(l.backward(), &model);
+                    model = burn_optim.step(lr, model, grads);
+                    average.update(&model.valid());
+                    value
+                }
+            };
             total += value * idx.len() as f64;
-            let grads = GradientsParams::from_grads(l.backward(), &model);
-            model = optim.step(lr, model, grads);
-            average.update(&model.valid());
             events(&TrainEvent::Batch {
                 epoch,
                 batch: bi + 1,
@@ -520,6 +564,10 @@ pub fn train(
             });
         }
         let train_s = start.elapsed().as_secs_f64();
+        if let Optim::Cpu(trainer) = &optim {
+            // The weights as trained, for the checkpoint (and the raw weights' validation).
+            model = trainer.network(&crate::device::current()).train();
+        }
         let scored = if options.average_decay > 0.0 {
             average.model.valid()
         } else {
@@ -552,6 +600,10 @@ pub fn train(
                 average_steps: average.steps(),
                 set_sizes: [train.len(), val.len()],
                 gsd_m: Some(train.contract.target_gsd_m),
+                cpu_adam_steps: match &optim {
+                    Optim::Cpu(trainer) => Some(trainer.steps()),
+                    Optim::Burn(_) => None,
+                },
             };
             save_checkpoint(
                 &c.dir,
