@@ -44,6 +44,13 @@ impl ModuleMapper for Blend {
 
 /// The running average of a network trained elsewhere. Hand out `model.valid()`, not a clone:
 /// clones share batch-norm running statistics with the average.
+/// The decay of the `steps`-th update: warming up from 0.18 (the first weights count most
+/// while the average holds little) to `max_decay`.
+pub(crate) fn decay_at(steps: u64, max_decay: f32) -> f32 {
+    let warm = (1.0 + steps as f32) / (10.0 + steps as f32);
+    warm.min(max_decay)
+}
+
 pub struct WeightAverage {
     pub model: Network,
     steps: u64,
@@ -81,10 +88,9 @@ impl WeightAverage {
         let mut collect = Collect(VecDeque::new());
         trained.visit(&mut collect);
         self.steps += 1;
-        let warm = (1.0 + self.steps as f32) / (10.0 + self.steps as f32);
         let mut blend = Blend {
             current: collect.0,
-            decay: warm.min(self.max_decay),
+            decay: decay_at(self.steps, self.max_decay),
         };
         // A module's running statistics sit behind a shared lock that `map` writes through:
         // map a copy (`valid`), so that models handed out earlier (the best so far) keep theirs.

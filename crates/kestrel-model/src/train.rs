@@ -522,6 +522,9 @@ pub fn train(
         since_best = state.since_best;
         first_epoch = e;
     }
+    if let Optim::Cpu(trainer) = &mut optim {
+        trainer.start_average(&average.model, average.steps(), decay);
+    }
     for epoch in first_epoch..options.epochs {
         if since_best >= options.patience {
             break;
@@ -541,11 +544,8 @@ pub fn train(
             let examples =
                 train.batch(idx, &augment, options.seed, epoch as u64, options.threads)?;
             let value = match &mut optim {
-                Optim::Cpu(trainer) => {
-                    let value = trainer.step(&crate::train_cpu::CpuBatch::new(&examples, mode), class_weights, lr);
-                    average.update(&trainer.network(&crate::device::current()));
-                    value
-                }
+                // The step folds the weights into its own copy of the average.
+                Optim::Cpu(trainer) => trainer.step(&crate::train_cpu::CpuBatch::new(&examples, mode), class_weights, lr),
                 Optim::Burn(burn_optim) => {
                     let (l, _) = loss(&model, to_tensors(&examples, mode, &device), class_weights, &device);
                     let value = f64::from(l.clone().into_scalar::<f32>());
@@ -565,8 +565,12 @@ pub fn train(
         }
         let train_s = start.elapsed().as_secs_f64();
         if let Optim::Cpu(trainer) = &optim {
-            // The weights as trained, for the checkpoint (and the raw weights' validation).
-            model = trainer.network(&crate::device::current()).train();
+            // The weights as trained and their average, for validation and the checkpoint.
+            let device = crate::device::current();
+            model = trainer.network(&device).train();
+            if let Some((averaged, steps)) = trainer.average(&device) {
+                average = WeightAverage::resumed(averaged, decay, steps);
+            }
         }
         let scored = if options.average_decay > 0.0 {
             average.model.valid()

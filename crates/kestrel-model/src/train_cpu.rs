@@ -632,6 +632,18 @@ pub struct CpuTrainer {
     steps: u64,
     epsilon: f64,
     momentum: f64,
+    /// The weight average (see [`crate::ema`]), kept here in the flat layout so that a step
+    /// does not build a network to fold into it.
+    average: Option<Average>,
+}
+
+/// An exponential moving average of the parameters and running statistics, as
+/// [`crate::ema::WeightAverage`] computes it.
+struct Average {
+    params: Vec<f32>,
+    stats: Vec<f32>,
+    steps: u64,
+    max_decay: f32,
 }
 
 impl CpuTrainer {
@@ -676,7 +688,20 @@ impl CpuTrainer {
             steps: 0,
             epsilon: network.stem.bn.epsilon,
             momentum: network.stem.bn.momentum,
+            average: None,
         }
+    }
+
+    /// Every step from now on folds the weights into an average that starts as `from`, after
+    /// `steps` updates, with decay up to `max_decay` ([`crate::ema::WeightAverage`]'s rule).
+    pub fn start_average(&mut self, from: &Network, steps: u64, max_decay: f32) {
+        let start = CpuTrainer::new(from, &self.config);
+        self.average = Some(Average { params: start.params, stats: start.stats, steps, max_decay });
+    }
+
+    /// The weight average as a network, and the updates folded into it.
+    pub fn average(&self, device: &Device) -> Option<(Network, u64)> {
+        self.average.as_ref().map(|a| (self.build(&a.params, &a.stats, device), a.steps))
     }
 
     /// Continues a run: Adam's moments as the networks [`CpuTrainer::moments`] wrote, after
@@ -893,6 +918,16 @@ impl CpuTrainer {
                     p[i] -= factor * m1[i] / (m2[i].sqrt() + epsilon);
                 }
             });
+        if let Some(a) = &mut self.average {
+            a.steps += 1;
+            let decay = crate::ema::decay_at(a.steps, a.max_decay);
+            // The same f32 arithmetic as the burn module mapper's, so either path averages alike.
+            for (avg, new) in [(&mut a.params, &self.params), (&mut a.stats, &self.stats)] {
+                avg.par_chunks_mut(4096).zip(new.par_chunks(4096)).for_each(|(avg, new)| {
+                    avg.iter_mut().zip(new).for_each(|(v, n)| *v = *v * decay + n * (1.0 - decay));
+                });
+            }
+        }
         loss
     }
 }
@@ -1038,6 +1073,26 @@ mod tests {
         assert!(mean_diff < 0.02 * learning_rate, "weights differ from burn's by {mean_diff} on average after 3 steps");
         let moved = trainer.params.iter().zip(&CpuTrainer::new(&config.init(&ad), &config).params).any(|(a, b)| a != b);
         assert!(moved, "the steps moved the weights");
+    }
+
+    #[test]
+    fn the_average_is_the_weight_averages() {
+        let device = crate::device::current();
+        let config = config();
+        let start = config.init(&device);
+        let mut trainer = CpuTrainer::new(&start, &config);
+        let mut reference = crate::ema::WeightAverage::new(start.clone(), 0.9);
+        trainer.start_average(&reference.model, 0, 0.9);
+        for round in 0..3 {
+            trainer.step(&CpuBatch::new(&examples(4 + round, 3, 24), HeadingMode::Directed), [1.0, 1.0], 1e-2);
+            reference.update(&trainer.network(&device));
+        }
+        let (averaged, steps) = trainer.average(&device).expect("started");
+        assert_eq!(steps, reference.steps());
+        let (ours, theirs) = (CpuTrainer::new(&averaged, &config), CpuTrainer::new(&reference.model, &config));
+        assert_eq!(ours.params, theirs.params);
+        assert_eq!(ours.stats, theirs.stats);
+        assert_ne!(ours.params, trainer.params, "the average lags behind the weights");
     }
 
     #[test]

@@ -326,6 +326,21 @@ fn an_interrupted_run_resumes_from_its_checkpoint() {
     assert!(err.contains("resume with the same --gsd"), "{err}");
     train_set.contract.target_gsd_m = gsd_m;
 
+    // The CPU's training pass saves its own optimizer state (Adam's moments and steps); a
+    // checkpoint without it (burn's, written on a GPU or by an earlier Kestrel) is refused
+    // on the CPU with what to do, not continued with a fresh optimizer.
+    let state_path = ck.dir.join("state.json");
+    let saved = std::fs::read(&state_path).unwrap();
+    let mut state: serde_json::Value = serde_json::from_slice(&saved).unwrap();
+    assert!(state.as_object_mut().unwrap().remove("cpu_adam_steps").is_some_and(|s| s.as_u64() > Some(0)), "the state counts Adam's steps");
+    std::fs::write(&state_path, serde_json::to_vec(&state).unwrap()).unwrap();
+    let err = train(&train_set, &val_set, &full, Some(&resumed_ck), |_| {})
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("--device gpu") && err.contains("without --resume"), "{err}");
+    std::fs::write(&state_path, saved).unwrap();
+
     // A checkpoint of a Kestrel that kept the strictly best F1 cannot go on under this rule.
     let mut state: serde_json::Value = serde_json::from_slice(&std::fs::read(ck.dir.join("state.json")).unwrap()).unwrap();
     let fields = state.as_object_mut().unwrap();
