@@ -69,7 +69,7 @@ fn mining_finds_unlabelled_vehicles_and_spares_labelled_ones() {
         &train_set,
         &val_set,
         &TrainOptions {
-            epochs: 8,
+            epochs: 12,
             batch_size: 32,
             ..Default::default()
         },
