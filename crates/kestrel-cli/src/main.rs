@@ -283,7 +283,8 @@ enum Command {
         #[arg(long, default_value_t = 0.1)]
         colour_jitter: f32,
         /// Hard-negative mining rounds: score the training images, add the confident false
-        /// positives as negatives, retrain.
+        /// positives as negatives, train on (each round continues from the previous round's
+        /// network for half the epochs).
         #[arg(long, default_value_t = 0)]
         mine_rounds: usize,
         /// At most this many mined negatives per training image and round, strongest first.

@@ -98,8 +98,9 @@ fn a_run_killed_mid_epoch_resumes_mines_and_writes_its_package() {
         .filter(|v| v["event"] == "epoch")
         .map(|v| v["epoch"].as_u64().unwrap())
         .collect();
-    // Round 1 (half the epochs, 4) resumes after its first epoch; round 2 runs all 8.
-    assert_eq!(epochs, vec![2, 3, 4, 1, 2, 3, 4, 5, 6, 7, 8], "{stderr}");
+    // Round 1 (half the epochs, 4) resumes after its first epoch; round 2 continues from
+    // round 1's network for half of its 8.
+    assert_eq!(epochs, vec![2, 3, 4, 1, 2, 3, 4], "{stderr}");
     let reported: usize = stderr
         .split("mined ")
         .nth(1)
@@ -137,6 +138,30 @@ fn a_run_killed_mid_epoch_resumes_mines_and_writes_its_package() {
         .map(|m| m["f1"].as_f64().unwrap())
         .fold(0.0, f64::max);
     assert!(best > 0.8, "best F1 {best}");
+
+    // Killed after mining, before round 2's first checkpoint: resuming starts round 2 from
+    // the weights round 1 kept.
+    std::fs::remove_dir_all(dir.path().join("vehicle.kestrel.checkpoints/round-1")).unwrap();
+    std::fs::remove_file(&model).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kestrel")).args(args(&["--resume"])).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    let epochs: Vec<u64> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["event"] == "epoch")
+        .map(|v| v["epoch"].as_u64().unwrap())
+        .collect();
+    assert_eq!(epochs, vec![1, 2, 3, 4], "{stderr}");
+    let f1: Vec<f64> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["event"] == "epoch")
+        .map(|v| v["f1"].as_f64().unwrap())
+        .collect();
+    // Continued, not started afresh: the first epoch already scores as a trained network.
+    assert!(f1[0] > 0.8, "F1 {f1:?}");
+    assert!(model.exists());
 }
 
 /// `--members 2` trains two networks with seeds 1 and 2, keeps each in `OUTPUT.members/` and
