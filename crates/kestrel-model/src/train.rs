@@ -5,7 +5,7 @@
 //! on validation F1, and the weights of the last epoch near the best F1 kept (see [`kept_epoch`]).
 
 use crate::ema::WeightAverage;
-use crate::network::{centre_cell, Network, NetworkConfig, STRIDE};
+use crate::network::{centre_cell, Network, NetworkConfig};
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamConfig, GradientsParams};
@@ -178,40 +178,18 @@ pub(crate) struct Batch {
 }
 
 pub(crate) fn to_tensors(examples: &[Example], mode: HeadingMode, device: &Device) -> Batch {
-    let b = examples.len();
-    let (c, s) = (examples[0].chip.bands, examples[0].chip.size);
-    let mut x = Vec::with_capacity(b * c * s * s);
-    let mut y = Vec::with_capacity(b);
-    let mut h = Vec::with_capacity(b * 2);
-    let mut m = Vec::with_capacity(b);
-    let mut size = Vec::with_capacity(b * 2);
-    let mut sized = Vec::with_capacity(b);
-    let mut offset = Vec::with_capacity(b * 2);
-    let k = match mode {
-        HeadingMode::Directed => 1.0,
-        HeadingMode::Axis => 2.0,
-    };
-    for e in examples {
-        x.extend_from_slice(&e.chip.data);
-        y.push(i64::from(e.positive));
-        let t = (e.heading_deg * k).to_radians();
-        h.push(t.sin() as f32);
-        h.push(t.cos() as f32);
-        m.push(if e.positive { 1.0f32 } else { 0.0 });
-        let [l, w] = e.size_m.unwrap_or([1.0, 1.0]);
-        size.push(l.max(1e-3).ln() as f32);
-        size.push(w.max(1e-3).ln() as f32);
-        sized.push(if e.size_m.is_some() { 1.0f32 } else { 0.0 });
-        offset.extend(e.offset_px.map(|v| (v / STRIDE as f64) as f32));
-    }
+    // The targets as the CPU training pass reads them, so that both paths learn the same.
+    let t = crate::train_cpu::CpuBatch::new(examples, mode);
+    let (b, c, s) = (t.images, t.bands, t.size_px);
+    let y: Vec<i64> = t.class.iter().map(|&k| k as i64).collect();
     Batch {
-        x: Tensor::from_data(TensorData::new(x, [b, c, s, s]), device),
+        x: Tensor::from_data(TensorData::new(t.x, [b, c, s, s]), device),
         y: Tensor::from_data(TensorData::new(y, [b]), device),
-        heading: Tensor::from_data(TensorData::new(h, [b, 2]), device),
-        size: Tensor::from_data(TensorData::new(size, [b, 2]), device),
-        positive: Tensor::from_data(TensorData::new(m, [b, 1]), device),
-        sized: Tensor::from_data(TensorData::new(sized, [b, 1]), device),
-        offset: Tensor::from_data(TensorData::new(offset, [b, 2]), device),
+        heading: Tensor::from_data(TensorData::new(t.heading, [b, 2]), device),
+        size: Tensor::from_data(TensorData::new(t.size, [b, 2]), device),
+        positive: Tensor::from_data(TensorData::new(t.positive, [b, 1]), device),
+        sized: Tensor::from_data(TensorData::new(t.sized, [b, 1]), device),
+        offset: Tensor::from_data(TensorData::new(t.offset, [b, 2]), device),
     }
 }
 

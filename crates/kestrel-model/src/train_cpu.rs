@@ -3,9 +3,10 @@
 //! on the same two cores (408 against 1,304 chips a second, 2026-12-06), in many small
 //! operations and copies around the matrix products. Here each layer's forward pass keeps what
 //! its backward pass needs, activations stay channels-last (NHWC), every convolution is an
-//! im2col followed by one matrix product (`gemm`, as burn's own), its backward pass two more
-//! (weights: columnsᵀ·dy; input: dy·Wᵀ folded back by col2im), and batch norm, ReLU and the
-//! residual sums are single passes over the activations. The heads are read at the chip's
+//! im2col followed by one matrix product (`gemm`, as burn's own), a group of images at a time
+//! so that the columns stay in the cache, its backward pass two more (weights: columnsᵀ·dy;
+//! input: dy·Wᵀ folded back by col2im), and batch norm, ReLU and the residual sums are parallel
+//! passes over the activations. The heads are read at the chip's
 //! centre cell, as [`crate::train`]'s loss reads them. Adam and the running statistics follow
 //! burn's (`AdamConfig::new()`, `BatchNorm` momentum and epsilon), so a network trained here is
 //! the same kind of [`Network`] and goes on to the weight average, validation, checkpoints and
@@ -562,7 +563,7 @@ pub struct CpuBatch {
 }
 
 impl CpuBatch {
-    /// The same targets as [`crate::train`]'s tensors.
+    /// The chips and targets of `examples` (also what burn's tensors are made of).
     pub fn new(examples: &[Example], mode: HeadingMode) -> Self {
         let b = examples.len();
         let (bands, size_px) = examples.first().map_or((0, 0), |e| (e.chip.bands, e.chip.size));
@@ -680,9 +681,9 @@ impl CpuTrainer {
         CpuTrainer {
             config: config.clone(),
             template: network.valid(),
-            params: params.clone(),
             moment_1: vec![0.0; params.len()],
             moment_2: vec![0.0; params.len()],
+            params,
             layout,
             stats,
             steps: 0,
