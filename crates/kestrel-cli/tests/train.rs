@@ -31,6 +31,15 @@ fn synthetic_project(dir: &Path) -> std::path::PathBuf {
     p
 }
 
+/// The epoch events of a `--json` run's standard output.
+fn epoch_events(stdout: &str) -> Vec<serde_json::Value> {
+    stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["event"] == "epoch")
+        .collect()
+}
+
 #[test]
 fn a_run_killed_mid_epoch_resumes_mines_and_writes_its_package() {
     let dir = tempfile::tempdir().unwrap();
@@ -92,12 +101,7 @@ fn a_run_killed_mid_epoch_resumes_mines_and_writes_its_package() {
         String::from_utf8_lossy(&out.stderr),
     );
     assert!(out.status.success(), "{stderr}");
-    let epochs: Vec<u64> = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["event"] == "epoch")
-        .map(|v| v["epoch"].as_u64().unwrap())
-        .collect();
+    let epochs: Vec<u64> = epoch_events(&stdout).iter().map(|v| v["epoch"].as_u64().unwrap()).collect();
     // Round 1 (half the epochs, 4) resumes after its first epoch; round 2 continues from
     // round 1's network for half of its 8.
     assert_eq!(epochs, vec![2, 3, 4, 1, 2, 3, 4], "{stderr}");
@@ -146,19 +150,9 @@ fn a_run_killed_mid_epoch_resumes_mines_and_writes_its_package() {
     let out = Command::new(env!("CARGO_BIN_EXE_kestrel")).args(args(&["--resume"])).output().unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{stderr}");
-    let epochs: Vec<u64> = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["event"] == "epoch")
-        .map(|v| v["epoch"].as_u64().unwrap())
-        .collect();
+    let epochs: Vec<u64> = epoch_events(&stdout).iter().map(|v| v["epoch"].as_u64().unwrap()).collect();
     assert_eq!(epochs, vec![1, 2, 3, 4], "{stderr}");
-    let f1: Vec<f64> = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["event"] == "epoch")
-        .map(|v| v["f1"].as_f64().unwrap())
-        .collect();
+    let f1: Vec<f64> = epoch_events(&stdout).iter().map(|v| v["f1"].as_f64().unwrap()).collect();
     // Continued, not started afresh: the first epoch already scores as a trained network.
     assert!(f1[0] > 0.8, "F1 {f1:?}");
     assert!(model.exists());

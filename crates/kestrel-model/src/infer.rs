@@ -225,13 +225,13 @@ pub struct CpuNetwork {
     threads: usize,
 }
 
-fn values<const D: usize>(t: burn::tensor::Tensor<D>) -> Vec<f32> {
+pub(crate) fn values<const D: usize>(t: burn::tensor::Tensor<D>) -> Vec<f32> {
     // A parameter of a trained network is always readable as f32 on its device.
     t.into_data().convert::<f32>().try_to_vec::<f32>().expect("a tensor converted to f32 reads as f32")
 }
 
 /// A convolution's weights as `[k·k·cin, cout]` rows, scaled per output channel by `scale`.
-fn conv_weights(conv: &Conv2d, scale: &[f32]) -> (usize, usize, usize, usize, Vec<f32>) {
+pub(crate) fn conv_weights(conv: &Conv2d, scale: &[f32]) -> (usize, usize, usize, usize, Vec<f32>) {
     let w = conv.weight.val();
     let [cout, cin, kh, kw] = w.dims();
     debug_assert_eq!(kh, kw);

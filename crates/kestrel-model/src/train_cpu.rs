@@ -12,6 +12,7 @@
 //! the same kind of [`Network`] and goes on to the weight average, validation, checkpoints and
 //! the package unchanged. The GPU keeps burn's autodiff.
 
+use crate::infer::{conv_weights, values};
 use crate::network::{Network, NetworkConfig, Residual, STRIDE};
 use burn::module::{Module, Param, RunningState};
 use burn::nn::conv::Conv2d;
@@ -125,23 +126,10 @@ impl Layout {
     }
 }
 
-fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    // A parameter of a network is always readable as f32 on its device.
-    t.into_data().convert::<f32>().try_to_vec::<f32>().expect("a tensor converted to f32 reads as f32")
-}
-
+/// A convolution's weights into its slot, in the inference pass's layout.
 fn read_conv(conv: &Conv2d, slot: ConvSlot, params: &mut [f32]) {
-    let src = values(conv.weight.val());
-    let (k, cin, cout) = (slot.kernel, slot.cin, slot.cout);
-    for co in 0..cout {
-        for ci in 0..cin {
-            for ky in 0..k {
-                for kx in 0..k {
-                    params[slot.at + ((ky * k + kx) * cin + ci) * cout + co] = src[((co * cin + ci) * k + ky) * k + kx];
-                }
-            }
-        }
-    }
+    let (_, _, _, _, weight) = conv_weights(conv, &vec![1.0; slot.cout]);
+    params[slot.at..slot.at + slot.len()].copy_from_slice(&weight);
 }
 
 fn write_conv(conv: &mut Conv2d, slot: ConvSlot, params: &[f32], device: &Device) {
